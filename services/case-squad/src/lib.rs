@@ -1,0 +1,1 @@
+//! dispatch case-squad service

@@ -1,0 +1,26 @@
+//! Domain core of the 110 dispatch cluster: everything that decides, nothing that does I/O.
+//!
+//! In the flow of a call, intake uses [`priority`] to rank a call, the geo-router uses
+//! [`geo`] distances, and each district actor is a thin shell around [`district::DistrictState`],
+//! which keeps the officers, the [`queue::IncidentQueue`] and applies the dispatch rule
+//! ([`dispatch`]). Every time comes from a [`clock::Clock`], so tests and load tests control it.
+//!
+//! Units: distances in metres, speeds in km/h where configured (m/s inside), durations in
+//! seconds of the cluster clock, coordinates in WGS84 degrees.
+
+pub mod clock;
+pub mod dispatch;
+pub mod district;
+pub mod eta;
+pub mod geo;
+pub mod incident;
+pub mod officer;
+pub mod priority;
+pub mod queue;
+
+pub use clock::{Clock, ManualClock, ScaledClock, Timestamp, WallClock};
+pub use eta::TravelModel;
+pub use geo::LatLng;
+pub use incident::{Disposition, Incident, IncidentState};
+pub use officer::{Officer, OfficerStatus};
+pub use priority::{Category, Priority};

@@ -1,0 +1,1 @@
+//! All five services in one process (embedded mode) and the per-service binaries

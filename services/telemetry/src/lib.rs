@@ -1,0 +1,1 @@
+//! Tracing setup, shutdown signals and the gRPC serving scaffold shared by every service

@@ -1,0 +1,1 @@
+//! Cross-service integration and end-to-end tests
