@@ -79,7 +79,9 @@ impl ScaledClock {
     /// A clock running `scale` times real time. Errors when `scale` is not finite and > 0.
     pub fn new(scale: f64) -> Result<Self, String> {
         if !scale.is_finite() || scale <= 0.0 {
-            return Err(format!("clock scale must be a finite number > 0, got {scale}"));
+            return Err(format!(
+                "clock scale must be a finite number > 0, got {scale}"
+            ));
         }
         Ok(Self {
             start_ms: system_now_ms(),

@@ -73,8 +73,22 @@ mod tests {
 
     #[test]
     fn validate_rejects_nonsense() {
-        assert!(TravelModel { circuity: 0.9, speed_kmh: 30.0 }.validate().is_err());
-        assert!(TravelModel { circuity: 1.4, speed_kmh: 0.0 }.validate().is_err());
+        assert!(
+            TravelModel {
+                circuity: 0.9,
+                speed_kmh: 30.0
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            TravelModel {
+                circuity: 1.4,
+                speed_kmh: 0.0
+            }
+            .validate()
+            .is_err()
+        );
         assert!(TravelModel::default().validate().is_ok());
     }
 }

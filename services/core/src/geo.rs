@@ -39,7 +39,10 @@ impl LatLng {
     /// ellipsoid is below 0.5% everywhere.
     pub fn distance_m(&self, other: &LatLng) -> f64 {
         use ::geo::{Distance, Haversine, Point};
-        Haversine.distance(Point::new(self.lon, self.lat), Point::new(other.lon, other.lat))
+        Haversine.distance(
+            Point::new(self.lon, self.lat),
+            Point::new(other.lon, other.lat),
+        )
     }
 
     /// This point as a `geo` point (x = lon, y = lat).

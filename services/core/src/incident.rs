@@ -258,11 +258,17 @@ mod tests {
     fn forbidden_transitions_leave_the_incident_unchanged() {
         let mut i = incident();
         let before = i.clone();
-        let err = i.transition(IncidentState::OnScene, Timestamp(5)).unwrap_err();
+        let err = i
+            .transition(IncidentState::OnScene, Timestamp(5))
+            .unwrap_err();
         assert_eq!(err.from, IncidentState::Received);
         assert_eq!(i, before);
-        i.transition(IncidentState::Cancelled, Timestamp(6)).unwrap();
+        i.transition(IncidentState::Cancelled, Timestamp(6))
+            .unwrap();
         assert!(i.transition(IncidentState::Routed, Timestamp(7)).is_err());
-        assert!(i.transition(IncidentState::Cancelled, Timestamp(7)).is_err());
+        assert!(
+            i.transition(IncidentState::Cancelled, Timestamp(7))
+                .is_err()
+        );
     }
 }

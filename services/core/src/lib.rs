@@ -8,6 +8,9 @@
 //! Units: distances in metres, speeds in km/h where configured (m/s inside), durations in
 //! seconds of the cluster clock, coordinates in WGS84 degrees.
 
+// Tests may unwrap: a panic is the failure report there. Library code may not.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod clock;
 pub mod dispatch;
 pub mod district;
@@ -19,8 +22,11 @@ pub mod priority;
 pub mod queue;
 
 pub use clock::{Clock, ManualClock, ScaledClock, Timestamp, WallClock};
+pub use dispatch::Candidate;
+pub use district::{DispatchOrder, DistrictConfig, DistrictState, Effect};
 pub use eta::TravelModel;
 pub use geo::LatLng;
 pub use incident::{Disposition, Incident, IncidentState};
 pub use officer::{Officer, OfficerStatus};
 pub use priority::{Category, Priority};
+pub use queue::{IncidentQueue, QueueKey};

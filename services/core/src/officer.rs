@@ -136,10 +136,17 @@ mod tests {
     #[test]
     fn cannot_skip_acknowledge_or_dispatch_an_off_duty_officer() {
         let mut o = Officer::off_duty("o1".into(), "d1".into(), Timestamp(0));
-        assert!(o.set_status(OfficerStatus::Dispatched, Timestamp(1)).is_err());
-        o.set_status(OfficerStatus::Available, Timestamp(1)).unwrap();
-        o.set_status(OfficerStatus::Dispatched, Timestamp(2)).unwrap();
-        let err = o.set_status(OfficerStatus::OnScene, Timestamp(3)).unwrap_err();
+        assert!(
+            o.set_status(OfficerStatus::Dispatched, Timestamp(1))
+                .is_err()
+        );
+        o.set_status(OfficerStatus::Available, Timestamp(1))
+            .unwrap();
+        o.set_status(OfficerStatus::Dispatched, Timestamp(2))
+            .unwrap();
+        let err = o
+            .set_status(OfficerStatus::OnScene, Timestamp(3))
+            .unwrap_err();
         assert_eq!(err.from, OfficerStatus::Dispatched);
         assert_eq!(o.status, OfficerStatus::Dispatched);
         // Busy or off duty only from a free state.

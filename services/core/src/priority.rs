@@ -32,7 +32,9 @@ impl Priority {
 
     /// The priority of level 1..=4.
     pub fn from_level(level: u8) -> Option<Priority> {
-        Priority::ALL.get(usize::from(level).checked_sub(1)?).copied()
+        Priority::ALL
+            .get(usize::from(level).checked_sub(1)?)
+            .copied()
     }
 }
 
@@ -100,7 +102,9 @@ impl Category {
 
     /// The category of wire number `n` (1..=15).
     pub fn from_wire(n: i32) -> Option<Category> {
-        Category::ALL.get(usize::try_from(n).ok()?.checked_sub(1)?).copied()
+        Category::ALL
+            .get(usize::try_from(n).ok()?.checked_sub(1)?)
+            .copied()
     }
 
     /// Wire number (1..=15).
@@ -145,7 +149,10 @@ mod tests {
         assert_eq!(Category::LostProperty.priority(), Priority::P4);
         // Every priority is used by at least one category.
         for p in Priority::ALL {
-            assert!(Category::ALL.iter().any(|c| c.priority() == p), "{p} unused");
+            assert!(
+                Category::ALL.iter().any(|c| c.priority() == p),
+                "{p} unused"
+            );
         }
     }
 

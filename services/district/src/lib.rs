@@ -1,1 +1,42 @@
-//! dispatch district service
+//! The district service: one actix actor per police district.
+//!
+//! In the flow of a call, intake hands a routed incident to `SubmitIncident`; the district's
+//! [`actor::DistrictActor`] queues it and dispatches the nearest available officer (the rule is
+//! in `dispatch-core`); the order and every incident change leave through the [`outbox::Outbox`]
+//! to the notification service (terminals, command center) and, for criminal and administrative
+//! clearances, to the case squad of the district's station. Officers' terminals then call
+//! `AcknowledgeDispatch`, `ArriveOnScene`, `ClearIncident`, `UpdateOfficerStatus` and stream
+//! `ReportLocation`.
+//!
+//! Each actor alone mutates its district's state, so there are no locks. Actors are spread over
+//! a few actix arbiters (threads); gRPC handlers reach them through the cloneable
+//! [`node::DistrictNode`] handle.
+
+pub mod actor;
+pub mod node;
+pub mod outbox;
+pub mod service;
+
+pub use node::{DistrictNode, NodeConfig};
+pub use outbox::Outbox;
+pub use service::{DistrictGrpc, run};
+
+/// Why a district request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The district's state machine refused the request.
+    #[error(transparent)]
+    Domain(#[from] dispatch_core::district::Error),
+    /// No district with this id on this node.
+    #[error("district {0:?} not found")]
+    UnknownDistrict(String),
+    /// No officer with this id on this node.
+    #[error("officer {0:?} not found")]
+    UnknownOfficer(String),
+    /// The district's actor is gone (node shutting down).
+    #[error("district actor unavailable: {0}")]
+    Mailbox(#[from] actix::MailboxError),
+}
+
+/// Result of district operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,458 @@
+//! Simulated officer terminals.
+//!
+//! Each on-duty officer's terminal subscribes to its orders (`Notification.Subscribe`) before
+//! signing on (`UpdateOfficerStatus(AVAILABLE)` at its start position), so no order can be
+//! published before anyone listens. For each new order (each `dispatch_id` once) it waits the
+//! acknowledgement delay, acknowledges, drives to the incident at the scenario's speed
+//! (great-circle distance x circuity / speed) streaming its interpolated position every GPS
+//! interval on a `ReportLocation` client stream, reports on scene, stays the on-scene time, and
+//! clears with a disposition drawn from the scenario's shares. It is then free at the incident's
+//! place, and the cluster dispatches it again.
+//!
+//! All waits are cluster seconds turned into real time by the shared clock
+//! ([`dispatch_core::Clock::real_duration`]). Every terminal draws from its own generator,
+//! seeded by the scenario seed and its officer id.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dispatch_bus::convert::{disposition_to_wire, latlng_to_wire};
+use dispatch_core::clock::SharedClock;
+use dispatch_core::{Disposition, LatLng};
+use dispatch_proto::v1::{
+    AcknowledgeDispatchRequest, ArriveOnSceneRequest, Audience, ClearIncidentRequest,
+    DispatchOrder, LocationReport, Notice, OfficerStatus, SubscribeRequest,
+    UpdateOfficerStatusRequest, audience, notice_body,
+};
+use tokio::sync::{mpsc, oneshot};
+use tonic::Streaming;
+
+use crate::connect::{Clients, StreamPools};
+use crate::draw::{Weighted, rng_for_officer, uniform_in};
+use crate::scenario::{TerminalSpec, disposition_name};
+use crate::{Error, Result};
+
+/// Attempts to re-open a broken order stream before the terminal gives up.
+const RESUBSCRIBE_ATTEMPTS: u32 = 10;
+
+/// Real pause between re-subscription attempts.
+const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(200);
+
+/// How an incident's first order reached a terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstOrder {
+    /// The officer it went to.
+    pub officer_id: String,
+    /// The order.
+    pub dispatch_id: String,
+    /// When the terminal received it (real, monotonic).
+    pub received: Instant,
+    /// Since when that officer had been free (signed on or last cleared), real, monotonic.
+    pub officer_free_since: Instant,
+}
+
+/// What all terminals share: first orders per incident and counters, read by the progress
+/// log and the report.
+#[derive(Debug, Default)]
+pub struct Fleet {
+    first_orders: Mutex<HashMap<String, FirstOrder>>,
+    cleared: Mutex<HashSet<String>>,
+    clearances: Mutex<BTreeMap<&'static str, u64>>,
+    errors: Mutex<BTreeMap<&'static str, u64>>,
+    orders: AtomicU64,
+    duplicate_orders: AtomicU64,
+    busy: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data in a valid state.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Fleet {
+    /// Counts one failed RPC of a terminal.
+    pub fn error(&self, rpc: &'static str) {
+        *lock(&self.errors).entry(rpc).or_default() += 1;
+    }
+
+    fn order(&self, order: &DispatchOrder, free_since: Instant) {
+        self.orders.fetch_add(1, Ordering::Relaxed);
+        lock(&self.first_orders)
+            .entry(order.incident_id.clone())
+            .or_insert_with(|| FirstOrder {
+                officer_id: order.officer_id.clone(),
+                dispatch_id: order.dispatch_id.clone(),
+                received: Instant::now(),
+                officer_free_since: free_since,
+            });
+    }
+
+    fn cleared(&self, incident_id: &str, disposition: Disposition) {
+        lock(&self.cleared).insert(incident_id.to_string());
+        *lock(&self.clearances)
+            .entry(disposition_name(disposition))
+            .or_default() += 1;
+    }
+
+    /// The first order of every incident that got one.
+    pub fn first_orders(&self) -> HashMap<String, FirstOrder> {
+        lock(&self.first_orders).clone()
+    }
+
+    /// Incidents the terminals have cleared.
+    pub fn cleared_count(&self) -> usize {
+        lock(&self.cleared).len()
+    }
+
+    /// Terminals handling an order right now.
+    pub fn busy(&self) -> u64 {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Orders received (new `dispatch_id`s).
+    pub fn orders(&self) -> u64 {
+        self.orders.load(Ordering::Relaxed)
+    }
+
+    /// Orders delivered again and ignored.
+    pub fn duplicate_orders(&self) -> u64 {
+        self.duplicate_orders.load(Ordering::Relaxed)
+    }
+
+    /// Clearances accepted by the cluster, by disposition name.
+    pub fn clearances(&self) -> BTreeMap<String, u64> {
+        lock(&self.clearances)
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect()
+    }
+
+    /// Failed RPCs by name.
+    pub fn errors(&self) -> BTreeMap<String, u64> {
+        lock(&self.errors)
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect()
+    }
+}
+
+/// What every terminal of a run shares.
+#[derive(Debug)]
+pub struct TerminalEnv {
+    /// Behaviour from the scenario.
+    pub spec: TerminalSpec,
+    /// The cluster's clock (same scale as the cluster's).
+    pub clock: SharedClock,
+    /// Scenario seed.
+    pub seed: u64,
+    /// Unary clients.
+    pub clients: Clients,
+    /// Stream channels.
+    pub streams: StreamPools,
+    /// Shared records.
+    pub fleet: Arc<Fleet>,
+    dispositions: Weighted<Disposition>,
+}
+
+impl TerminalEnv {
+    /// The environment of a run's terminals.
+    ///
+    /// Errors: [`Error::Weights`] when the disposition shares cannot be drawn from.
+    pub fn new(
+        spec: TerminalSpec,
+        clock: SharedClock,
+        seed: u64,
+        clients: Clients,
+        streams: StreamPools,
+        fleet: Arc<Fleet>,
+    ) -> Result<Self> {
+        let dispositions = Weighted::new("terminal.dispositions", spec.dispositions.weights())?;
+        Ok(Self {
+            spec,
+            clock,
+            seed,
+            clients,
+            streams,
+            fleet,
+            dispositions,
+        })
+    }
+
+    fn real(&self, cluster_s: f64) -> Duration {
+        self.clock.real_duration(cluster_s)
+    }
+}
+
+/// One terminal to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TerminalSetup {
+    /// The officer.
+    pub officer_id: String,
+    /// Where the officer signs on, WGS84.
+    pub start: LatLng,
+    /// Position in the run's list of terminals (picks its stream connection).
+    pub index: usize,
+}
+
+/// The point a fraction `f` (0..=1) of the way from `a` to `b` (linear in degrees, which is
+/// accurate to centimetres over the few kilometres of a drive).
+pub fn interpolate(a: LatLng, b: LatLng, f: f64) -> LatLng {
+    let f = f.clamp(0.0, 1.0);
+    LatLng {
+        lat: a.lat + (b.lat - a.lat) * f,
+        lon: a.lon + (b.lon - a.lon) * f,
+    }
+}
+
+async fn subscribe(
+    env: &TerminalEnv,
+    setup: &TerminalSetup,
+    resume_after: u64,
+) -> std::result::Result<Streaming<Notice>, tonic::Status> {
+    let request = SubscribeRequest {
+        audience: Some(Audience {
+            target: Some(audience::Target::OfficerId(setup.officer_id.clone())),
+        }),
+        resume_after,
+    };
+    Ok(env
+        .streams
+        .notification(setup.index)
+        .subscribe(request)
+        .await?
+        .into_inner())
+}
+
+/// Runs one terminal until its task is dropped. `ready` gets `Ok` once the terminal listens
+/// for orders and has signed on, or the error that stopped it.
+pub async fn run_terminal(
+    env: Arc<TerminalEnv>,
+    setup: TerminalSetup,
+    ready: oneshot::Sender<Result<()>>,
+) {
+    let stream = match subscribe(&env, &setup, 0).await {
+        Ok(s) => s,
+        Err(status) => {
+            let _ = ready.send(Err(Error::rpc(
+                format!("Notification.Subscribe({})", setup.officer_id),
+                status,
+            )));
+            return;
+        }
+    };
+    let free_since = Arc::new(Mutex::new(Instant::now()));
+    let sign_on = UpdateOfficerStatusRequest {
+        officer_id: setup.officer_id.clone(),
+        status: OfficerStatus::Available as i32,
+        location: Some(latlng_to_wire(setup.start)),
+    };
+    if let Err(status) = env.clients.district().update_officer_status(sign_on).await {
+        let _ = ready.send(Err(Error::rpc(
+            format!("DistrictService.UpdateOfficerStatus({})", setup.officer_id),
+            status,
+        )));
+        return;
+    }
+    let _ = ready.send(Ok(()));
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::join!(
+        read_orders(&env, &setup, stream, free_since.clone(), tx),
+        work(&env, &setup, rx, free_since),
+    );
+}
+
+/// Reads the order stream, timestamps each new order, and passes it to the worker; re-opens
+/// the stream after a break, resuming after the last notice seen.
+async fn read_orders(
+    env: &TerminalEnv,
+    setup: &TerminalSetup,
+    mut stream: Streaming<Notice>,
+    free_since: Arc<Mutex<Instant>>,
+    tx: mpsc::UnboundedSender<DispatchOrder>,
+) {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut last_seq = 0;
+    let mut failures = 0;
+    loop {
+        match stream.message().await {
+            Ok(Some(notice)) => {
+                failures = 0;
+                last_seq = last_seq.max(notice.seq);
+                let Some(notice_body::Kind::DispatchOrder(order)) =
+                    notice.body.and_then(|b| b.kind)
+                else {
+                    continue;
+                };
+                if order.officer_id != setup.officer_id {
+                    env.fleet.error("order_for_other_officer");
+                    continue;
+                }
+                if !seen.insert(order.dispatch_id.clone()) {
+                    env.fleet.duplicate_orders.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                env.fleet.order(&order, *lock(&free_since));
+                if tx.send(order).is_err() {
+                    return;
+                }
+            }
+            Ok(None) | Err(_) => {
+                env.fleet.error("subscribe");
+                loop {
+                    failures += 1;
+                    if failures > RESUBSCRIBE_ATTEMPTS {
+                        tracing::warn!(
+                            officer = %setup.officer_id,
+                            "order stream lost after {RESUBSCRIBE_ATTEMPTS} attempts, terminal stops"
+                        );
+                        return;
+                    }
+                    tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
+                    match subscribe(env, setup, last_seq).await {
+                        Ok(s) => {
+                            stream = s;
+                            break;
+                        }
+                        Err(_) => env.fleet.error("subscribe"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Handles orders one after the other.
+async fn work(
+    env: &TerminalEnv,
+    setup: &TerminalSetup,
+    mut rx: mpsc::UnboundedReceiver<DispatchOrder>,
+    free_since: Arc<Mutex<Instant>>,
+) {
+    let mut rng = rng_for_officer(env.seed, &setup.officer_id);
+    let mut position = setup.start;
+    while let Some(order) = rx.recv().await {
+        env.fleet.busy.fetch_add(1, Ordering::Relaxed);
+        handle_order(env, setup, &order, &mut position, &mut rng, &free_since).await;
+        env.fleet.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn handle_order(
+    env: &TerminalEnv,
+    setup: &TerminalSetup,
+    order: &DispatchOrder,
+    position: &mut LatLng,
+    rng: &mut crate::draw::SeededRng,
+    free_since: &Mutex<Instant>,
+) {
+    let officer_id = setup.officer_id.clone();
+    let dispatch_id = order.dispatch_id.clone();
+    let spec = &env.spec;
+    tokio::time::sleep(env.real(uniform_in(spec.ack_delay_s, rng))).await;
+    let ack = AcknowledgeDispatchRequest {
+        officer_id: officer_id.clone(),
+        dispatch_id: dispatch_id.clone(),
+    };
+    if let Err(status) = env.clients.district().acknowledge_dispatch(ack).await {
+        tracing::warn!(officer = %officer_id, dispatch = %dispatch_id, %status, "acknowledge failed");
+        env.fleet.error("acknowledge_dispatch");
+        return;
+    }
+    let destination = order
+        .location
+        .as_ref()
+        .and_then(|l| LatLng::new(l.lat, l.lon).ok())
+        .unwrap_or(*position);
+    drive(env, setup, *position, destination).await;
+    *position = destination;
+    let arrive = ArriveOnSceneRequest {
+        officer_id: officer_id.clone(),
+        dispatch_id: dispatch_id.clone(),
+    };
+    if let Err(status) = env.clients.district().arrive_on_scene(arrive).await {
+        tracing::warn!(officer = %officer_id, dispatch = %dispatch_id, %status, "arrive failed");
+        env.fleet.error("arrive_on_scene");
+        return;
+    }
+    tokio::time::sleep(env.real(uniform_in(spec.on_scene_s, rng))).await;
+    let disposition = env.dispositions.draw(rng);
+    // Free from the moment the clearance leaves: the district may dispatch it again before the
+    // answer comes back.
+    *lock(free_since) = Instant::now();
+    let clear = ClearIncidentRequest {
+        officer_id: officer_id.clone(),
+        dispatch_id: dispatch_id.clone(),
+        disposition: disposition_to_wire(disposition) as i32,
+    };
+    match env.clients.district().clear_incident(clear).await {
+        Ok(_) => env.fleet.cleared(&order.incident_id, disposition),
+        Err(status) => {
+            tracing::warn!(officer = %officer_id, dispatch = %dispatch_id, %status, "clear failed");
+            env.fleet.error("clear_incident");
+        }
+    }
+}
+
+/// Drives from `from` to `to`: travel time = great-circle distance x circuity / speed, one GPS
+/// report every interval on a `ReportLocation` stream, the last one at the destination.
+async fn drive(env: &TerminalEnv, setup: &TerminalSetup, from: LatLng, to: LatLng) {
+    let travel_s = env.spec.travel().eta_s(&from, &to);
+    let interval_s = env.spec.gps_interval_s;
+    let (tx, rx) = mpsc::channel::<LocationReport>(8);
+    let report = |p: LatLng| LocationReport {
+        officer_id: setup.officer_id.clone(),
+        location: Some(latlng_to_wire(p)),
+    };
+    let mut client = env.streams.district(setup.index);
+    let call = client.report_location(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let send = async move {
+        let t0 = tokio::time::Instant::now();
+        let mut k = 1.0;
+        while k * interval_s < travel_s {
+            tokio::time::sleep_until(t0 + env.real(k * interval_s)).await;
+            if tx
+                .send(report(interpolate(from, to, k * interval_s / travel_s)))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            k += 1.0;
+        }
+        tokio::time::sleep_until(t0 + env.real(travel_s)).await;
+        let _ = tx.send(report(to)).await;
+        // Dropping `tx` ends the client stream.
+    };
+    let (result, ()) = tokio::join!(call, send);
+    if let Err(status) = result {
+        tracing::warn!(officer = %setup.officer_id, %status, "location stream failed");
+        env.fleet.error("report_location");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolation_runs_from_start_to_end() {
+        let a = LatLng {
+            lat: 23.0,
+            lon: 113.7,
+        };
+        let b = LatLng {
+            lat: 23.01,
+            lon: 113.72,
+        };
+        assert_eq!(interpolate(a, b, 0.0), a);
+        assert_eq!(interpolate(a, b, 1.0), b);
+        assert_eq!(interpolate(a, b, 2.0), b, "clamped");
+        let mid = interpolate(a, b, 0.5);
+        assert!((mid.lat - 23.005).abs() < 1e-12 && (mid.lon - 113.71).abs() < 1e-12);
+        // Half-way in degrees is half-way in distance to well under a metre at this scale.
+        let (d1, d2) = (a.distance_m(&mid), mid.distance_m(&b));
+        assert!((d1 - d2).abs() < 0.5, "{d1} vs {d2}");
+    }
+}

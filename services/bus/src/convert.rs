@@ -1,0 +1,371 @@
+//! Domain types to and from `dispatch.v1` messages.
+//!
+//! Conversions from the wire check every field and fail with a [`FieldError`] naming the
+//! field (dotted path, as in the `.proto`) and the rule; [`FieldError`] turns into an
+//! `InvalidArgument` status with a `BadRequest` detail.
+
+use dispatch_core::incident::IncidentTimes;
+use dispatch_core::{
+    Category, Disposition, Incident, IncidentState, LatLng, Officer, OfficerStatus, Priority,
+    Timestamp,
+};
+use dispatch_proto::v1;
+use tonic::Status;
+
+/// A wire field that breaks a rule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {rule}")]
+pub struct FieldError {
+    /// Dotted path of the field, e.g. `incident.location.lat`.
+    pub field: String,
+    /// The rule it breaks, with the offending value.
+    pub rule: String,
+}
+
+impl FieldError {
+    /// `field` breaks `rule`.
+    pub fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+
+    /// The same error under a parent field (`location.lat` -> `incident.location.lat`).
+    pub fn within(self, parent: &str) -> Self {
+        Self {
+            field: format!("{parent}.{}", self.field),
+            rule: self.rule,
+        }
+    }
+}
+
+impl From<FieldError> for Status {
+    fn from(e: FieldError) -> Self {
+        dispatch_proto::status::invalid_argument(&e.field, e.rule)
+    }
+}
+
+/// Cluster time to a protobuf timestamp.
+pub fn timestamp_to_wire(t: Timestamp) -> prost_types::Timestamp {
+    let ms = t.as_millis();
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// A protobuf timestamp to cluster time (millisecond resolution).
+pub fn timestamp_from_wire(t: &prost_types::Timestamp) -> Timestamp {
+    Timestamp(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+}
+
+/// A point to the wire.
+pub fn latlng_to_wire(p: LatLng) -> v1::LatLng {
+    v1::LatLng {
+        lat: p.lat,
+        lon: p.lon,
+    }
+}
+
+/// A required point from the wire. Errors name `field`, `field.lat` or `field.lon`.
+pub fn latlng_from_wire(p: Option<&v1::LatLng>, field: &str) -> Result<LatLng, FieldError> {
+    let p = p.ok_or_else(|| FieldError::new(field, "is required"))?;
+    LatLng::new(p.lat, p.lon).map_err(|e| match e {
+        dispatch_core::geo::Error::Latitude(v) => FieldError::new(
+            format!("{field}.lat"),
+            format!("must be a finite number within -90..=90, got {v}"),
+        ),
+        dispatch_core::geo::Error::Longitude(v) => FieldError::new(
+            format!("{field}.lon"),
+            format!("must be a finite number within -180..=180, got {v}"),
+        ),
+    })
+}
+
+/// Priority to the wire.
+pub fn priority_to_wire(p: Priority) -> v1::Priority {
+    match p {
+        Priority::P1 => v1::Priority::P1,
+        Priority::P2 => v1::Priority::P2,
+        Priority::P3 => v1::Priority::P3,
+        Priority::P4 => v1::Priority::P4,
+    }
+}
+
+/// Priority from its wire number. Errors name `field`.
+pub fn priority_from_wire(n: i32, field: &str) -> Result<Priority, FieldError> {
+    u8::try_from(n)
+        .ok()
+        .and_then(Priority::from_level)
+        .ok_or_else(|| FieldError::new(field, format!("must be PRIORITY_P1..=PRIORITY_P4, got {n}")))
+}
+
+/// Category to the wire.
+pub fn category_to_wire(c: Category) -> i32 {
+    c.wire()
+}
+
+/// Category from its wire number. Errors name `field`: unset, or not a known category.
+pub fn category_from_wire(n: i32, field: &str) -> Result<Category, FieldError> {
+    if n == 0 {
+        return Err(FieldError::new(field, "is required (INCIDENT_CATEGORY_UNSPECIFIED given)"));
+    }
+    Category::from_wire(n).ok_or_else(|| {
+        FieldError::new(
+            field,
+            format!(
+                "must be a known IncidentCategory (1..={}), got {n}",
+                Category::ALL.len()
+            ),
+        )
+    })
+}
+
+/// Incident state to the wire.
+pub fn state_to_wire(s: IncidentState) -> v1::IncidentState {
+    use v1::IncidentState as W;
+    match s {
+        IncidentState::Received => W::Received,
+        IncidentState::Routed => W::Routed,
+        IncidentState::Queued => W::Queued,
+        IncidentState::Dispatched => W::Dispatched,
+        IncidentState::OnScene => W::OnScene,
+        IncidentState::Cleared => W::Cleared,
+        IncidentState::Cancelled => W::Cancelled,
+        IncidentState::Merged => W::Merged,
+    }
+}
+
+/// Incident state from its wire number. Errors name `field`.
+pub fn state_from_wire(n: i32, field: &str) -> Result<IncidentState, FieldError> {
+    use v1::IncidentState as W;
+    Ok(match W::try_from(n) {
+        Ok(W::Received) => IncidentState::Received,
+        Ok(W::Routed) => IncidentState::Routed,
+        Ok(W::Queued) => IncidentState::Queued,
+        Ok(W::Dispatched) => IncidentState::Dispatched,
+        Ok(W::OnScene) => IncidentState::OnScene,
+        Ok(W::Cleared) => IncidentState::Cleared,
+        Ok(W::Cancelled) => IncidentState::Cancelled,
+        Ok(W::Merged) => IncidentState::Merged,
+        Ok(W::Unspecified) | Err(_) => {
+            return Err(FieldError::new(field, format!("must be a known IncidentState, got {n}")));
+        }
+    })
+}
+
+/// Disposition to the wire.
+pub fn disposition_to_wire(d: Disposition) -> v1::Disposition {
+    use v1::Disposition as W;
+    match d {
+        Disposition::Resolved => W::Resolved,
+        Disposition::CriminalCase => W::CriminalCase,
+        Disposition::AdministrativeCase => W::AdministrativeCase,
+        Disposition::FalseAlarm => W::FalseAlarm,
+        Disposition::Referred => W::Referred,
+    }
+}
+
+/// Disposition from its wire number; `None` for unspecified. Errors name `field`.
+pub fn disposition_from_wire(n: i32, field: &str) -> Result<Option<Disposition>, FieldError> {
+    use v1::Disposition as W;
+    Ok(Some(match W::try_from(n) {
+        Ok(W::Unspecified) => return Ok(None),
+        Ok(W::Resolved) => Disposition::Resolved,
+        Ok(W::CriminalCase) => Disposition::CriminalCase,
+        Ok(W::AdministrativeCase) => Disposition::AdministrativeCase,
+        Ok(W::FalseAlarm) => Disposition::FalseAlarm,
+        Ok(W::Referred) => Disposition::Referred,
+        Err(_) => {
+            return Err(FieldError::new(field, format!("must be a known Disposition, got {n}")));
+        }
+    }))
+}
+
+/// Officer status to the wire.
+pub fn officer_status_to_wire(s: OfficerStatus) -> v1::OfficerStatus {
+    use v1::OfficerStatus as W;
+    match s {
+        OfficerStatus::OffDuty => W::OffDuty,
+        OfficerStatus::Available => W::Available,
+        OfficerStatus::Dispatched => W::Dispatched,
+        OfficerStatus::Acknowledged => W::Acknowledged,
+        OfficerStatus::OnScene => W::OnScene,
+        OfficerStatus::Busy => W::Busy,
+    }
+}
+
+/// Officer status from its wire number. Errors name `field`: unset or unknown.
+pub fn officer_status_from_wire(n: i32, field: &str) -> Result<OfficerStatus, FieldError> {
+    use v1::OfficerStatus as W;
+    Ok(match W::try_from(n) {
+        Ok(W::OffDuty) => OfficerStatus::OffDuty,
+        Ok(W::Available) => OfficerStatus::Available,
+        Ok(W::Dispatched) => OfficerStatus::Dispatched,
+        Ok(W::Acknowledged) => OfficerStatus::Acknowledged,
+        Ok(W::OnScene) => OfficerStatus::OnScene,
+        Ok(W::Busy) => OfficerStatus::Busy,
+        Ok(W::Unspecified) => return Err(FieldError::new(field, "is required")),
+        Err(_) => {
+            return Err(FieldError::new(field, format!("must be a known OfficerStatus, got {n}")));
+        }
+    })
+}
+
+fn times_to_wire(t: &IncidentTimes) -> v1::IncidentTimes {
+    let w = |x: Option<Timestamp>| x.map(timestamp_to_wire);
+    v1::IncidentTimes {
+        received_at: w(t.received_at),
+        routed_at: w(t.routed_at),
+        queued_at: w(t.queued_at),
+        dispatched_at: w(t.dispatched_at),
+        acknowledged_at: w(t.acknowledged_at),
+        on_scene_at: w(t.on_scene_at),
+        cleared_at: w(t.cleared_at),
+        cancelled_at: w(t.cancelled_at),
+    }
+}
+
+fn times_from_wire(t: Option<&v1::IncidentTimes>) -> IncidentTimes {
+    let Some(t) = t else {
+        return IncidentTimes::default();
+    };
+    let r = |x: &Option<prost_types::Timestamp>| x.as_ref().map(timestamp_from_wire);
+    IncidentTimes {
+        received_at: r(&t.received_at),
+        routed_at: r(&t.routed_at),
+        queued_at: r(&t.queued_at),
+        dispatched_at: r(&t.dispatched_at),
+        acknowledged_at: r(&t.acknowledged_at),
+        on_scene_at: r(&t.on_scene_at),
+        cleared_at: r(&t.cleared_at),
+        cancelled_at: r(&t.cancelled_at),
+    }
+}
+
+/// An incident to the wire.
+pub fn incident_to_wire(i: &Incident) -> v1::Incident {
+    v1::Incident {
+        incident_id: i.id.clone(),
+        call_id: i.call_id.clone(),
+        category: category_to_wire(i.category),
+        priority: priority_to_wire(i.priority) as i32,
+        location: Some(latlng_to_wire(i.location)),
+        description: i.description.clone(),
+        district_id: i.district_id.clone(),
+        station_id: i.station_id.clone(),
+        sub_bureau_id: i.sub_bureau_id.clone(),
+        routed_to_nearest: i.routed_to_nearest,
+        state: state_to_wire(i.state) as i32,
+        officer_id: i.officer_id.clone().unwrap_or_default(),
+        dispatch_id: i.dispatch_id.clone().unwrap_or_default(),
+        disposition: i
+            .disposition
+            .map_or(v1::Disposition::Unspecified, disposition_to_wire) as i32,
+        times: Some(times_to_wire(&i.times)),
+        revision: i.revision,
+    }
+}
+
+/// An incident from the wire (as sent service to service). Errors name the field.
+pub fn incident_from_wire(i: &v1::Incident) -> Result<Incident, FieldError> {
+    if i.incident_id.is_empty() {
+        return Err(FieldError::new("incident_id", "is required"));
+    }
+    let none_if_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    Ok(Incident {
+        id: i.incident_id.clone(),
+        call_id: i.call_id.clone(),
+        category: category_from_wire(i.category, "category")?,
+        priority: priority_from_wire(i.priority, "priority")?,
+        location: latlng_from_wire(i.location.as_ref(), "location")?,
+        description: i.description.clone(),
+        district_id: i.district_id.clone(),
+        station_id: i.station_id.clone(),
+        sub_bureau_id: i.sub_bureau_id.clone(),
+        routed_to_nearest: i.routed_to_nearest,
+        state: state_from_wire(i.state, "state")?,
+        officer_id: none_if_empty(&i.officer_id),
+        dispatch_id: none_if_empty(&i.dispatch_id),
+        disposition: disposition_from_wire(i.disposition, "disposition")?,
+        times: times_from_wire(i.times.as_ref()),
+        revision: i.revision,
+    })
+}
+
+/// An officer to the wire.
+pub fn officer_to_wire(o: &Officer) -> v1::Officer {
+    v1::Officer {
+        officer_id: o.id.clone(),
+        district_id: o.district_id.clone(),
+        status: officer_status_to_wire(o.status) as i32,
+        location: o.location.map(latlng_to_wire),
+        location_at: o.location_at.map(timestamp_to_wire),
+        incident_id: o.incident_id.clone().unwrap_or_default(),
+        dispatch_id: o.dispatch_id.clone().unwrap_or_default(),
+        status_since: Some(timestamp_to_wire(o.status_since)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Incident {
+        let mut i = Incident::received(
+            "I7".into(),
+            "call-7".into(),
+            Category::Burglary,
+            LatLng::new(23.01, 113.75).unwrap(),
+            "door forced".into(),
+            Timestamp(1_700_000_000_123),
+        );
+        i.district_id = "nancheng-d01".into();
+        i.transition(IncidentState::Routed, Timestamp(1_700_000_000_200))
+            .unwrap();
+        i
+    }
+
+    #[test]
+    fn incident_round_trips_through_the_wire() {
+        let i = sample();
+        assert_eq!(incident_from_wire(&incident_to_wire(&i)).unwrap(), i);
+    }
+
+    #[test]
+    fn timestamps_keep_milliseconds_including_before_1970() {
+        for ms in [0, 1, 999, 1_700_000_000_123, -1, -1_001] {
+            assert_eq!(timestamp_from_wire(&timestamp_to_wire(Timestamp(ms))), Timestamp(ms));
+        }
+        assert_eq!(timestamp_to_wire(Timestamp(-1)).nanos, 999_000_000);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let mut w = incident_to_wire(&sample());
+        w.location = Some(v1::LatLng { lat: 95.0, lon: 0.0 });
+        assert_eq!(incident_from_wire(&w).unwrap_err().field, "location.lat");
+        w.location = None;
+        assert_eq!(incident_from_wire(&w).unwrap_err().field, "location");
+        let mut w = incident_to_wire(&sample());
+        w.category = 0;
+        assert_eq!(incident_from_wire(&w).unwrap_err().field, "category");
+        w.category = 99;
+        assert!(incident_from_wire(&w).unwrap_err().rule.contains("got 99"));
+        let mut w = incident_to_wire(&sample());
+        w.disposition = 42;
+        assert_eq!(incident_from_wire(&w).unwrap_err().field, "disposition");
+    }
+
+    #[test]
+    fn field_errors_become_invalid_argument_with_the_field() {
+        let status: Status = FieldError::new("call_id", "is required").within("request").into();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            dispatch_proto::status::violated_field(&status).as_deref(),
+            Some("request.call_id")
+        );
+    }
+}

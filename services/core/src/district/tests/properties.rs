@@ -1,0 +1,428 @@
+//! Random sequences of district operations; after every step the invariants of
+//! [`DistrictState`] must hold, a failed call must change nothing, and the effects must tell a
+//! consistent story (revisions +1 per change, orders match the state).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+
+use super::{T0, routed};
+use crate::dispatch::is_dispatchable;
+use crate::district::*;
+
+const OFFICERS: [&str; 4] = ["o1", "o2", "o3", "o4"];
+const STATUSES: [OfficerStatus; 6] = [
+    OfficerStatus::Available,
+    OfficerStatus::Available,
+    OfficerStatus::Busy,
+    OfficerStatus::OffDuty,
+    OfficerStatus::Dispatched,
+    OfficerStatus::OnScene,
+];
+const DISPOSITIONS: [Disposition; 5] = [
+    Disposition::Resolved,
+    Disposition::CriminalCase,
+    Disposition::AdministrativeCase,
+    Disposition::FalseAlarm,
+    Disposition::Referred,
+];
+
+/// Which dispatch an officer names: mostly their own, sometimes any dispatch ever made
+/// (someone else's, or an old one), sometimes nonsense.
+#[derive(Debug, Clone, Copy)]
+enum Pick {
+    Own,
+    Known(usize),
+    Bogus,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Submit {
+        category: usize,
+        offset: (i8, i8),
+        age_s: u16,
+    },
+    Resubmit(usize),
+    SetStatus {
+        officer: usize,
+        status: usize,
+        location: Option<(i8, i8)>,
+    },
+    Report {
+        officer: usize,
+        location: (i8, i8),
+    },
+    Ack(usize, Pick),
+    Arrive(usize, Pick),
+    Clear(usize, Pick, usize),
+    Cancel(usize),
+    Tick(u16),
+}
+
+fn pick() -> impl Strategy<Value = Pick> {
+    prop_oneof![
+        6 => Just(Pick::Own),
+        2 => any::<usize>().prop_map(Pick::Known),
+        1 => Just(Pick::Bogus),
+    ]
+}
+
+/// Officer index; one past the roster is an unknown officer.
+fn officer() -> impl Strategy<Value = usize> {
+    0..=OFFICERS.len()
+}
+
+fn offset() -> impl Strategy<Value = (i8, i8)> {
+    (any::<i8>(), any::<i8>())
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..Category::ALL.len(), offset(), 0u16..600)
+            .prop_map(|(category, offset, age_s)| Op::Submit { category, offset, age_s }),
+        1 => any::<usize>().prop_map(Op::Resubmit),
+        3 => (officer(), 0..STATUSES.len(), prop::option::of(offset()))
+            .prop_map(|(officer, status, location)| Op::SetStatus { officer, status, location }),
+        2 => (officer(), offset()).prop_map(|(officer, location)| Op::Report { officer, location }),
+        3 => (officer(), pick()).prop_map(|(o, p)| Op::Ack(o, p)),
+        4 => (officer(), pick()).prop_map(|(o, p)| Op::Arrive(o, p)),
+        4 => (officer(), pick(), 0..DISPOSITIONS.len()).prop_map(|(o, p, d)| Op::Clear(o, p, d)),
+        1 => any::<usize>().prop_map(Op::Cancel),
+        2 => (1u16..900).prop_map(Op::Tick),
+    ]
+}
+
+/// About +-1.4 km around the scene per axis, in steps of ~11 m.
+fn place((dlat, dlon): (i8, i8)) -> LatLng {
+    LatLng::new(
+        23.02 + f64::from(dlat) * 1e-4,
+        113.75 + f64::from(dlon) * 1e-4,
+    )
+    .unwrap_or(LatLng {
+        lat: 23.02,
+        lon: 113.75,
+    })
+}
+
+/// What the test remembers between steps.
+struct Seen {
+    submitted: Vec<Incident>,
+    /// Highest revision published per incident.
+    revision: BTreeMap<String, u64>,
+    dispatch_ids: Vec<String>,
+    /// Incidents ever dispatched (each at most once while there is no re-dispatch).
+    dispatched: BTreeSet<String>,
+    now: Timestamp,
+}
+
+impl Seen {
+    fn new() -> Self {
+        Self {
+            submitted: Vec::new(),
+            revision: BTreeMap::new(),
+            dispatch_ids: Vec::new(),
+            dispatched: BTreeSet::new(),
+            now: T0.plus_seconds(1_000.0),
+        }
+    }
+}
+
+fn officer_id(i: usize) -> String {
+    OFFICERS
+        .get(i)
+        .map_or("ghost".to_owned(), |s| (*s).to_owned())
+}
+
+fn dispatch_for(d: &DistrictState, seen: &Seen, officer: &str, pick: Pick) -> String {
+    match pick {
+        Pick::Own => d
+            .officer(officer)
+            .and_then(|o| o.dispatch_id.clone())
+            .or_else(|| seen.dispatch_ids.last().cloned())
+            .unwrap_or_else(|| "none-1".into()),
+        Pick::Known(i) if !seen.dispatch_ids.is_empty() => {
+            seen.dispatch_ids[i % seen.dispatch_ids.len()].clone()
+        }
+        _ => "bogus-7".into(),
+    }
+}
+
+/// Applies one operation; returns the effects and the incident the call answered with, if any.
+fn apply(
+    d: &mut DistrictState,
+    seen: &mut Seen,
+    op: &Op,
+) -> Result<(Vec<Effect>, Option<Incident>), Error> {
+    let now = seen.now;
+    match *op {
+        Op::Submit {
+            category,
+            offset,
+            age_s,
+        } => {
+            let id = format!("I{}", seen.submitted.len() + 1);
+            let received = (now.as_millis() - T0.as_millis()) as f64 / 1000.0 - f64::from(age_s);
+            let incident = routed(&id, Category::ALL[category], received, place(offset));
+            seen.revision.insert(id, incident.revision);
+            seen.submitted.push(incident.clone());
+            let (i, e) = d.submit(incident, now)?;
+            Ok((e, Some(i)))
+        }
+        Op::Resubmit(i) => {
+            let Some(incident) = seen.submitted.get(i % seen.submitted.len().max(1)) else {
+                return Ok((Vec::new(), None));
+            };
+            let (i, e) = d.submit(incident.clone(), now)?;
+            Ok((e, Some(i)))
+        }
+        Op::SetStatus {
+            officer,
+            status,
+            location,
+        } => {
+            let (_, e) = d.set_officer_status(
+                &officer_id(officer),
+                STATUSES[status],
+                location.map(place),
+                now,
+            )?;
+            Ok((e, None))
+        }
+        Op::Report { officer, location } => Ok((
+            d.report_location(&officer_id(officer), place(location), now)?,
+            None,
+        )),
+        Op::Ack(o, p) => {
+            let o = officer_id(o);
+            let (i, e) = d.acknowledge(&o, &dispatch_for(d, seen, &o, p), now)?;
+            Ok((e, Some(i)))
+        }
+        Op::Arrive(o, p) => {
+            let o = officer_id(o);
+            let (i, e) = d.arrive(&o, &dispatch_for(d, seen, &o, p), now)?;
+            Ok((e, Some(i)))
+        }
+        Op::Clear(o, p, disposition) => {
+            let o = officer_id(o);
+            let dispatch = dispatch_for(d, seen, &o, p);
+            let (i, e) = d.clear(&o, &dispatch, DISPOSITIONS[disposition], now)?;
+            Ok((e, Some(i)))
+        }
+        Op::Cancel(i) => {
+            let id = seen
+                .submitted
+                .get(i % seen.submitted.len().max(1))
+                .map_or("I0".to_owned(), |i| i.id.clone());
+            let (i, e) = d.cancel(&id, now)?;
+            Ok((e, Some(i)))
+        }
+        Op::Tick(s) => {
+            seen.now = now.plus_seconds(f64::from(s));
+            Ok((Vec::new(), None))
+        }
+    }
+}
+
+/// The effects of one successful call agree with each other and with the state.
+fn check_effects(
+    d: &DistrictState,
+    seen: &mut Seen,
+    effects: &[Effect],
+    answer: Option<&Incident>,
+) -> Result<(), TestCaseError> {
+    let mut last: BTreeMap<&str, &Incident> = BTreeMap::new();
+    for (n, effect) in effects.iter().enumerate() {
+        match effect {
+            Effect::IncidentChanged(i) => {
+                let before = seen.revision.get(&i.id).copied();
+                prop_assert_eq!(
+                    Some(i.revision),
+                    before.map(|r| r + 1),
+                    "one revision per change"
+                );
+                seen.revision.insert(i.id.clone(), i.revision);
+                last.insert(&i.id, i);
+            }
+            Effect::Order(o) => {
+                let Some(Effect::IncidentChanged(i)) = n.checked_sub(1).map(|p| &effects[p]) else {
+                    return Err(TestCaseError::fail("order without its IncidentChanged"));
+                };
+                prop_assert_eq!(&i.id, &o.incident_id);
+                prop_assert_eq!(i.state, IncidentState::Dispatched);
+                prop_assert_eq!(i.dispatch_id.as_ref(), Some(&o.dispatch_id));
+                prop_assert_eq!(&o.dispatch_id, &format!("{}-1", o.incident_id));
+                prop_assert!(
+                    seen.dispatched.insert(o.incident_id.clone()),
+                    "dispatched twice"
+                );
+                prop_assert!(o.eta_s.is_finite() && o.eta_s >= 0.0);
+                let officer = d.officer(&o.officer_id).unwrap();
+                prop_assert_eq!(officer.status, OfficerStatus::Dispatched);
+                prop_assert_eq!(officer.dispatch_id.as_ref(), Some(&o.dispatch_id));
+                seen.dispatch_ids.push(o.dispatch_id.clone());
+            }
+            Effect::OpenCase(i) => {
+                let Some(Effect::IncidentChanged(c)) = n.checked_sub(1).map(|p| &effects[p]) else {
+                    return Err(TestCaseError::fail("case without its IncidentChanged"));
+                };
+                prop_assert_eq!(c, i);
+                prop_assert_eq!(i.state, IncidentState::Cleared);
+                prop_assert!(i.disposition.is_some_and(Disposition::opens_case));
+            }
+        }
+    }
+    for (id, snapshot) in last {
+        prop_assert_eq!(
+            d.incident(id),
+            Some(snapshot),
+            "last snapshot is the stored copy"
+        );
+    }
+    if let Some(answer) = answer {
+        prop_assert_eq!(
+            d.incident(&answer.id),
+            Some(answer),
+            "answer is the stored copy"
+        );
+    }
+    Ok(())
+}
+
+fn check_invariants(d: &DistrictState, seen: &Seen) -> Result<(), TestCaseError> {
+    let active: BTreeSet<&str> = d.active().map(|i| i.id.as_str()).collect();
+    // Never lost: every submitted incident is exactly one of queued, active, closed.
+    prop_assert_eq!(d.incidents().count(), seen.submitted.len());
+    for s in &seen.submitted {
+        let i = d.incident(&s.id);
+        prop_assert!(i.is_some(), "lost {}", s.id);
+        let i = i.unwrap();
+        let queued = d.queue().contains(&i.id);
+        let is_active = active.contains(i.id.as_str());
+        let closed = i.state.is_closed();
+        prop_assert_eq!(u8::from(queued) + u8::from(is_active) + u8::from(closed), 1);
+        prop_assert_eq!(queued, i.state == IncidentState::Queued);
+        prop_assert_eq!(
+            is_active,
+            matches!(i.state, IncidentState::Dispatched | IncidentState::OnScene)
+        );
+        if i.state == IncidentState::Cleared {
+            prop_assert!(i.disposition.is_some());
+            prop_assert!(i.times.acknowledged_at.is_some() && i.times.on_scene_at.is_some());
+            prop_assert!(i.response_time_s().is_some_and(|t| t >= 0.0));
+        }
+    }
+    // The queue is ordered and holds exactly the queued incidents.
+    let keys: Vec<_> = d.queue().iter().collect();
+    prop_assert!(keys.windows(2).all(|w| w[0] < w[1]), "queue out of order");
+    prop_assert_eq!(d.queued().count(), keys.len());
+    for (k, i) in keys.iter().zip(d.queued()) {
+        prop_assert_eq!(&k.incident_id, &i.id);
+        prop_assert_eq!(k.priority, i.priority);
+        prop_assert_eq!(i.state, IncidentState::Queued);
+    }
+    // An active incident has exactly one officer, who points back at it.
+    for i in d.active() {
+        let o = i.officer_id.as_deref().and_then(|o| d.officer(o));
+        prop_assert!(o.is_some(), "{} has no officer", i.id);
+        let o = o.unwrap();
+        prop_assert_eq!(o.incident_id.as_ref(), Some(&i.id));
+        prop_assert_eq!(&o.dispatch_id, &i.dispatch_id);
+        let expected: &[OfficerStatus] = match i.state {
+            IncidentState::OnScene => &[OfficerStatus::OnScene],
+            _ if i.times.acknowledged_at.is_some() => &[OfficerStatus::Acknowledged],
+            _ => &[OfficerStatus::Dispatched],
+        };
+        prop_assert!(expected.contains(&o.status), "{} vs {:?}", i.id, o.status);
+    }
+    // An officer is on at most one incident, and only an engaged one is on any.
+    let mut engaged = 0;
+    for o in d.officers() {
+        match o.status {
+            OfficerStatus::Dispatched | OfficerStatus::Acknowledged | OfficerStatus::OnScene => {
+                engaged += 1;
+                let i = o.incident_id.as_deref().and_then(|i| d.incident(i));
+                prop_assert!(i.is_some_and(
+                    |i| i.officer_id.as_ref() == Some(&o.id) && active.contains(i.id.as_str())
+                ));
+            }
+            _ => prop_assert!(o.incident_id.is_none() && o.dispatch_id.is_none()),
+        }
+    }
+    prop_assert_eq!(engaged, active.len());
+    // Work-conserving.
+    if !d.queue().is_empty() {
+        prop_assert!(
+            !d.officers().any(is_dispatchable),
+            "officer idle while calls wait"
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn invariants_hold_after_every_step(
+        roster in prop::collection::vec(prop::option::of(offset()), OFFICERS.len()),
+        ops in prop::collection::vec(op(), 1..120),
+    ) {
+        let mut d = DistrictState::new("d1".into(), DistrictConfig::default());
+        for (id, location) in OFFICERS.iter().zip(&roster) {
+            let mut o = Officer::off_duty((*id).into(), "d1".into(), T0);
+            if let Some(at) = location {
+                o.set_location(place(*at), T0);
+            }
+            d.add_officer(o);
+        }
+        let mut seen = Seen::new();
+        for op in &ops {
+            let before = d.clone();
+            match apply(&mut d, &mut seen, op) {
+                Ok((effects, answer)) => check_effects(&d, &mut seen, &effects, answer.as_ref())?,
+                Err(err) => {
+                    prop_assert_eq!(&d, &before, "failed call {:?} ({}) changed the state", op, err);
+                    prop_assert!(!err.to_string().is_empty());
+                }
+            }
+            check_invariants(&d, &seen)?;
+        }
+    }
+}
+
+/// The generator reaches the interesting states: without this the properties could pass on
+/// sequences that never dispatch or clear.
+#[test]
+fn generated_runs_reach_every_lifecycle_state() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    let mut runner = TestRunner::deterministic();
+    let mut states = BTreeSet::new();
+    let mut cases = 0;
+    for _ in 0..64 {
+        let ops = prop::collection::vec(op(), 120)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let mut d = DistrictState::new("d1".into(), DistrictConfig::default());
+        for id in OFFICERS {
+            d.add_officer(Officer::off_duty(id.into(), "d1".into(), T0));
+        }
+        let mut seen = Seen::new();
+        for op in &ops {
+            if let Ok((effects, _)) = apply(&mut d, &mut seen, op) {
+                cases += effects
+                    .iter()
+                    .filter(|e| matches!(e, Effect::OpenCase(_)))
+                    .count();
+            }
+        }
+        states.extend(d.incidents().map(|i| format!("{:?}", i.state)));
+    }
+    for s in ["Queued", "Dispatched", "OnScene", "Cleared", "Cancelled"] {
+        assert!(states.contains(s), "never reached {s}: {states:?}");
+    }
+    assert!(cases > 0, "no case opened");
+}

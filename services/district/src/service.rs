@@ -1,0 +1,224 @@
+//! The gRPC face of the district node: validates requests, forwards them to the actors through
+//! [`DistrictNode`], and maps every error to a precise [`Status`] in one place ([`to_status`]).
+
+use std::future::Future;
+
+use dispatch_bus::convert::{
+    FieldError, disposition_from_wire, incident_from_wire, incident_to_wire, latlng_from_wire,
+    officer_status_from_wire, officer_to_wire,
+};
+use dispatch_core::district::Error as DomainError;
+use dispatch_core::{IncidentState, OfficerStatus};
+use dispatch_proto::v1;
+use dispatch_proto::v1::district_service_server::{DistrictService, DistrictServiceServer};
+use futures::StreamExt;
+use tonic::service::Routes;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::actor::Step;
+use crate::{DistrictNode, Error};
+
+/// Implements `dispatch.v1.DistrictService` over a [`DistrictNode`].
+#[derive(Debug, Clone)]
+pub struct DistrictGrpc {
+    node: DistrictNode,
+}
+
+impl DistrictGrpc {
+    /// The service for `node`.
+    pub fn new(node: DistrictNode) -> Self {
+        Self { node }
+    }
+}
+
+/// Maps a district error to the status a client gets.
+pub fn to_status(e: Error) -> Status {
+    use dispatch_proto::status::invalid_argument;
+    match &e {
+        Error::UnknownDistrict(_) | Error::UnknownOfficer(_) => Status::not_found(e.to_string()),
+        Error::Mailbox(_) => Status::unavailable(e.to_string()),
+        Error::Domain(d) => match d {
+            DomainError::UnknownOfficer(_)
+            | DomainError::UnknownDispatch(_)
+            | DomainError::UnknownIncident(_) => Status::not_found(d.to_string()),
+            DomainError::WrongDistrict { .. } => {
+                invalid_argument("incident.district_id", d.to_string())
+            }
+            DomainError::StatusNotSettable(_) => invalid_argument("status", d.to_string()),
+            DomainError::NotYourDispatch { .. }
+            | DomainError::OfficerEngaged { .. }
+            | DomainError::Transition(_)
+            | DomainError::Status(_) => Status::failed_precondition(d.to_string()),
+        },
+    }
+}
+
+fn required(value: &str, field: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        return Err(FieldError::new(field, "is required").into());
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl DistrictService for DistrictGrpc {
+    async fn submit_incident(
+        &self,
+        request: Request<v1::SubmitIncidentRequest>,
+    ) -> Result<Response<v1::Incident>, Status> {
+        let wire = request
+            .into_inner()
+            .incident
+            .ok_or_else(|| FieldError::new("incident", "is required"))?;
+        let incident = incident_from_wire(&wire).map_err(|e| e.within("incident"))?;
+        required(&incident.district_id, "incident.district_id")?;
+        if incident.state != IncidentState::Routed {
+            return Err(FieldError::new(
+                "incident.state",
+                format!("must be INCIDENT_STATE_ROUTED, got {:?}", incident.state),
+            )
+            .into());
+        }
+        let incident = self.node.submit(incident).await.map_err(to_status)?;
+        Ok(Response::new(incident_to_wire(&incident)))
+    }
+
+    async fn update_officer_status(
+        &self,
+        request: Request<v1::UpdateOfficerStatusRequest>,
+    ) -> Result<Response<v1::Officer>, Status> {
+        let req = request.into_inner();
+        required(&req.officer_id, "officer_id")?;
+        let status = officer_status_from_wire(req.status, "status")?;
+        if !matches!(
+            status,
+            OfficerStatus::Available | OfficerStatus::Busy | OfficerStatus::OffDuty
+        ) {
+            return Err(FieldError::new(
+                "status",
+                format!(
+                    "must be AVAILABLE, BUSY or OFF_DUTY (dispatch states follow the dispatch flow), got {status:?}"
+                ),
+            )
+            .into());
+        }
+        let location = req
+            .location
+            .as_ref()
+            .map(|p| latlng_from_wire(Some(p), "location"))
+            .transpose()?;
+        let officer = self
+            .node
+            .set_status(&req.officer_id, status, location)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(officer_to_wire(&officer)))
+    }
+
+    async fn report_location(
+        &self,
+        request: Request<Streaming<v1::LocationReport>>,
+    ) -> Result<Response<v1::ReportLocationResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut accepted = 0u64;
+        while let Some(report) = stream.next().await {
+            let report = report?;
+            let field = |f: &str| format!("reports[{accepted}].{f}");
+            required(&report.officer_id, &field("officer_id"))?;
+            let location = latlng_from_wire(report.location.as_ref(), "location")
+                .map_err(|e| e.within(&format!("reports[{accepted}]")))?;
+            self.node
+                .report_location(&report.officer_id, location)
+                .await
+                .map_err(to_status)?;
+            accepted += 1;
+        }
+        Ok(Response::new(v1::ReportLocationResponse { accepted }))
+    }
+
+    async fn acknowledge_dispatch(
+        &self,
+        request: Request<v1::AcknowledgeDispatchRequest>,
+    ) -> Result<Response<v1::Incident>, Status> {
+        let req = request.into_inner();
+        self.step(&req.officer_id, &req.dispatch_id, Step::Acknowledge)
+            .await
+    }
+
+    async fn arrive_on_scene(
+        &self,
+        request: Request<v1::ArriveOnSceneRequest>,
+    ) -> Result<Response<v1::Incident>, Status> {
+        let req = request.into_inner();
+        self.step(&req.officer_id, &req.dispatch_id, Step::Arrive)
+            .await
+    }
+
+    async fn clear_incident(
+        &self,
+        request: Request<v1::ClearIncidentRequest>,
+    ) -> Result<Response<v1::Incident>, Status> {
+        let req = request.into_inner();
+        let disposition = disposition_from_wire(req.disposition, "disposition")?
+            .ok_or_else(|| FieldError::new("disposition", "is required"))?;
+        self.step(&req.officer_id, &req.dispatch_id, Step::Clear(disposition))
+            .await
+    }
+
+    async fn get_district(
+        &self,
+        request: Request<v1::GetDistrictRequest>,
+    ) -> Result<Response<v1::DistrictSnapshot>, Status> {
+        let req = request.into_inner();
+        required(&req.district_id, "district_id")?;
+        let snapshot = self
+            .node
+            .snapshot(&req.district_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(v1::DistrictSnapshot {
+            district_id: req.district_id,
+            officers: snapshot.officers.iter().map(officer_to_wire).collect(),
+            queue: snapshot.queue.iter().map(incident_to_wire).collect(),
+            active: snapshot.active.iter().map(incident_to_wire).collect(),
+        }))
+    }
+}
+
+impl DistrictGrpc {
+    async fn step(
+        &self,
+        officer_id: &str,
+        dispatch_id: &str,
+        step: Step,
+    ) -> Result<Response<v1::Incident>, Status> {
+        required(officer_id, "officer_id")?;
+        required(dispatch_id, "dispatch_id")?;
+        let incident = self
+            .node
+            .step(officer_id, dispatch_id, step)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(incident_to_wire(&incident)))
+    }
+
+    /// The routes of this service, for [`dispatch_runtime::serve`].
+    pub fn routes(self) -> Routes {
+        Routes::new(DistrictServiceServer::new(self))
+    }
+}
+
+/// Serves the district service on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    node: DistrictNode,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    dispatch_runtime::serve(
+        listener,
+        DistrictGrpc::new(node).routes(),
+        &[dispatch_proto::service_names::DISTRICT],
+        shutdown,
+    )
+    .await
+}

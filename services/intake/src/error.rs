@@ -1,0 +1,58 @@
+//! The errors of intake and their gRPC status, mapped in one place.
+
+use dispatch_bus::convert::FieldError;
+use dispatch_core::incident::TransitionError;
+use tonic::Status;
+
+/// What can go wrong taking a call or reading an incident.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field breaks a rule (`InvalidArgument` naming the field).
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// The call id is known with different content (`AlreadyExists`).
+    #[error(
+        "call_id {call_id:?} was already reported as incident {incident_id} with a different {differs}"
+    )]
+    CallReused {
+        /// The reused call id.
+        call_id: String,
+        /// The incident of its first report.
+        incident_id: String,
+        /// The first field that differs: `category`, `location` or `description`.
+        differs: &'static str,
+    },
+    /// No incident has this id (`NotFound`).
+    #[error("incident {0:?} not found")]
+    UnknownIncident(String),
+    /// A peer service answered with an error: passed through as it is (the router's
+    /// `InvalidArgument` on `location`, the district's `Unavailable`, ...).
+    #[error(transparent)]
+    Upstream(#[from] Status),
+    /// A peer answered something intake cannot use (`Internal`).
+    #[error("{peer} answered a malformed reply: {detail}")]
+    BadReply {
+        /// `geo-router` or `district`.
+        peer: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A lifecycle step intake takes was refused (`Internal`; a bug).
+    #[error(transparent)]
+    Lifecycle(#[from] TransitionError),
+}
+
+/// Result of intake.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Field(f) => f.into(),
+            Error::CallReused { .. } => Status::already_exists(e.to_string()),
+            Error::UnknownIncident(_) => Status::not_found(e.to_string()),
+            Error::Upstream(status) => status,
+            Error::BadReply { .. } | Error::Lifecycle(_) => Status::internal(e.to_string()),
+        }
+    }
+}

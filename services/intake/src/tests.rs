@@ -1,0 +1,617 @@
+//! Service tests with fake ports: a router answering one fixed district (or `InvalidArgument`
+//! on `location` for points north of 50°), and a district recording every submit and answering
+//! the incident `QUEUED` with its revision plus one.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use dispatch_bus::convert::{incident_from_wire, incident_to_wire, timestamp_to_wire};
+use dispatch_bus::ports::{DistrictPort, InProcess, NoticeStream, NotifyPort, RouterPort};
+use dispatch_core::{IncidentState, ManualClock, Timestamp};
+use dispatch_proto::status::{invalid_argument, violated_field};
+use dispatch_proto::v1;
+use dispatch_proto::v1::notice_body::Kind;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use tonic::{Code, Status};
+
+use crate::{IntakeConfig, IntakeService};
+
+/// 2023-11-14T22:13:20Z, in ms.
+const T0: i64 = 1_700_000_000_000;
+
+/// An edit of a request.
+type Change = Box<dyn Fn(&mut v1::ReportIncidentRequest)>;
+
+/// What one subscription answers: an error, or the items of a stream that then ends.
+type Subscription = Result<Vec<Result<v1::Notice, Status>>, Status>;
+
+struct FakeRouter {
+    clock: ManualClock,
+    routes: AtomicUsize,
+    /// When set, every route waits here: two concurrent reports both get past the first
+    /// duplicate check before either inserts.
+    barrier: Option<tokio::sync::Barrier>,
+}
+
+#[tonic::async_trait]
+impl RouterPort for FakeRouter {
+    async fn route(&self, req: v1::RouteRequest) -> Result<v1::RouteResponse, Status> {
+        self.routes.fetch_add(1, Ordering::SeqCst);
+        if let Some(b) = &self.barrier {
+            b.wait().await;
+        }
+        self.clock.advance(0.25);
+        let lat = req.location.map_or(0.0, |l| l.lat);
+        if lat > 50.0 {
+            return Err(invalid_argument(
+                "location",
+                format!("lat {lat} is more than 2 km outside the map"),
+            ));
+        }
+        Ok(v1::RouteResponse {
+            district_id: "nc-d07".into(),
+            station_id: "nc-st2".into(),
+            sub_bureau_id: "nancheng".into(),
+            outside_map: false,
+            distance_outside_m: 0.0,
+        })
+    }
+
+    async fn list_districts(&self) -> Result<v1::ListDistrictsResponse, Status> {
+        Err(Status::unimplemented("not needed by intake"))
+    }
+}
+
+struct FakeDistrict {
+    clock: ManualClock,
+    /// Every submit attempt, including the failed ones.
+    submits: Mutex<Vec<v1::Incident>>,
+    down: AtomicBool,
+}
+
+#[tonic::async_trait]
+impl DistrictPort for FakeDistrict {
+    async fn submit_incident(
+        &self,
+        req: v1::SubmitIncidentRequest,
+    ) -> Result<v1::Incident, Status> {
+        let mut incident = req
+            .incident
+            .ok_or_else(|| Status::invalid_argument("incident"))?;
+        self.submits.lock().push(incident.clone());
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("district nc-d07 unreachable"));
+        }
+        tokio::task::yield_now().await;
+        self.clock.advance(0.5);
+        incident.state = v1::IncidentState::Queued as i32;
+        incident.revision += 1;
+        if let Some(times) = incident.times.as_mut() {
+            times.queued_at = Some(timestamp_to_wire(dispatch_core::Clock::now(&self.clock)));
+        }
+        Ok(incident)
+    }
+}
+
+struct Rig {
+    svc: Arc<IntakeService>,
+    router: Arc<FakeRouter>,
+    district: Arc<FakeDistrict>,
+    clock: ManualClock,
+}
+
+impl Rig {
+    fn new(barrier: Option<usize>) -> Self {
+        let clock = ManualClock::at(Timestamp(T0));
+        let router = Arc::new(FakeRouter {
+            clock: clock.clone(),
+            routes: AtomicUsize::new(0),
+            barrier: barrier.map(tokio::sync::Barrier::new),
+        });
+        let district = Arc::new(FakeDistrict {
+            clock: clock.clone(),
+            submits: Mutex::new(Vec::new()),
+            down: AtomicBool::new(false),
+        });
+        let svc = Arc::new(IntakeService::new(
+            router.clone(),
+            district.clone(),
+            Arc::new(clock.clone()),
+            IntakeConfig::default(),
+        ));
+        Self {
+            svc,
+            router,
+            district,
+            clock,
+        }
+    }
+
+    fn submits(&self) -> usize {
+        self.district.submits.lock().len()
+    }
+
+    fn routes(&self) -> usize {
+        self.router.routes.load(Ordering::SeqCst)
+    }
+}
+
+fn call(call_id: &str) -> v1::ReportIncidentRequest {
+    v1::ReportIncidentRequest {
+        call_id: call_id.into(),
+        category: v1::IncidentCategory::ViolentCrime as i32,
+        location: Some(v1::LatLng {
+            lat: 23.03,
+            lon: 113.76,
+        }),
+        description: "robbery at the bus stop".into(),
+    }
+}
+
+fn at_ms(ms: i64) -> Option<prost_types::Timestamp> {
+    Some(timestamp_to_wire(Timestamp(ms)))
+}
+
+#[tokio::test]
+async fn a_call_is_routed_submitted_and_answered_with_its_times() {
+    let rig = Rig::new(None);
+    let resp = rig.svc.report(&call("c-1")).await.unwrap();
+    assert!(!resp.duplicate);
+    let inc = resp.incident.unwrap();
+    assert_eq!(inc.incident_id, "inc-00000001");
+    assert_eq!(inc.call_id, "c-1");
+    assert_eq!(inc.priority, v1::Priority::P1 as i32, "violent crime is P1");
+    assert_eq!(inc.state, v1::IncidentState::Queued as i32);
+    // ROUTED is revision 1, the district's QUEUED revision 2.
+    assert_eq!(inc.revision, 2);
+    assert_eq!(
+        (
+            inc.district_id.as_str(),
+            inc.station_id.as_str(),
+            inc.sub_bureau_id.as_str()
+        ),
+        ("nc-d07", "nc-st2", "nancheng")
+    );
+    let times = inc.times.unwrap();
+    // Received at T0; the router takes 250 ms, the district 500 ms more.
+    assert_eq!(times.received_at, at_ms(T0));
+    assert_eq!(times.routed_at, at_ms(T0 + 250));
+    assert_eq!(times.queued_at, at_ms(T0 + 750));
+    assert_eq!(times.dispatched_at, None);
+    // The district got the ROUTED incident.
+    let submitted = rig.district.submits.lock()[0].clone();
+    assert_eq!(
+        (submitted.state, submitted.revision),
+        (v1::IncidentState::Routed as i32, 1)
+    );
+    assert_eq!(rig.svc.incident("inc-00000001").unwrap(), inc);
+    assert_eq!(
+        rig.svc
+            .report(&call("c-2"))
+            .await
+            .unwrap()
+            .incident
+            .unwrap()
+            .incident_id,
+        "inc-00000002"
+    );
+}
+
+#[tokio::test]
+async fn every_broken_rule_is_invalid_argument_on_its_field_and_touches_nothing() {
+    let rig = Rig::new(None);
+    let cases: Vec<(Change, &str)> = vec![
+        (Box::new(|r| r.call_id.clear()), "call_id"),
+        (Box::new(|r| r.call_id = "x".repeat(65)), "call_id"),
+        (Box::new(|r| r.call_id = "c 1".into()), "call_id"),
+        (Box::new(|r| r.category = 0), "category"),
+        (Box::new(|r| r.category = 42), "category"),
+        (Box::new(|r| r.location = None), "location"),
+        (
+            Box::new(|r| {
+                r.location = Some(v1::LatLng {
+                    lat: -91.0,
+                    lon: 0.0,
+                })
+            }),
+            "location.lat",
+        ),
+        (
+            Box::new(|r| {
+                r.location = Some(v1::LatLng {
+                    lat: 0.0,
+                    lon: 181.0,
+                })
+            }),
+            "location.lon",
+        ),
+        (
+            Box::new(|r| r.description = "a".repeat(1_001)),
+            "description",
+        ),
+    ];
+    for (change, field) in cases {
+        let mut r = call("c-1");
+        change(&mut r);
+        let status = Status::from(rig.svc.report(&r).await.unwrap_err());
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}");
+        assert_eq!(violated_field(&status).as_deref(), Some(field));
+    }
+    assert_eq!((rig.routes(), rig.submits()), (0, 0));
+}
+
+#[tokio::test]
+async fn a_point_far_off_the_map_is_the_routers_invalid_argument_and_creates_nothing() {
+    let rig = Rig::new(None);
+    let mut far = call("c-far");
+    far.location = Some(v1::LatLng {
+        lat: 60.0,
+        lon: 113.0,
+    });
+    let status = Status::from(rig.svc.report(&far).await.unwrap_err());
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_field(&status).as_deref(), Some("location"));
+    assert_eq!(rig.submits(), 0);
+    // No id was used up.
+    let next = rig.svc.report(&call("c-1")).await.unwrap();
+    assert_eq!(next.incident.unwrap().incident_id, "inc-00000001");
+}
+
+#[tokio::test]
+async fn the_same_call_twice_is_one_incident_and_one_submit() {
+    let rig = Rig::new(None);
+    let first = rig.svc.report(&call("c-1")).await.unwrap();
+    rig.clock.advance(30.0);
+    let second = rig.svc.report(&call("c-1")).await.unwrap();
+    assert!(second.duplicate);
+    assert_eq!(second.incident, first.incident);
+    assert_eq!((rig.routes(), rig.submits()), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_make_one_incident_and_one_submit() {
+    let rig = Rig::new(Some(2));
+    let (a, b) = (rig.svc.clone(), rig.svc.clone());
+    let ta = tokio::spawn(async move { a.report(&call("c-race")).await });
+    let tb = tokio::spawn(async move { b.report(&call("c-race")).await });
+    let ra = ta.await.unwrap().unwrap();
+    let rb = tb.await.unwrap().unwrap();
+    // The barrier proves both got past the first duplicate check and routed.
+    assert_eq!(rig.routes(), 2);
+    assert_eq!(rig.submits(), 1);
+    let ids = (
+        ra.incident.unwrap().incident_id,
+        rb.incident.unwrap().incident_id,
+    );
+    assert_eq!(
+        ids,
+        ("inc-00000001".to_string(), "inc-00000001".to_string())
+    );
+    assert_eq!(
+        [ra.duplicate, rb.duplicate].iter().filter(|d| !**d).count(),
+        1
+    );
+    assert_eq!(
+        Status::from(rig.svc.incident("inc-00000002").unwrap_err()).code(),
+        Code::NotFound
+    );
+}
+
+#[tokio::test]
+async fn a_reused_call_id_with_other_content_is_already_exists() {
+    let rig = Rig::new(None);
+    rig.svc.report(&call("c-1")).await.unwrap();
+    let changes: Vec<(Change, &str)> = vec![
+        (
+            Box::new(|r| r.category = v1::IncidentCategory::Noise as i32),
+            "category",
+        ),
+        (
+            Box::new(|r| {
+                r.location = Some(v1::LatLng {
+                    lat: 23.04,
+                    lon: 113.76,
+                })
+            }),
+            "location",
+        ),
+        (
+            Box::new(|r| r.description.push_str(", two suspects")),
+            "description",
+        ),
+    ];
+    for (change, differs) in changes {
+        let mut r = call("c-1");
+        change(&mut r);
+        let status = Status::from(rig.svc.report(&r).await.unwrap_err());
+        assert_eq!(status.code(), Code::AlreadyExists);
+        assert_eq!(
+            status.message(),
+            format!(
+                "call_id \"c-1\" was already reported as incident inc-00000001 with a different {differs}"
+            )
+        );
+    }
+    assert_eq!(rig.submits(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_submit_leaves_the_incident_routed_and_a_retry_resubmits_it_once() {
+    let rig = Rig::new(None);
+    rig.district.down.store(true, Ordering::SeqCst);
+    let status = Status::from(rig.svc.report(&call("c-1")).await.unwrap_err());
+    assert_eq!(status.code(), Code::Unavailable);
+    let stored = rig.svc.incident("inc-00000001").unwrap();
+    assert_eq!(
+        (stored.state, stored.revision),
+        (v1::IncidentState::Routed as i32, 1)
+    );
+
+    rig.district.down.store(false, Ordering::SeqCst);
+    let retry = rig.svc.report(&call("c-1")).await.unwrap();
+    assert!(retry.duplicate);
+    let inc = retry.incident.unwrap();
+    assert_eq!(
+        (inc.incident_id.as_str(), inc.state, inc.revision),
+        ("inc-00000001", v1::IncidentState::Queued as i32, 2)
+    );
+    // One failed attempt, one resubmit, and no submit for a third report of a queued incident.
+    rig.svc.report(&call("c-1")).await.unwrap();
+    assert_eq!((rig.routes(), rig.submits()), (1, 2));
+}
+
+#[tokio::test]
+async fn get_incident_errors() {
+    let rig = Rig::new(None);
+    let status = Status::from(rig.svc.incident("").unwrap_err());
+    assert_eq!(
+        (status.code(), violated_field(&status).as_deref()),
+        (Code::InvalidArgument, Some("incident_id"))
+    );
+    let status = Status::from(rig.svc.incident("inc-99999999").unwrap_err());
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(status.message().contains("inc-99999999"));
+}
+
+/// The incident one and two lifecycle steps after `inc` (revisions +1 and +2).
+fn dispatched_and_on_scene(inc: &v1::Incident) -> (v1::Incident, v1::Incident) {
+    let mut i = incident_from_wire(inc).unwrap();
+    i.transition(IncidentState::Dispatched, Timestamp(T0 + 60_000))
+        .unwrap();
+    i.officer_id = Some("nc-d07-o03".into());
+    let dispatched = incident_to_wire(&i);
+    i.transition(IncidentState::OnScene, Timestamp(T0 + 240_000))
+        .unwrap();
+    (dispatched, incident_to_wire(&i))
+}
+
+#[tokio::test]
+async fn updates_apply_only_with_a_higher_revision() {
+    let rig = Rig::new(None);
+    let inc = rig
+        .svc
+        .report(&call("c-1"))
+        .await
+        .unwrap()
+        .incident
+        .unwrap();
+    let (dispatched, on_scene) = dispatched_and_on_scene(&inc);
+    assert!(rig.svc.apply_update(&on_scene).unwrap());
+    assert!(!rig.svc.apply_update(&dispatched).unwrap());
+    assert!(!rig.svc.apply_update(&inc).unwrap());
+    let stored = rig.svc.incident(&inc.incident_id).unwrap();
+    assert_eq!(stored, on_scene);
+    assert_eq!(stored.times.unwrap().on_scene_at, at_ms(T0 + 240_000));
+    let mut broken = on_scene.clone();
+    broken.incident_id.clear();
+    assert_eq!(
+        rig.svc.apply_update(&broken).unwrap_err().field,
+        "incident_id"
+    );
+}
+
+fn update(inc: &v1::Incident) -> v1::Publication {
+    v1::Publication {
+        audience: Some(v1::Audience {
+            target: Some(v1::audience::Target::Role(v1::Role::CommandCenter as i32)),
+        }),
+        body: Some(v1::NoticeBody {
+            kind: Some(Kind::IncidentUpdate(inc.clone())),
+        }),
+    }
+}
+
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not within 5 s: {what}");
+}
+
+#[tokio::test]
+async fn follow_updates_tracks_the_command_center_feed_through_the_notification_service() {
+    use dispatch_bus::feed::{FeedHub, FeedLimits};
+    use dispatch_notification::NotificationService;
+
+    let rig = Rig::new(None);
+    let hub = Arc::new(FeedHub::new(
+        Arc::new(rig.clock.clone()),
+        FeedLimits::default(),
+    ));
+    let notify = InProcess(Arc::new(NotificationService::new(hub)));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let follower = rig.svc.follow_updates(Arc::new(notify.clone()), async {
+        let _ = stopped.await;
+    });
+
+    let first = rig
+        .svc
+        .report(&call("c-1"))
+        .await
+        .unwrap()
+        .incident
+        .unwrap();
+    let marker = rig
+        .svc
+        .report(&call("c-2"))
+        .await
+        .unwrap()
+        .incident
+        .unwrap();
+    let (dispatched, on_scene) = dispatched_and_on_scene(&first);
+    let (marker_dispatched, _) = dispatched_and_on_scene(&marker);
+    let order = v1::Publication {
+        audience: update(&first).audience,
+        body: Some(v1::NoticeBody {
+            kind: Some(Kind::DispatchOrder(v1::DispatchOrder::default())),
+        }),
+    };
+    let mut malformed = on_scene.clone();
+    malformed.location = None;
+    malformed.revision = 99;
+    // Newest first, then a stale one, an order and a malformed update (both ignored), and the
+    // marker last: once the marker shows, everything before it has been handled.
+    let publications = vec![
+        update(&on_scene),
+        update(&dispatched),
+        order,
+        update(&malformed),
+        update(&marker_dispatched),
+    ];
+    NotifyPort::publish(&notify, v1::PublishRequest { publications })
+        .await
+        .unwrap();
+    eventually("marker applied", || {
+        rig.svc.incident(&marker.incident_id).unwrap().revision == 3
+    })
+    .await;
+    assert_eq!(rig.svc.incident(&first.incident_id).unwrap(), on_scene);
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), follower)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// A notification port that answers subscriptions from a script and records each request.
+struct ScriptedNotify {
+    requests: Mutex<Vec<v1::SubscribeRequest>>,
+    /// Per subscription: an error, or the items of a stream that then ends. Past the script,
+    /// a stream that never yields.
+    script: Mutex<VecDeque<Subscription>>,
+}
+
+#[tonic::async_trait]
+impl NotifyPort for ScriptedNotify {
+    async fn publish(&self, _: v1::PublishRequest) -> Result<v1::PublishResponse, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+    async fn subscribe(&self, req: v1::SubscribeRequest) -> Result<NoticeStream, Status> {
+        self.requests.lock().push(req);
+        match self.script.lock().pop_front() {
+            Some(Ok(items)) => Ok(futures::stream::iter(items).boxed()),
+            Some(Err(status)) => Err(status),
+            None => Ok(futures::stream::pending().boxed()),
+        }
+    }
+}
+
+fn notice(seq: u64, inc: &v1::Incident) -> Result<v1::Notice, Status> {
+    Ok(v1::Notice {
+        seq,
+        published_at: None,
+        body: update(inc).body,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn follow_updates_reconnects_with_backoff_and_resumes_after_the_last_seq() {
+    let rig = Rig::new(None);
+    let inc = rig
+        .svc
+        .report(&call("c-1"))
+        .await
+        .unwrap()
+        .incident
+        .unwrap();
+    let (dispatched, on_scene) = dispatched_and_on_scene(&inc);
+    let notify = Arc::new(ScriptedNotify {
+        requests: Mutex::new(Vec::new()),
+        script: Mutex::new(VecDeque::from([
+            Err(Status::unavailable("notification restarting")),
+            Ok(vec![notice(1, &dispatched)]),
+            Ok(vec![
+                notice(2, &on_scene),
+                Err(Status::internal("connection reset")),
+            ]),
+        ])),
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = tokio::time::Instant::now();
+    let follower = rig.svc.follow_updates(notify.clone(), async {
+        let _ = stopped.await;
+    });
+    eventually("fourth subscription", || notify.requests.lock().len() == 4).await;
+    let requests = notify.requests.lock().clone();
+    let resumes: Vec<u64> = requests.iter().map(|r| r.resume_after).collect();
+    // Failed before any notice: 0 again; after seq 1 the stream ended: resume after 1; after
+    // seq 2 it failed: resume after 2.
+    assert_eq!(resumes, vec![0, 0, 1, 2]);
+    let role = Some(v1::Audience {
+        target: Some(v1::audience::Target::Role(v1::Role::CommandCenter as i32)),
+    });
+    assert!(requests.iter().all(|r| r.audience == role));
+    // Three reconnect waits: 100 ms after the failure, then 100 ms twice (each notice resets
+    // the backoff); the test's 10 ms polling may add one step.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(400),
+        "{waited:?}"
+    );
+    assert_eq!(rig.svc.incident(&inc.incident_id).unwrap(), on_scene);
+    stop.send(()).unwrap();
+    follower.await.unwrap();
+}
+
+#[tokio::test]
+async fn run_serves_intake_over_grpc() {
+    use dispatch_proto::v1::intake_client::IntakeClient;
+
+    let rig = Rig::new(None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::run(listener, rig.svc.clone(), async {
+        let _ = stopped.await;
+    }));
+    let mut client = IntakeClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut noise = call("c-noise");
+    noise.category = v1::IncidentCategory::Noise as i32;
+    let resp = client.report_incident(noise).await.unwrap().into_inner();
+    let inc = resp.incident.unwrap();
+    assert_eq!(inc.priority, v1::Priority::P4 as i32, "noise is P4");
+    let got = client
+        .get_incident(v1::GetIncidentRequest {
+            incident_id: inc.incident_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got, inc);
+    let err = client
+        .report_incident(v1::ReportIncidentRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(violated_field(&err).as_deref(), Some("call_id"));
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

@@ -1,0 +1,207 @@
+//! Layered configuration: defaults, then a TOML file, then `DISPATCH_*` environment variables
+//! (nested keys joined by `__`, e.g. `DISPATCH_TRAVEL__SPEED_KMH=25`), then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use dispatch_core::TravelModel;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything a service process needs to know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where this process serves gRPC.
+    pub listen: SocketAddr,
+    /// Where the other services are (used in the one-service-per-process mode).
+    pub peers: Peers,
+    /// Which city map to load (geo-router and the embedded cluster).
+    pub map: MapSource,
+    /// Cluster seconds per real second: 1 in production; the load-test harness runs a scaled
+    /// clock, and a separately started cluster must use the scenario's scale.
+    pub clock_scale: f64,
+    /// ETA model of the dispatch rule.
+    pub travel: TravelModel,
+    /// Officers on each district's roster (default 20: 346 officers in Nancheng's 17
+    /// districts, source document, Dongguan 2012).
+    pub officers_per_district: u32,
+    /// Investigators in each station's case squad (an assumption; the source document gives no
+    /// figure).
+    pub investigators_per_squad: u32,
+    /// Actix arbiters (threads) the district actors are spread over.
+    pub arbiters: usize,
+}
+
+/// Addresses of the other services, `host:port`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Peers {
+    /// Intake.
+    pub intake: String,
+    /// Geo-router.
+    pub geo_router: String,
+    /// District service.
+    pub district: String,
+    /// Case squad.
+    pub case_squad: String,
+    /// Notification.
+    pub notification: String,
+}
+
+/// The city map: the built-in map when `geojson` is unset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MapSource {
+    /// GeoJSON FeatureCollection of sub-bureau areas (one feature per sub-bureau).
+    pub geojson: Option<PathBuf>,
+    /// CSV of populations (`name_zh,name_en,kind,population_2020`).
+    pub population: Option<PathBuf>,
+}
+
+impl Default for Peers {
+    fn default() -> Self {
+        Self {
+            intake: "127.0.0.1:50051".into(),
+            geo_router: "127.0.0.1:50052".into(),
+            district: "127.0.0.1:50053".into(),
+            case_squad: "127.0.0.1:50054".into(),
+            notification: "127.0.0.1:50055".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            peers: Peers::default(),
+            map: MapSource::default(),
+            clock_scale: 1.0,
+            travel: TravelModel::default(),
+            officers_per_district: 20,
+            investigators_per_squad: 6,
+            arbiters: 2,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then the `DISPATCH_*` variables of `env` (pass
+    /// `std::env::vars()` in a binary, your own list in a test).
+    ///
+    /// Errors: unreadable or malformed file, unknown keys, values of the wrong type, or a value
+    /// that breaks a rule (see [`Config::validate`]); each names the key.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                anyhow::bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("DISPATCH_"))
+            .collect();
+        for (key, value) in &vars {
+            let key = key["DISPATCH_".len()..].to_ascii_lowercase().replace("__", ".");
+            figment = figment.merge(Serialized::global(&key, parse_env_value(value)));
+        }
+        let config: Config = figment.extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the rules: clock scale finite and > 0, travel model valid, at least one officer
+    /// per district, one investigator per squad and one arbiter.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !self.clock_scale.is_finite() || self.clock_scale <= 0.0 {
+            anyhow::bail!("clock_scale must be a finite number > 0, got {}", self.clock_scale);
+        }
+        self.travel
+            .validate()
+            .map_err(|e| anyhow::anyhow!("travel.{e}"))?;
+        if self.officers_per_district == 0 {
+            anyhow::bail!("officers_per_district must be >= 1, got 0");
+        }
+        if self.investigators_per_squad == 0 {
+            anyhow::bail!("investigators_per_squad must be >= 1, got 0");
+        }
+        if self.arbiters == 0 {
+            anyhow::bail!("arbiters must be >= 1, got 0");
+        }
+        Ok(())
+    }
+}
+
+/// Environment values are strings; numbers and booleans are passed as such so they fit typed
+/// fields.
+fn parse_env_value(v: &str) -> figment::value::Value {
+    if let Ok(i) = v.parse::<i64>() {
+        return i.into();
+    }
+    if let Ok(f) = v.parse::<f64>() {
+        return f.into();
+    }
+    if let Ok(b) = v.parse::<bool>() {
+        return b.into();
+    }
+    v.to_owned().into()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = std::env::temp_dir().join(format!("dispatch-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "officers_per_district = 7\nclock_scale = 60.0\n[travel]\nspeed_kmh = 25.0\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("DISPATCH_OFFICERS_PER_DISTRICT", "9"),
+                ("DISPATCH_PEERS__INTAKE", "10.0.0.1:1"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.officers_per_district, 9); // env beats file
+        assert_eq!(c.clock_scale, 60.0); // file beats default
+        assert_eq!(c.travel.speed_kmh, 25.0);
+        assert_eq!(c.travel.circuity, 1.4); // default kept
+        assert_eq!(c.peers.intake, "10.0.0.1:1");
+        assert_eq!(c.peers.district, "127.0.0.1:50053");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::load(None, env(&[("DISPATCH_CLOCK_SCALE", "0")])).unwrap_err();
+        assert!(err.to_string().contains("clock_scale"), "{err}");
+        let err = Config::load(None, env(&[("DISPATCH_TRAVEL__CIRCUITY", "0.5")])).unwrap_err();
+        assert!(err.to_string().contains("travel.circuity"), "{err}");
+        let err = Config::load(Some(Path::new("/nonexistent/x.toml")), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/x.toml"), "{err}");
+        let err = Config::load(None, env(&[("DISPATCH_NO_SUCH_KEY", "1")])).unwrap_err();
+        assert!(err.to_string().contains("no_such_key"), "{err}");
+    }
+}

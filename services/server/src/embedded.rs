@@ -1,0 +1,195 @@
+//! All five services in one process: the embedded mode.
+//!
+//! Services call each other in-process through the same ports the separate-process mode
+//! serves over gRPC ([`dispatch_bus::ports::InProcess`]), and notifications fan out over the
+//! in-process [`FeedHub`]. The five gRPC services are served together on one loopback port, so a
+//! client (the load-test harness, a test) drives the cluster exactly as it would a deployed one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_rt::Arbiter;
+use dispatch_bus::feed::{FeedHub, FeedLimits};
+use dispatch_bus::ports::InProcess;
+use dispatch_case_squad::CaseSquadService;
+use dispatch_core::clock::{SharedClock, WallClock};
+use dispatch_core::TravelModel;
+use dispatch_district::{DistrictGrpc, DistrictNode, NodeConfig, Outbox};
+use dispatch_geo_router::GeoRouterService;
+use dispatch_intake::{IntakeConfig, IntakeService};
+use dispatch_map::CityMap;
+use dispatch_notification::NotificationService;
+use dispatch_proto::service_names;
+use dispatch_proto::v1::case_squad_server::CaseSquadServer;
+use dispatch_proto::v1::district_service_server::DistrictServiceServer;
+use dispatch_proto::v1::geo_router_server::GeoRouterServer;
+use dispatch_proto::v1::intake_server::IntakeServer;
+use dispatch_proto::v1::notification_server::NotificationServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+/// What an embedded cluster is made of.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Cluster clock (a [`dispatch_core::ScaledClock`] for load tests).
+    pub clock: SharedClock,
+    /// ETA model of the dispatch rule.
+    pub travel: TravelModel,
+    /// Officers on each district's roster.
+    pub officers_per_district: u32,
+    /// Investigators per station's case squad.
+    pub investigators_per_squad: u32,
+    /// Arbiters (threads) for the district actors.
+    pub arbiters: usize,
+    /// Where to serve; port 0 picks a free port.
+    pub listen: SocketAddr,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(WallClock),
+            travel: TravelModel::default(),
+            officers_per_district: 20,
+            investigators_per_squad: 6,
+            arbiters: 2,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// A running single-process cluster.
+pub struct EmbeddedCluster {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    hub: Arc<FeedHub>,
+    arbiters: Vec<Arbiter>,
+    node: DistrictNode,
+}
+
+impl std::fmt::Debug for EmbeddedCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedCluster")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl EmbeddedCluster {
+    /// Starts the five services on `map` and serves them on `config.listen`.
+    ///
+    /// Must run inside an actix system (`actix_rt::System::with_tokio_rt` in a binary,
+    /// `#[actix_rt::test]` in a test): the district actors live on arbiters of that system.
+    ///
+    /// Errors: the address cannot be bound, or the configuration breaks a rule.
+    pub async fn start(map: Arc<CityMap>, config: ClusterConfig) -> anyhow::Result<Self> {
+        let clock = config.clock.clone();
+        let geo = Arc::new(GeoRouterService::new(map.clone()));
+        let directory = dispatch_geo_router::directory(&map);
+
+        let hub = Arc::new(FeedHub::new(clock.clone(), FeedLimits::default()));
+        let notification = Arc::new(NotificationService::new(hub.clone()));
+        let cases = Arc::new(CaseSquadService::from_directory(
+            &directory,
+            config.investigators_per_squad,
+            clock.clone(),
+        ));
+        let outbox = Outbox::spawn(
+            Arc::new(InProcess(notification.clone())),
+            Arc::new(InProcess(cases.clone())),
+        );
+        let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1)).map(|_| Arbiter::new()).collect();
+        let handles: Vec<_> = arbiters.iter().map(Arbiter::handle).collect();
+        let node = DistrictNode::start(
+            &directory,
+            NodeConfig {
+                travel: config.travel,
+                officers_per_district: config.officers_per_district,
+            },
+            clock.clone(),
+            outbox,
+            &handles,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+        let district = Arc::new(DistrictGrpc::new(node.clone()));
+        let intake = Arc::new(IntakeService::new(
+            Arc::new(InProcess(geo.clone())),
+            Arc::new(InProcess(district.clone())),
+            clock.clone(),
+            IntakeConfig::default(),
+        ));
+
+        let stop = CancellationToken::new();
+        let follow_stop = stop.clone();
+        intake.follow_updates(Arc::new(InProcess(notification.clone())), async move {
+            follow_stop.cancelled().await
+        });
+
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let routes = Routes::new(IntakeServer::from_arc(intake))
+            .add_service(GeoRouterServer::from_arc(geo))
+            .add_service(DistrictServiceServer::from_arc(district))
+            .add_service(CaseSquadServer::from_arc(cases))
+            .add_service(NotificationServer::from_arc(notification));
+        let serve_stop = stop.clone();
+        let serve_hub = hub.clone();
+        let server = tokio::spawn(async move {
+            dispatch_runtime::serve(
+                listener,
+                routes,
+                &[
+                    service_names::INTAKE,
+                    service_names::GEO_ROUTER,
+                    service_names::DISTRICT,
+                    service_names::CASE_SQUAD,
+                    service_names::NOTIFICATION,
+                ],
+                async move {
+                    serve_stop.cancelled().await;
+                    // Open terminal streams would hold the drain forever.
+                    serve_hub.close();
+                },
+            )
+            .await
+        });
+        tracing::info!(%addr, map = %map.name, "embedded cluster serving");
+        Ok(Self {
+            addr,
+            stop,
+            server,
+            hub,
+            arbiters,
+            node,
+        })
+    }
+
+    /// The loopback address all five services answer on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The district actors' handle (for tests and in-process callers).
+    pub fn districts(&self) -> &DistrictNode {
+        &self.node
+    }
+
+    /// Stops taking calls, ends open streams, lets running calls finish (at most 5 s), then
+    /// stops the district actors.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.hub.close();
+        match tokio::time::timeout(std::time::Duration::from_secs(5), self.server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+            Err(_) => tracing::warn!("server did not drain within 5 s"),
+        }
+        for arbiter in self.arbiters {
+            arbiter.stop();
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! `dispatch-server`: runs the whole cluster in one process (`all`, the default) or one service
+//! per process (`intake`, `geo-router`, `district`, `case-squad`, `notification`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use dispatch_server::config::Config;
+use dispatch_server::standalone::{self, ServiceKind};
+use dispatch_server::{ClusterConfig, EmbeddedCluster};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "110 dispatch cluster: all services in one process, or one service per process")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// TOML configuration file (layered over the defaults, under DISPATCH_* variables and flags).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Address to serve gRPC on, e.g. 127.0.0.1:50051.
+    #[arg(long, global = true)]
+    listen: Option<std::net::SocketAddr>,
+    /// GeoJSON of sub-bureau areas (the built-in map when absent).
+    #[arg(long, global = true)]
+    map: Option<PathBuf>,
+    /// Population CSV for the GeoJSON map.
+    #[arg(long, global = true)]
+    population: Option<PathBuf>,
+    /// Cluster seconds per real second (1 in production).
+    #[arg(long, global = true)]
+    clock_scale: Option<f64>,
+    /// Peer address of intake.
+    #[arg(long, global = true)]
+    intake: Option<String>,
+    /// Peer address of the geo-router.
+    #[arg(long, global = true)]
+    geo_router: Option<String>,
+    /// Peer address of the district service.
+    #[arg(long, global = true)]
+    district: Option<String>,
+    /// Peer address of the case squad.
+    #[arg(long, global = true)]
+    case_squad: Option<String>,
+    /// Peer address of notification.
+    #[arg(long, global = true)]
+    notification: Option<String>,
+    /// Print the resulting configuration as TOML and exit.
+    #[arg(long, global = true)]
+    print_config: bool,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy)]
+enum Command {
+    /// All five services in one process, served on one port (the default).
+    All,
+    /// One service as its own process.
+    Run {
+        /// Which service.
+        #[arg(value_enum)]
+        service: ServiceKind,
+    },
+}
+
+impl Cli {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut c = Config::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = &self.map {
+            c.map.geojson = Some(v.clone());
+        }
+        if let Some(v) = &self.population {
+            c.map.population = Some(v.clone());
+        }
+        if let Some(v) = self.clock_scale {
+            c.clock_scale = v;
+        }
+        for (flag, slot) in [
+            (&self.intake, &mut c.peers.intake),
+            (&self.geo_router, &mut c.peers.geo_router),
+            (&self.district, &mut c.peers.district),
+            (&self.case_squad, &mut c.peers.case_squad),
+            (&self.notification, &mut c.peers.notification),
+        ] {
+            if let Some(v) = flag {
+                slot.clone_from(v);
+            }
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    dispatch_runtime::init_tracing();
+    let cli = Cli::parse();
+    let config = match cli.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if cli.print_config {
+        match toml::to_string_pretty(&config) {
+            Ok(s) => {
+                print!("{s}");
+                return std::process::ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot build the tokio runtime: {e}"))
+    });
+    let result = system.block_on(serve(cli.command.unwrap_or(Command::All), config));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::All => {
+            let map = Arc::new(standalone::load_map(&config.map)?);
+            let cluster = EmbeddedCluster::start(
+                map,
+                ClusterConfig {
+                    clock: standalone::clock(&config)?,
+                    travel: config.travel,
+                    officers_per_district: config.officers_per_district,
+                    investigators_per_squad: config.investigators_per_squad,
+                    arbiters: config.arbiters,
+                    listen: config.listen,
+                },
+            )
+            .await?;
+            dispatch_runtime::shutdown_signal().await;
+            cluster.shutdown().await;
+        }
+        Command::Run { service } => {
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            standalone::run_service(service, &config, listener, dispatch_runtime::shutdown_signal())
+                .await?;
+        }
+    }
+    Ok(())
+}

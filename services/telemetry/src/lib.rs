@@ -1,1 +1,0 @@
-//! Tracing setup, shutdown signals and the gRPC serving scaffold shared by every service
