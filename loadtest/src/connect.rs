@@ -93,11 +93,9 @@ impl Pool {
         if unary {
             endpoint = endpoint.timeout(UNARY_TIMEOUT);
         }
-        let channels = futures::future::try_join_all(
-            (0..n.max(1)).map(|_| endpoint.connect()),
-        )
-        .await
-        .map_err(|e| err(format!("{e} ({e:?})")))?;
+        let channels = futures::future::try_join_all((0..n.max(1)).map(|_| endpoint.connect()))
+            .await
+            .map_err(|e| err(format!("{e} ({e:?})")))?;
         Ok(Self {
             channels: Arc::new(channels),
             next: Arc::new(AtomicUsize::new(0)),
@@ -228,12 +226,12 @@ mod tests {
         // Port 1 on loopback: nothing listens there (privileged, never bound by tests).
         let e = Pool::connect("intake", "127.0.0.1:1", 1, true)
             .await
-            .unwrap_err();
+            .expect_err("must fail");
         assert!(e.to_string().contains("intake at 127.0.0.1:1"), "{e}");
         assert_eq!(e.exit_code(), 1);
         let e = Pool::connect("intake", "not an address", 1, true)
             .await
-            .unwrap_err();
+            .expect_err("must fail");
         assert!(matches!(e, Error::Connect { .. }), "{e}");
     }
 }

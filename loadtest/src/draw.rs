@@ -153,11 +153,10 @@ mod tests {
     #[test]
     fn poisson_mean_rate_matches_within_tolerance() {
         // 3,600 calls/h = 1 call/s; over 200,000 s the count is Poisson(200,000), sd ~447.
-        let arrivals: Vec<f64> =
-            PoissonArrivals::new(3_600.0, rng_for(7, Stream::Arrivals))
-                .expect("rate")
-                .until(200_000.0)
-                .collect();
+        let arrivals: Vec<f64> = PoissonArrivals::new(3_600.0, rng_for(7, Stream::Arrivals))
+            .expect("rate")
+            .until(200_000.0)
+            .collect();
         let n = arrivals.len() as f64;
         assert!((n - 200_000.0).abs() < 4.5 * 447.0, "got {n} arrivals");
         // Strictly increasing and inside the window.
@@ -191,7 +190,7 @@ mod tests {
     #[test]
     fn poisson_rejects_bad_rates() {
         for bad in [0.0, -5.0, f64::NAN, f64::INFINITY] {
-            let e = PoissonArrivals::new(bad, rng_for(1, Stream::Arrivals)).unwrap_err();
+            let e = PoissonArrivals::new(bad, rng_for(1, Stream::Arrivals)).expect_err("must fail");
             assert!(e.to_string().contains("calls.peak_per_hour"), "{e}");
         }
     }
@@ -250,7 +249,12 @@ mod tests {
         let draws: Vec<Disposition> = (0..n).map(|_| table.draw(&mut rng)).collect();
         let count = |d| draws.iter().filter(|x| **x == d).count();
         assert_share("criminal", count(Disposition::CriminalCase), n, 0.08);
-        assert_share("administrative", count(Disposition::AdministrativeCase), n, 0.04);
+        assert_share(
+            "administrative",
+            count(Disposition::AdministrativeCase),
+            n,
+            0.04,
+        );
         assert_share("false alarm", count(Disposition::FalseAlarm), n, 0.2);
         assert_share("referred", count(Disposition::Referred), n, 0.1);
         assert_share("resolved", count(Disposition::Resolved), n, 0.58);
@@ -260,7 +264,7 @@ mod tests {
     fn weighted_rejects_all_zero_and_negative_weights() {
         assert!(Weighted::new("x", [(1, 0.0), (2, 0.0)]).is_err());
         assert!(Weighted::new("x", [(1, -1.0), (2, 3.0)]).is_err());
-        let e = Weighted::<u8>::new("sub-bureau populations", []).unwrap_err();
+        let e = Weighted::<u8>::new("sub-bureau populations", []).expect_err("must fail");
         assert!(e.to_string().contains("sub-bureau populations"), "{e}");
     }
 

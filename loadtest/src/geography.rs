@@ -169,7 +169,10 @@ mod tests {
         for _ in 0..n {
             let (id, p) = g.call_place(&mut rng).expect("place");
             let s = map.sub_bureau(&id).expect("known sub-bureau");
-            assert!(s.area.intersects(&Point::new(p.lon, p.lat)), "{p:?} not in {id}");
+            assert!(
+                s.area.intersects(&Point::new(p.lon, p.lat)),
+                "{p:?} not in {id}"
+            );
             *counts.entry(id).or_default() += 1;
         }
         for s in &map.sub_bureaus {
@@ -199,7 +202,7 @@ mod tests {
             geojson: "/nonexistent/towns.geojson".into(),
             population: None,
         })
-        .unwrap_err();
+        .expect_err("must fail");
         assert!(matches!(e, Error::Read { .. }), "{e}");
         assert!(e.to_string().contains("/nonexistent/towns.geojson"));
         assert_eq!(e.exit_code(), 2);

@@ -278,9 +278,7 @@ fn cdf_svg(times: &[(u8, f64)], target_s: f64) -> Result<String, String> {
             let colour = colours[usize::from(level - 1)];
             chart
                 .draw_series(LineSeries::new(
-                    t.iter()
-                        .enumerate()
-                        .map(|(k, x)| (*x, (k + 1) as f64 / n)),
+                    t.iter().enumerate().map(|(k, x)| (*x, (k + 1) as f64 / n)),
                     colour.stroke_width(2),
                 ))
                 .map_err(|e| e.to_string())?
@@ -340,7 +338,9 @@ fn timeline_svg(report: &Report) -> Result<String, String> {
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED));
         chart
             .draw_series(LineSeries::new(
-                points.iter().map(|p| (p.t_s / 60.0, p.busy_officers as f64)),
+                points
+                    .iter()
+                    .map(|p| (p.t_s / 60.0, p.busy_officers as f64)),
                 BLUE.stroke_width(2),
             ))
             .map_err(|e| e.to_string())?

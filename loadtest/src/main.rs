@@ -16,7 +16,11 @@ use dispatch_loadtest::scenario::{MapSource, Scenario};
 use dispatch_loadtest::{Error, Result, block_on_actix, html};
 
 #[derive(Debug, Parser)]
-#[command(name = "loadtest", version, about = "Load-test harness of the 110 dispatch cluster")]
+#[command(
+    name = "loadtest",
+    version,
+    about = "Load-test harness of the 110 dispatch cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,7 +29,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a scenario against an embedded cluster (default) or a running one.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a scenario file and print what it would do, without running it.
     Check {
         /// The scenario file (TOML).
@@ -129,6 +133,7 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

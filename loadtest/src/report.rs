@@ -324,7 +324,10 @@ impl Report {
             let rt = i.response_s();
             all.add(rt, target);
             if let Some(p) = i.priority {
-                by_priority.entry(p.to_string()).or_default().add(rt, target);
+                by_priority
+                    .entry(p.to_string())
+                    .or_default()
+                    .add(rt, target);
             }
             by_sub
                 .entry(i.sub_bureau_id.clone())
@@ -462,7 +465,13 @@ impl Report {
         let _ = writeln!(
             out,
             "incidents  {} received: {} dispatched, {} on scene, {} cleared, {} open at end, {} lost ({} waited for an officer)",
-            i.received, i.dispatched, i.on_scene, i.cleared, i.open_at_end, i.lost, i.waited_for_officer
+            i.received,
+            i.dispatched,
+            i.on_scene,
+            i.cleared,
+            i.open_at_end,
+            i.lost,
+            i.waited_for_officer
         );
         let _ = writeln!(
             out,
@@ -625,7 +634,14 @@ mod tests {
             ));
         }
         v.push(incident("i8", P4, "a", None, Queued, None));
-        v.push(incident("i9", P2, "b", None, Lost("not found".into()), None));
+        v.push(incident(
+            "i9",
+            P2,
+            "b",
+            None,
+            Lost("not found".into()),
+            None,
+        ));
         v
     }
 
@@ -658,7 +674,10 @@ mod tests {
         assert_eq!(r.within_target_share, 0.5);
         // P1: 60, 120, 180, 240 all within; P3: 300 within, 360..480 not -> 1/4.
         let p1 = &rt.by_priority["P1"];
-        assert_eq!((p1.received, p1.within_target_share, p1.p50), (4, 1.0, Some(120.0)));
+        assert_eq!(
+            (p1.received, p1.within_target_share, p1.p50),
+            (4, 1.0, Some(120.0))
+        );
         assert_eq!(rt.by_priority["P3"].within_target_share, 0.25);
         assert_eq!(rt.by_priority["P4"].on_scene, 0);
         assert_eq!(rt.by_priority["P4"].p50, None);
@@ -702,7 +721,13 @@ mod tests {
         f.calls.failed = 1;
         let r = Report::build(&f, &v);
         assert_eq!(r.verdict, Verdict::Fail);
-        assert!(r.summary_text().lines().last().unwrap_or("").contains("call(s) failed"));
+        assert!(
+            r.summary_text()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .contains("call(s) failed")
+        );
         // No incidents at all proves nothing.
         assert_eq!(Report::build(&facts(), &[]).verdict, Verdict::Fail);
     }

@@ -17,13 +17,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use dispatch_bus::convert::{priority_from_wire, timestamp_from_wire};
-use dispatch_core::clock::SharedClock;
 use dispatch_core::ScaledClock;
+use dispatch_core::clock::SharedClock;
 use dispatch_map::CityMap;
 use dispatch_proto::v1::{
     self, GetDistrictRequest, GetIncidentRequest, IncidentState, ListCasesRequest,
     ListDistrictsRequest, ListDistrictsResponse,
 };
+use dispatch_server::{ClusterConfig, EmbeddedCluster};
 use futures::StreamExt;
 use rand::seq::SliceRandom;
 use tokio::sync::oneshot;
@@ -93,18 +94,35 @@ pub struct RunOutput {
 pub async fn run(input: RunInput) -> Result<RunOutput> {
     let wall = Instant::now();
     let s = &input.scenario;
-    let clock: SharedClock = Arc::new(ScaledClock::new(s.clock.scale).map_err(|rule| {
-        Error::Scenario {
-            key: "clock.scale".into(),
-            rule,
-        }
-    })?);
+    let clock: SharedClock =
+        Arc::new(
+            ScaledClock::new(s.clock.scale).map_err(|rule| Error::Scenario {
+                key: "clock.scale".into(),
+                rule,
+            })?,
+        );
     let (cluster, addresses) = match &input.target {
-        Target::Embedded => { let _ = (&input.map, s.cluster.travel); return Err(Error::Setup("TEMP".into())) }
+        Target::Embedded => {
+            let config = ClusterConfig {
+                clock: clock.clone(),
+                travel: s.cluster.travel,
+                officers_per_district: s.officers.per_district,
+                investigators_per_squad: s.cluster.investigators_per_squad,
+                ..ClusterConfig::default()
+            };
+            let cluster = EmbeddedCluster::start(input.map.clone(), config)
+                .await
+                .map_err(|e| Error::Setup(format!("embedded cluster did not start: {e:#}")))?;
+            tracing::info!(addr = %cluster.addr(), "embedded cluster started");
+            let addresses = Addresses::all(cluster.addr().to_string());
+            (Some(cluster), addresses)
+        }
         Target::Remote(a) => (None, a.clone()),
     };
     let result = drive(&input, clock, &addresses, wall).await;
-    let _: Option<()> = cluster;
+    if let Some(cluster) = cluster {
+        cluster.shutdown().await;
+    }
     result
 }
 
@@ -216,9 +234,7 @@ async fn drive(
             .map(|b| (b.sub_bureau_id.clone(), b.name.clone()))
             .collect(),
         wall_time_s: wall.elapsed().as_secs_f64(),
-        timeline: std::mem::take(
-            &mut *timeline.lock().unwrap_or_else(|e| e.into_inner()),
-        ),
+        timeline: std::mem::take(&mut *timeline.lock().unwrap_or_else(|e| e.into_inner())),
     };
     Ok(RunOutput {
         report: Report::build(&facts, &incidents),
@@ -343,10 +359,7 @@ async fn choose_duty(s: &Scenario, clients: &Clients, geography: &Geography) -> 
     })
 }
 
-async fn start_terminals(
-    env: Arc<TerminalEnv>,
-    setups: &[TerminalSetup],
-) -> Result<JoinSet<()>> {
+async fn start_terminals(env: Arc<TerminalEnv>, setups: &[TerminalSetup]) -> Result<JoinSet<()>> {
     let mut set = JoinSet::new();
     let mut readies = Vec::with_capacity(setups.len());
     for setup in setups {
@@ -498,7 +511,11 @@ async fn collect_incidents(
                 }
                 let latest = found.as_ref().unwrap_or(at_intake);
                 let pick = |a: &str, b: &str| {
-                    if a.is_empty() { b.to_string() } else { a.to_string() }
+                    if a.is_empty() {
+                        b.to_string()
+                    } else {
+                        a.to_string()
+                    }
                 };
                 let times = latest.times.as_ref();
                 let at = |f: fn(&v1::IncidentTimes) -> Option<&prost_types::Timestamp>| {
@@ -515,7 +532,10 @@ async fn collect_incidents(
                     dispatched_at: at(|t| t.dispatched_at.as_ref()),
                     on_scene_at: at(|t| t.on_scene_at.as_ref()),
                     system_latency_ms: first.filter(|_| !waited).map(|f| {
-                        f.received.saturating_duration_since(call.sent).as_secs_f64() * 1_000.0
+                        f.received
+                            .saturating_duration_since(call.sent)
+                            .as_secs_f64()
+                            * 1_000.0
                     }),
                     waited_for_officer: waited,
                 }
@@ -536,7 +556,9 @@ async fn count_cases(clients: &Clients, directory: &ListDistrictsResponse) -> Re
                         station_id: st.station_id.clone(),
                     })
                     .await
-                    .map_err(|e| Error::rpc(format!("CaseSquad.ListCases({})", st.station_id), e))?;
+                    .map_err(|e| {
+                        Error::rpc(format!("CaseSquad.ListCases({})", st.station_id), e)
+                    })?;
                 Ok(r.into_inner().cases.len() as u64)
             }
         })
@@ -565,10 +587,23 @@ mod tests {
             state: s as i32,
             ..v1::Incident::default()
         };
-        assert_eq!(end_state(Ok(&with(IncidentState::Queued))), EndState::Queued);
-        assert_eq!(end_state(Ok(&with(IncidentState::Cleared))), EndState::Cleared);
-        assert_eq!(end_state(Ok(&with(IncidentState::OnScene))), EndState::OnScene);
-        for stuck in [IncidentState::Received, IncidentState::Routed, IncidentState::Cancelled] {
+        assert_eq!(
+            end_state(Ok(&with(IncidentState::Queued))),
+            EndState::Queued
+        );
+        assert_eq!(
+            end_state(Ok(&with(IncidentState::Cleared))),
+            EndState::Cleared
+        );
+        assert_eq!(
+            end_state(Ok(&with(IncidentState::OnScene))),
+            EndState::OnScene
+        );
+        for stuck in [
+            IncidentState::Received,
+            IncidentState::Routed,
+            IncidentState::Cancelled,
+        ] {
             assert!(matches!(end_state(Ok(&with(stuck))), EndState::Lost(_)));
         }
         let nf = tonic::Status::not_found("no such incident");
@@ -579,6 +614,9 @@ mod tests {
     fn run_tags_are_short_base36() {
         let t = run_tag();
         assert!(!t.is_empty() && t.len() <= 10, "{t}");
-        assert!(t.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
+        assert!(
+            t.chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+        );
     }
 }

@@ -335,9 +335,11 @@ impl Scenario {
             || format!("must be a finite number >= 0, got {}", self.calls.drain_s),
         )?;
         self.category_weights()?;
-        check(self.officers.per_district >= 1, "officers.per_district", || {
-            "must be >= 1, got 0".to_string()
-        })?;
+        check(
+            self.officers.per_district >= 1,
+            "officers.per_district",
+            || "must be >= 1, got 0".to_string(),
+        )?;
         let duty = self.officers.on_duty_share;
         check(
             duty.is_finite() && duty > 0.0 && duty <= 1.0,
@@ -573,37 +575,188 @@ mod tests {
     fn each_bad_value_names_its_key_and_rule() {
         let cases: &[(&str, &str, &str, &str, &str)] = &[
             ("", "name", "name = \"has space\"", "name", "[A-Za-z0-9._-]"),
-            ("clock", "scale", "scale = 0.5", "clock.scale", "within 1..=600, got 0.5"),
-            ("clock", "scale", "scale = 1000.0", "clock.scale", "got 1000"),
-            ("calls", "peak_per_hour", "peak_per_hour = -3.0", "calls.peak_per_hour", "> 0, got -3"),
-            ("calls", "duration_s", "duration_s = 0.0", "calls.duration_s", "> 0, got 0"),
-            ("calls", "drain_s", "drain_s = -1.0", "calls.drain_s", ">= 0, got -1"),
-            ("calls", "drain_s", "drain_s = nan", "calls.drain_s", "got NaN"),
-            ("calls.category_mix", "theft", "thief = 5", "calls.category_mix.thief", "unknown category, expected one of violent_crime"),
-            ("calls.category_mix", "theft", "theft = -5", "calls.category_mix.theft", "weight must be a finite number >= 0, got -5"),
-            ("officers", "per_district", "per_district = 0", "officers.per_district", ">= 1, got 0"),
-            ("officers", "on_duty_share", "on_duty_share = 0.0", "officers.on_duty_share", "(0, 1], got 0"),
-            ("officers", "on_duty_share", "on_duty_share = 1.5", "officers.on_duty_share", "got 1.5"),
-            ("terminal", "ack_delay_s", "ack_delay_s = [20.0, 5.0]", "terminal.ack_delay_s", "max must be a finite number >= min (20), got 5"),
-            ("terminal", "ack_delay_s", "ack_delay_s = [-1.0, 5.0]", "terminal.ack_delay_s", "min must be a finite number >= 0, got -1"),
-            ("terminal", "speed_kmh", "speed_kmh = 0.0", "terminal.speed_kmh", "> 0, got 0"),
-            ("terminal", "circuity", "circuity = 0.8", "terminal.circuity", ">= 1, got 0.8"),
-            ("terminal", "gps_interval_s", "gps_interval_s = 0.0", "terminal.gps_interval_s", "> 0, got 0"),
-            ("terminal", "on_scene_s", "on_scene_s = [600.0, 60.0]", "terminal.on_scene_s", "max must be"),
-            ("terminal.dispositions", "referred", "referred = 1.2", "terminal.dispositions.referred", "within 0..=1, got 1.2"),
-            ("terminal.dispositions", "referred", "referred = 0.9", "terminal.dispositions", "sum to at most 1"),
-            ("target", "response_s", "response_s = 0.0", "target.response_s", "> 0, got 0"),
-            ("target", "share", "share = 1.1", "target.share", "within 0..=1, got 1.1"),
-            ("cluster", "investigators_per_squad", "investigators_per_squad = 0", "cluster.investigators_per_squad", ">= 1, got 0"),
-            ("cluster.travel", "circuity", "circuity = 0.5", "cluster.travel.circuity", ">= 1, got 0.5"),
-            ("cluster.travel", "speed_kmh", "speed_kmh = -2.0", "cluster.travel.speed_kmh", "> 0, got -2"),
+            (
+                "clock",
+                "scale",
+                "scale = 0.5",
+                "clock.scale",
+                "within 1..=600, got 0.5",
+            ),
+            (
+                "clock",
+                "scale",
+                "scale = 1000.0",
+                "clock.scale",
+                "got 1000",
+            ),
+            (
+                "calls",
+                "peak_per_hour",
+                "peak_per_hour = -3.0",
+                "calls.peak_per_hour",
+                "> 0, got -3",
+            ),
+            (
+                "calls",
+                "duration_s",
+                "duration_s = 0.0",
+                "calls.duration_s",
+                "> 0, got 0",
+            ),
+            (
+                "calls",
+                "drain_s",
+                "drain_s = -1.0",
+                "calls.drain_s",
+                ">= 0, got -1",
+            ),
+            (
+                "calls",
+                "drain_s",
+                "drain_s = nan",
+                "calls.drain_s",
+                "got NaN",
+            ),
+            (
+                "calls.category_mix",
+                "theft",
+                "thief = 5",
+                "calls.category_mix.thief",
+                "unknown category, expected one of violent_crime",
+            ),
+            (
+                "calls.category_mix",
+                "theft",
+                "theft = -5",
+                "calls.category_mix.theft",
+                "weight must be a finite number >= 0, got -5",
+            ),
+            (
+                "officers",
+                "per_district",
+                "per_district = 0",
+                "officers.per_district",
+                ">= 1, got 0",
+            ),
+            (
+                "officers",
+                "on_duty_share",
+                "on_duty_share = 0.0",
+                "officers.on_duty_share",
+                "(0, 1], got 0",
+            ),
+            (
+                "officers",
+                "on_duty_share",
+                "on_duty_share = 1.5",
+                "officers.on_duty_share",
+                "got 1.5",
+            ),
+            (
+                "terminal",
+                "ack_delay_s",
+                "ack_delay_s = [20.0, 5.0]",
+                "terminal.ack_delay_s",
+                "max must be a finite number >= min (20), got 5",
+            ),
+            (
+                "terminal",
+                "ack_delay_s",
+                "ack_delay_s = [-1.0, 5.0]",
+                "terminal.ack_delay_s",
+                "min must be a finite number >= 0, got -1",
+            ),
+            (
+                "terminal",
+                "speed_kmh",
+                "speed_kmh = 0.0",
+                "terminal.speed_kmh",
+                "> 0, got 0",
+            ),
+            (
+                "terminal",
+                "circuity",
+                "circuity = 0.8",
+                "terminal.circuity",
+                ">= 1, got 0.8",
+            ),
+            (
+                "terminal",
+                "gps_interval_s",
+                "gps_interval_s = 0.0",
+                "terminal.gps_interval_s",
+                "> 0, got 0",
+            ),
+            (
+                "terminal",
+                "on_scene_s",
+                "on_scene_s = [600.0, 60.0]",
+                "terminal.on_scene_s",
+                "max must be",
+            ),
+            (
+                "terminal.dispositions",
+                "referred",
+                "referred = 1.2",
+                "terminal.dispositions.referred",
+                "within 0..=1, got 1.2",
+            ),
+            (
+                "terminal.dispositions",
+                "referred",
+                "referred = 0.9",
+                "terminal.dispositions",
+                "sum to at most 1",
+            ),
+            (
+                "target",
+                "response_s",
+                "response_s = 0.0",
+                "target.response_s",
+                "> 0, got 0",
+            ),
+            (
+                "target",
+                "share",
+                "share = 1.1",
+                "target.share",
+                "within 0..=1, got 1.1",
+            ),
+            (
+                "cluster",
+                "investigators_per_squad",
+                "investigators_per_squad = 0",
+                "cluster.investigators_per_squad",
+                ">= 1, got 0",
+            ),
+            (
+                "cluster.travel",
+                "circuity",
+                "circuity = 0.5",
+                "cluster.travel.circuity",
+                ">= 1, got 0.5",
+            ),
+            (
+                "cluster.travel",
+                "speed_kmh",
+                "speed_kmh = -2.0",
+                "cluster.travel.speed_kmh",
+                "> 0, got -2",
+            ),
         ];
         for (section, key, line, want_key, want_rule) in cases {
             let (k, r) = scenario_error(&with(section, key, line));
             assert_eq!(&k, want_key, "for {line}");
-            assert!(r.contains(want_rule), "for {line}: {r:?} lacks {want_rule:?}");
+            assert!(
+                r.contains(want_rule),
+                "for {line}: {r:?} lacks {want_rule:?}"
+            );
             let shown = Error::Scenario { key: k, rule: r };
-            assert!(shown.to_string().starts_with(&format!("scenario key {want_key}: ")));
+            assert!(
+                shown
+                    .to_string()
+                    .starts_with(&format!("scenario key {want_key}: "))
+            );
             assert_eq!(shown.exit_code(), 2);
         }
     }
@@ -621,7 +774,11 @@ mod tests {
         let both = with("map", "builtin", "builtin = true\ngeojson = \"x.geojson\"");
         assert_eq!(scenario_error(&both).0, "map");
         let neither = with("map", "builtin", "builtin = false");
-        assert!(scenario_error(&neither).1.contains("builtin = true or geojson"));
+        assert!(
+            scenario_error(&neither)
+                .1
+                .contains("builtin = true or geojson")
+        );
         let pop = with("map", "builtin", "builtin = true\npopulation = \"p.csv\"");
         assert_eq!(scenario_error(&pop).0, "map.population");
     }
@@ -630,7 +787,14 @@ mod tests {
     fn unknown_keys_and_bad_types_are_syntax_errors_naming_the_key() {
         for (text, needle) in [
             (format!("colour = \"red\"\n{BUILTIN}"), "colour"),
-            (with("terminal", "speed_kmh", "speed_kmh = 30.0\nspeed_mph = 20.0"), "speed_mph"),
+            (
+                with(
+                    "terminal",
+                    "speed_kmh",
+                    "speed_kmh = 30.0\nspeed_mph = 20.0",
+                ),
+                "speed_mph",
+            ),
             (with("calls", "duration_s", "duration = 3600.0"), "duration"),
             (with("clock", "scale", "scale = \"fast\""), "scale"),
         ] {
@@ -646,7 +810,7 @@ mod tests {
 
     #[test]
     fn unreadable_file_is_a_read_error() {
-        let e = Scenario::load(Path::new("/nonexistent/scenario.toml")).unwrap_err();
+        let e = Scenario::load(Path::new("/nonexistent/scenario.toml")).expect_err("must fail");
         assert!(matches!(e, Error::Read { .. }));
         assert!(e.to_string().contains("/nonexistent/scenario.toml"));
         assert_eq!(e.exit_code(), 2);

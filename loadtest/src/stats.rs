@@ -44,7 +44,11 @@ impl Samples {
 
     /// Adds one sample (negative or non-finite values count as 0).
     pub fn record(&mut self, value: f64) {
-        let v = if value.is_finite() { value.max(0.0) } else { 0.0 };
+        let v = if value.is_finite() {
+            value.max(0.0)
+        } else {
+            0.0
+        };
         let units = (v * self.resolution).round() as u64;
         // The histogram grows as needed; only a value beyond what it can ever hold (above
         // u64::MAX / 2) fails, and is then clamped to its highest trackable value.

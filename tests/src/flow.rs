@@ -134,7 +134,7 @@ fn millis(t: &Option<prost_types::Timestamp>) -> Option<i64> {
     t.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
 }
 
-/// The district the flows use: the first of the directory, with two officers on its roster.
+/// A district a flow uses, and its roster.
 pub struct Stage {
     /// The district.
     pub district: v1::District,
@@ -142,8 +142,9 @@ pub struct Stage {
     pub officers: Vec<String>,
 }
 
-/// Picks the first district of the directory and reads its roster.
-pub async fn stage(c: &mut Clients) -> anyhow::Result<Stage> {
+/// Picks district `index` of the directory and reads its roster. Flows use different
+/// districts so they do not meet each other's officers.
+pub async fn stage(c: &mut Clients, index: usize) -> anyhow::Result<Stage> {
     let directory = c
         .geo
         .list_districts(v1::ListDistrictsRequest {})
@@ -151,9 +152,9 @@ pub async fn stage(c: &mut Clients) -> anyhow::Result<Stage> {
         .into_inner();
     let district = directory
         .districts
-        .first()
+        .get(index)
         .cloned()
-        .context("empty directory")?;
+        .with_context(|| format!("directory has no district #{index}"))?;
     let snapshot = c
         .district
         .get_district(v1::GetDistrictRequest {
@@ -170,7 +171,7 @@ pub async fn stage(c: &mut Clients) -> anyhow::Result<Stage> {
 /// timestamp in order and a case opens at the district's station, assigned to its first
 /// investigator (the squad was idle).
 pub async fn single_call(c: &mut Clients, call_id: &str) -> anyhow::Result<()> {
-    let stage = stage(c).await?;
+    let stage = stage(c, 0).await?;
     let center = stage.district.center.context("district without center")?;
     let officer = stage.officers.first().context("empty roster")?.clone();
     let mut orders = subscribe(c, &officer).await?;
@@ -251,10 +252,9 @@ pub async fn single_call(c: &mut Clients, call_id: &str) -> anyhow::Result<()> {
 /// With the district's only officer busy, two more calls wait; when the officer clears, the
 /// P1 call is dispatched before the older P4 call.
 pub async fn waiting_calls(c: &mut Clients, prefix: &str) -> anyhow::Result<()> {
-    let stage = stage(c).await?;
+    let stage = stage(c, 1).await?;
     let center = stage.district.center.context("district without center")?;
-    // The second officer of the roster, so this flow does not meet `single_call`'s officer.
-    let officer = stage.officers.get(1).context("roster under 2")?.clone();
+    let officer = stage.officers.first().context("empty roster")?.clone();
     let mut orders = subscribe(c, &officer).await?;
     sign_on(c, &officer, center).await?;
 

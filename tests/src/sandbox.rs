@@ -76,7 +76,8 @@ impl ProcessCluster {
             eventually(Duration::from_secs(60), || {
                 let endpoint = endpoint.clone();
                 async move {
-                    let mut client = HealthClient::connect(endpoint).await?;
+                    let channel = tonic::transport::Channel::from_shared(endpoint)?.connect().await?;
+                    let mut client = HealthClient::new(channel);
                     let status = client
                         .check(HealthCheckRequest {
                             service: service.to_string(),

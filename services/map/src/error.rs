@@ -116,6 +116,16 @@ pub enum Error {
         /// Districts it should hold.
         districts: usize,
     },
+    /// The rule gives a sub-bureau more than [`crate::MAX_DISTRICTS_PER_SUB_BUREAU`] districts.
+    #[error("area {id} would get {districts} districts, more than the {max} allowed")]
+    TooManyDistricts {
+        /// The area's id.
+        id: String,
+        /// Districts the rule gives it.
+        districts: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A partition rule value is out of range.
     #[error("invalid partition rule: {0}")]
     InvalidRule(String),
@@ -138,4 +148,16 @@ pub enum RouteError {
         /// The limit, metres ([`crate::RouteRule::max_outside_m`]).
         max_m: f64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_cross_threads() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<Error>();
+        send_sync::<RouteError>();
+    }
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use geo::{Coord, Intersects, Line, MultiPolygon, Point, Polygon, Rect};
-use rstar::{AABB, RTree};
 use rstar::primitives::GeomWithData;
+use rstar::{AABB, RTree};
 
 use dispatch_core::LatLng;
 

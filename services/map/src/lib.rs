@@ -34,8 +34,8 @@ pub use map::{CityMap, District, Routed, Station, SubBureau};
 pub use overlap::{MIN_PART_M2, MIN_REPORTED_OVERLAP_M2, ResolvedOverlap};
 pub use plane::METRES_PER_DEGREE;
 pub use rule::{
-    NANCHENG_AREA_M2, NANCHENG_DISTRICTS, NANCHENG_POPULATION, NANCHENG_STATIONS, PartitionRule,
-    RouteRule,
+    MAX_DISTRICTS_PER_SUB_BUREAU, NANCHENG_AREA_M2, NANCHENG_DISTRICTS, NANCHENG_POPULATION,
+    NANCHENG_STATIONS, PartitionRule, RouteRule,
 };
 pub use sample::sample_point;
 pub use source::{SourceArea, slug};

@@ -7,13 +7,13 @@ use geo::{BoundingRect, Coord, MultiPolygon, Rect};
 
 use dispatch_core::LatLng;
 
+use crate::area_m2;
 use crate::error::{Error, Result, RouteError};
 use crate::index::DistrictIndex;
 use crate::overlap::{self, ResolvedOverlap};
 use crate::partition::partition;
-use crate::rule::{PartitionRule, RouteRule};
+use crate::rule::{MAX_DISTRICTS_PER_SUB_BUREAU, PartitionRule, RouteRule};
 use crate::source::{self, SourceArea};
-use crate::area_m2;
 
 /// A police sub-bureau (分局): one town or subdistrict, with its own command center.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,8 +145,8 @@ impl CityMap {
     /// 3. district adjacency and the routing index.
     ///
     /// Errors: [`Error::NoAreas`], [`Error::Duplicate`], [`Error::BadId`],
-    /// [`Error::BadCoordinate`], [`Error::EmptyArea`], [`Error::AreaTooSmall`],
-    /// [`Error::InvalidRule`].
+    /// [`Error::BadCoordinate`], [`Error::EmptyArea`], [`Error::TooManyDistricts`],
+    /// [`Error::AreaTooSmall`], [`Error::InvalidRule`].
     pub fn build(
         name: impl Into<String>,
         mut areas: Vec<SourceArea>,
@@ -188,60 +188,7 @@ impl CityMap {
         let mut stations = Vec::new();
         let mut districts = Vec::new();
         for (source, area) in areas.iter().zip(resolved) {
-            let sub_area_m2 = area_m2(&area);
-            if area.0.is_empty() || sub_area_m2 <= 0.0 {
-                return Err(Error::EmptyArea {
-                    id: source.id.clone(),
-                });
-            }
-            let n_districts = rule.districts_for(source.population, sub_area_m2);
-            let n_stations = rule.stations_for(n_districts);
-            let part = partition(&source.id, &area, n_districts, n_stations, rule)?;
-            let width = n_districts.to_string().len().max(2);
-            let district_id = |i: usize| format!("{}-d{:0width$}", source.id, i + 1);
-            let mut station_ids = Vec::with_capacity(part.stations.len());
-            for (s, station) in part.stations.iter().enumerate() {
-                let Some(&central_index) = station.districts.first() else {
-                    continue;
-                };
-                let Some(central) = part.districts.get(central_index) else {
-                    continue;
-                };
-                let station_id = format!("{}-s{}", source.id, s + 1);
-                let members: Vec<String> = station.districts.iter().map(|&d| district_id(d)).collect();
-                for (k, &d) in station.districts.iter().enumerate() {
-                    let Some(pd) = part.districts.get(d) else {
-                        continue;
-                    };
-                    districts.push(District {
-                        id: district_id(d),
-                        station_id: station_id.clone(),
-                        sub_bureau_id: source.id.clone(),
-                        central: k == 0,
-                        seed: to_latlng(pd.seed),
-                        area_m2: area_m2(&pd.area),
-                        area: pd.area.clone(),
-                        adjacent: Vec::new(),
-                    });
-                }
-                stations.push(Station {
-                    id: station_id.clone(),
-                    sub_bureau_id: source.id.clone(),
-                    central_district_id: district_id(central_index),
-                    location: to_latlng(central.seed),
-                    district_ids: members,
-                });
-                station_ids.push(station_id);
-            }
-            sub_bureaus.push(SubBureau {
-                id: source.id.clone(),
-                name: source.name.clone(),
-                name_en: source.name_en.clone(),
-                population: source.population.unwrap_or(0),
-                area,
-                area_m2: sub_area_m2,
-                station_ids,
-            });
+            sub_bureaus.push(split(source, area, rule, &mut stations, &mut districts)?);
         }
 
         let extent = extent(&sub_bureaus).ok_or(Error::NoAreas)?;
@@ -333,12 +280,16 @@ impl CityMap {
 
     /// The district with this id.
     pub fn district(&self, id: &str) -> Option<&District> {
-        self.district_by_id.get(id).and_then(|&i| self.districts.get(i))
+        self.district_by_id
+            .get(id)
+            .and_then(|&i| self.districts.get(i))
     }
 
     /// The station with this id.
     pub fn station(&self, id: &str) -> Option<&Station> {
-        self.station_by_id.get(id).and_then(|&i| self.stations.get(i))
+        self.station_by_id
+            .get(id)
+            .and_then(|&i| self.stations.get(i))
     }
 
     /// The sub-bureau with this id.
@@ -367,6 +318,77 @@ impl CityMap {
     pub fn area_m2(&self) -> f64 {
         self.sub_bureaus.iter().map(|s| s.area_m2).sum()
     }
+}
+
+/// Splits one sub-bureau's resolved `area` into stations and districts (appended to
+/// `stations` and `districts`, ids numbered in partition order) and returns the sub-bureau.
+fn split(
+    source: &SourceArea,
+    area: MultiPolygon<f64>,
+    rule: &PartitionRule,
+    stations: &mut Vec<Station>,
+    districts: &mut Vec<District>,
+) -> Result<SubBureau> {
+    let sub_area_m2 = area_m2(&area);
+    if area.0.is_empty() || sub_area_m2 <= 0.0 {
+        return Err(Error::EmptyArea {
+            id: source.id.clone(),
+        });
+    }
+    let n_districts = rule.districts_for(source.population, sub_area_m2);
+    if n_districts > MAX_DISTRICTS_PER_SUB_BUREAU {
+        return Err(Error::TooManyDistricts {
+            id: source.id.clone(),
+            districts: n_districts,
+            max: MAX_DISTRICTS_PER_SUB_BUREAU,
+        });
+    }
+    let n_stations = rule.stations_for(n_districts);
+    let part = partition(&source.id, &area, n_districts, n_stations, rule)?;
+    let width = n_districts.to_string().len().max(2);
+    let district_id = |i: usize| format!("{}-d{:0width$}", source.id, i + 1);
+    let mut station_ids = Vec::with_capacity(part.stations.len());
+    for (s, station) in part.stations.iter().enumerate() {
+        let Some(&central_index) = station.districts.first() else {
+            continue;
+        };
+        let Some(central) = part.districts.get(central_index) else {
+            continue;
+        };
+        let station_id = format!("{}-s{}", source.id, s + 1);
+        for (k, &d) in station.districts.iter().enumerate() {
+            let Some(pd) = part.districts.get(d) else {
+                continue;
+            };
+            districts.push(District {
+                id: district_id(d),
+                station_id: station_id.clone(),
+                sub_bureau_id: source.id.clone(),
+                central: k == 0,
+                seed: to_latlng(pd.seed),
+                area_m2: area_m2(&pd.area),
+                area: pd.area.clone(),
+                adjacent: Vec::new(),
+            });
+        }
+        stations.push(Station {
+            id: station_id.clone(),
+            sub_bureau_id: source.id.clone(),
+            central_district_id: district_id(central_index),
+            location: to_latlng(central.seed),
+            district_ids: station.districts.iter().map(|&d| district_id(d)).collect(),
+        });
+        station_ids.push(station_id);
+    }
+    Ok(SubBureau {
+        id: source.id.clone(),
+        name: source.name.clone(),
+        name_en: source.name_en.clone(),
+        population: source.population.unwrap_or(0),
+        area,
+        area_m2: sub_area_m2,
+        station_ids,
+    })
 }
 
 fn to_latlng(c: Coord<f64>) -> LatLng {

@@ -45,6 +45,9 @@ pub(crate) struct Partition {
     pub stations: Vec<PartStation>,
 }
 
+/// Most lattice points over an area's bounding box (inside or not) the seeding may scan.
+const MAX_LATTICE_CANDIDATES: f64 = 4e6;
+
 /// Splits `area` (lon/lat) into `n_districts` districts in `n_stations` stations.
 /// Errors: [`Error::AreaTooSmall`] when the area cannot hold that many lattice points.
 pub(crate) fn partition(
@@ -68,12 +71,18 @@ pub(crate) fn partition(
         .map(|ring| ring.coords().map(|c| plane.to_xy(*c)).collect())
         .collect();
 
-    let wanted = rule.lattice_points_per_district.saturating_mul(n_districts).max(64);
+    let wanted = rule
+        .lattice_points_per_district
+        .saturating_mul(n_districts)
+        .max(64);
     let mut spacing = (area_m2 / wanted as f64).sqrt();
     let mut lattice = Vec::new();
-    // A thin or fragmented area can hold fewer lattice points than its area suggests: refine.
+    let (lo_xy, hi_xy) = bounds(&rings_xy);
+    // A thin or fragmented area can hold fewer lattice points than its area suggests: refine,
+    // as long as the lattice over the bounding box stays a bounded amount of work.
     for _ in 0..6 {
-        if !(spacing.is_finite() && spacing > 0.0) {
+        let candidates = ((hi_xy.x - lo_xy.x) / spacing) * ((hi_xy.y - lo_xy.y) / spacing);
+        if !(spacing.is_finite() && spacing > 0.0 && candidates <= MAX_LATTICE_CANDIDATES) {
             break;
         }
         lattice = lattice_inside(&rings_xy, spacing);
@@ -89,14 +98,24 @@ pub(crate) fn partition(
     let (centres, _) = kmeans(&lattice, n_districts, rule.max_lloyd_iterations);
     let seeds_xy = snap_to_points(&centres, &lattice);
 
-    let (min, max) = bounds(&rings_xy);
-    let margin = (max.x - min.x).max(max.y - min.y) + 1_000.0;
-    let frame = vec![
-        Coord { x: min.x - margin, y: min.y - margin },
-        Coord { x: max.x + margin, y: min.y - margin },
-        Coord { x: max.x + margin, y: max.y + margin },
-        Coord { x: min.x - margin, y: max.y + margin },
-    ];
+    // Cells start from the area's bounding box itself, and their corners are clamped back into
+    // it: every clipping below then works on operands with the same bounding box, so the
+    // boolean operations snap all of them to the same integer grid (i_overlay centres and scales
+    // its grid on the operands' box) and neighbouring districts get identical shared borders.
+    let (lo, hi) = (bbox.min(), bbox.max());
+    let frame: Vec<Coord<f64>> = [
+        Coord { x: lo.x, y: lo.y },
+        Coord { x: hi.x, y: lo.y },
+        Coord { x: hi.x, y: hi.y },
+        Coord { x: lo.x, y: hi.y },
+    ]
+    .into_iter()
+    .map(|c| plane.to_xy(c))
+    .collect();
+    let clamp = |c: Coord<f64>| Coord {
+        x: c.x.clamp(lo.x, hi.x),
+        y: c.y.clamp(lo.y, hi.y),
+    };
 
     let mut districts = Vec::with_capacity(n_districts);
     for (i, &s) in seeds_xy.iter().enumerate() {
@@ -106,7 +125,7 @@ pub(crate) fn partition(
                 cell = clip_to_closer_half(&cell, s, t);
             }
         }
-        let ring: Vec<Coord<f64>> = cell.iter().map(|c| plane.to_lonlat(*c)).collect();
+        let ring: Vec<Coord<f64>> = cell.iter().map(|c| clamp(plane.to_lonlat(*c))).collect();
         let cell = Polygon::new(LineString::new(ring), vec![]);
         let district_area = drop_specks(area.intersection(&cell));
         if district_area.0.is_empty() {
@@ -162,8 +181,14 @@ fn north_west_first(a: Coord<f64>, b: Coord<f64>) -> std::cmp::Ordering {
 }
 
 fn bounds(rings: &[Vec<Coord<f64>>]) -> (Coord<f64>, Coord<f64>) {
-    let mut min = Coord { x: f64::INFINITY, y: f64::INFINITY };
-    let mut max = Coord { x: f64::NEG_INFINITY, y: f64::NEG_INFINITY };
+    let mut min = Coord {
+        x: f64::INFINITY,
+        y: f64::INFINITY,
+    };
+    let mut max = Coord {
+        x: f64::NEG_INFINITY,
+        y: f64::NEG_INFINITY,
+    };
     for c in rings.iter().flatten() {
         min.x = min.x.min(c.x);
         min.y = min.y.min(c.y);
@@ -242,10 +267,12 @@ pub(crate) fn kmeans(
         return (Vec::new(), vec![0; points.len()]);
     }
     let n = points.len() as f64;
-    let mean = points.iter().fold(Coord { x: 0.0, y: 0.0 }, |acc, p| Coord {
-        x: acc.x + p.x / n,
-        y: acc.y + p.y / n,
-    });
+    let mean = points
+        .iter()
+        .fold(Coord { x: 0.0, y: 0.0 }, |acc, p| Coord {
+            x: acc.x + p.x / n,
+            y: acc.y + p.y / n,
+        });
     let mut centres = Vec::with_capacity(k);
     let mut min_d2: Vec<f64> = vec![f64::INFINITY; points.len()];
     let mut next = nearest(mean, points.iter().copied()).unwrap_or(0);
@@ -292,6 +319,31 @@ pub(crate) fn kmeans(
         if !changed {
             break;
         }
+    }
+    // A cluster restarted on the last iteration may still be empty: give it the point farthest
+    // from its centre among clusters that can spare one (there is one while k <= points).
+    loop {
+        let mut counts = vec![0usize; k];
+        for &l in &labels {
+            if let Some(c) = counts.get_mut(l) {
+                *c += 1;
+            }
+        }
+        let Some(empty) = counts.iter().position(|&c| c == 0) else {
+            break;
+        };
+        let spare = (0..points.len())
+            .filter(|&i| counts.get(labels[i]).is_some_and(|&c| c >= 2))
+            .max_by(|&a, &b| {
+                let da = dist2(points[a], centres[labels[a]]);
+                let db = dist2(points[b], centres[labels[b]]);
+                da.total_cmp(&db).then(b.cmp(&a))
+            });
+        let Some(i) = spare else {
+            break;
+        };
+        labels[i] = empty;
+        centres[empty] = points[i];
     }
     (centres, labels)
 }
@@ -397,14 +449,36 @@ mod tests {
     fn kmeans_finds_two_obvious_clusters() {
         let mut points = Vec::new();
         for i in 0..10 {
-            points.push(Coord { x: i as f64 * 0.1, y: 0.0 });
-            points.push(Coord { x: 100.0 + i as f64 * 0.1, y: 5.0 });
+            points.push(Coord {
+                x: i as f64 * 0.1,
+                y: 0.0,
+            });
+            points.push(Coord {
+                x: 100.0 + i as f64 * 0.1,
+                y: 5.0,
+            });
         }
         let (centres, labels) = kmeans(&points, 2, 50);
         let mut xs: Vec<f64> = centres.iter().map(|c| c.x).collect();
         xs.sort_by(f64::total_cmp);
         assert!((xs[0] - 0.45).abs() < 1e-9 && (xs[1] - 100.45).abs() < 1e-9);
         assert!(labels.chunks(2).all(|pair| pair[0] != pair[1]));
+    }
+
+    #[test]
+    fn kmeans_never_leaves_a_cluster_empty() {
+        // Three points, three clusters, no time to iterate: every cluster still gets a point.
+        let points = [
+            Coord { x: 0.0, y: 0.0 },
+            Coord { x: 0.0, y: 0.0 },
+            Coord { x: 1.0, y: 0.0 },
+        ];
+        for iterations in [1, 100] {
+            let (_, labels) = kmeans(&points, 3, iterations);
+            let mut seen = labels.clone();
+            seen.sort_unstable();
+            assert_eq!(seen, [0, 1, 2], "{iterations}");
+        }
     }
 
     #[test]

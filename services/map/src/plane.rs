@@ -58,8 +58,14 @@ mod tests {
             Coord { x: 113.6, y: 22.9 },
             Coord { x: 113.8, y: 23.1 },
         ));
-        let a = Coord { x: 113.70, y: 23.00 };
-        let b = Coord { x: 113.73, y: 23.02 };
+        let a = Coord {
+            x: 113.70,
+            y: 23.00,
+        };
+        let b = Coord {
+            x: 113.73,
+            y: 23.02,
+        };
         let (pa, pb) = (plane.to_xy(a), plane.to_xy(b));
         let flat = ((pa.x - pb.x).powi(2) + (pa.y - pb.y).powi(2)).sqrt();
         let sphere = LatLng::new(a.y, a.x)

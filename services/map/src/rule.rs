@@ -15,6 +15,10 @@ pub const NANCHENG_STATIONS: usize = 6;
 /// (measured with [`crate::area_m2`]: 56.42 km²; the data README gives "about 56 km²").
 pub const NANCHENG_AREA_M2: f64 = 56_418_941.0;
 
+/// Most districts one sub-bureau may get (Dongguan's largest, Humen, gets 34): a guard against
+/// a population or outline off by orders of magnitude.
+pub const MAX_DISTRICTS_PER_SUB_BUREAU: usize = 1_000;
+
 /// How a sub-bureau's area is split into police districts and stations.
 ///
 /// Counts follow the source document's pilot: Nancheng has 17 districts for 418,288 residents
@@ -109,12 +113,17 @@ impl PartitionRule {
         let at_least_one = [
             ("min_districts", self.min_districts),
             ("min_stations", self.min_stations),
-            ("lattice_points_per_district", self.lattice_points_per_district),
+            (
+                "lattice_points_per_district",
+                self.lattice_points_per_district,
+            ),
             ("max_lloyd_iterations", self.max_lloyd_iterations),
         ];
         for (field, value) in at_least_one {
             if value == 0 {
-                return Err(Error::InvalidRule(format!("{field} must be at least 1, got 0")));
+                return Err(Error::InvalidRule(format!(
+                    "{field} must be at least 1, got 0"
+                )));
             }
         }
         if self.min_stations > self.min_districts {
@@ -138,7 +147,9 @@ pub struct RouteRule {
 
 impl Default for RouteRule {
     fn default() -> Self {
-        Self { max_outside_m: 2_000.0 }
+        Self {
+            max_outside_m: 2_000.0,
+        }
     }
 }
 

@@ -200,7 +200,10 @@ fn outline_of(feature: &geojson::Feature, name: &str, path: &Path) -> Result<Mul
         name: name.to_owned(),
         kind: kind.to_owned(),
     };
-    let geometry = feature.geometry.as_ref().ok_or_else(|| unsupported("none"))?;
+    let geometry = feature
+        .geometry
+        .as_ref()
+        .ok_or_else(|| unsupported("none"))?;
     let kind = geometry.value.type_name();
     let geometry: geo::Geometry<f64> = (&geometry.value)
         .try_into()

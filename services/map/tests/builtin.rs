@@ -29,10 +29,17 @@ fn counts_follow_the_partition_rule() {
     assert_eq!(ids, ["harbour", "hillview", "riverside"]);
     // 75,000 / (418,288 / 17) = 3.05 -> 3 districts, 3 / (17 / 6) = 1.06 -> 1 station;
     // 100,000 -> 4.06 -> 4 and 1.41 -> 1; 150,000 -> 6.10 -> 6 and 2.12 -> 2.
-    for (id, districts, stations) in [("harbour", 3, 1), ("hillview", 4, 1), ("riverside", 6, 2)]
-    {
-        let n = map.districts.iter().filter(|d| d.sub_bureau_id == id).count();
-        let s = map.stations.iter().filter(|s| s.sub_bureau_id == id).count();
+    for (id, districts, stations) in [("harbour", 3, 1), ("hillview", 4, 1), ("riverside", 6, 2)] {
+        let n = map
+            .districts
+            .iter()
+            .filter(|d| d.sub_bureau_id == id)
+            .count();
+        let s = map
+            .stations
+            .iter()
+            .filter(|s| s.sub_bureau_id == id)
+            .count();
         assert_eq!((n, s), (districts, stations), "{id}");
         assert_eq!(map.sub_bureau(id).unwrap().station_ids.len(), stations);
     }
@@ -65,7 +72,10 @@ fn stations_lead_one_central_district_each() {
     for d in &map.districts {
         let seed = Point::new(d.seed.lon, d.seed.lat);
         assert!(d.area.intersects(&seed), "{} seed outside it", d.id);
-        assert_eq!(map.district_index(&d.id).map(|i| &map.districts[i].id), Some(&d.id));
+        assert_eq!(
+            map.district_index(&d.id).map(|i| &map.districts[i].id),
+            Some(&d.id)
+        );
     }
 }
 
@@ -78,7 +88,12 @@ fn districts_tile_each_sub_bureau_exactly() {
         // The sectors share borders exactly, so each area is its outline (lake excluded).
         let expected = area_m2(&source.outline);
         assert!((sb.area_m2 - expected).abs() / expected < 1e-6, "{}", sb.id);
-        assert!((20e6..60e6).contains(&sb.area_m2), "{} {}", sb.id, sb.area_m2);
+        assert!(
+            (20e6..60e6).contains(&sb.area_m2),
+            "{} {}",
+            sb.id,
+            sb.area_m2
+        );
         let districts: Vec<_> = map
             .districts
             .iter()
@@ -88,12 +103,21 @@ fn districts_tile_each_sub_bureau_exactly() {
         // a vertex on the straight lon/lat segment, which lies a few centimetres off the
         // geodesic over a 7 km edge, so the sum may differ by a few parts per million.
         let sum: f64 = districts.iter().map(|d| d.area_m2).sum();
-        assert!((sum - expected).abs() / expected < 1e-5, "{}: {sum} vs {expected}", sb.id);
+        assert!(
+            (sum - expected).abs() / expected < 1e-5,
+            "{}: {sum} vs {expected}",
+            sb.id
+        );
         for (i, a) in districts.iter().enumerate() {
             assert!((a.area_m2 - area_m2(&a.area)).abs() < 1e-3);
             for b in &districts[i + 1..] {
                 let overlap = common::planar_area_m2(&a.area.intersection(&b.area));
-                assert!(overlap < 0.1, "{} and {} overlap by {overlap} m²", a.id, b.id);
+                assert!(
+                    overlap < 0.1,
+                    "{} and {} overlap by {overlap} m²",
+                    a.id,
+                    b.id
+                );
             }
         }
         // Nothing of the sub-bureau is left over but hairline seams: the clipping snaps
@@ -125,7 +149,11 @@ fn random_points_route_to_the_district_holding_them() {
             assert_eq!(map.sub_bureaus[routed.sub_bureau].id, source.id);
             // Brute force: the district found is one whose area holds the point.
             let point = Point::new(p.lon, p.lat);
-            assert!(district.area.intersects(&point), "{p:?} not in {}", district.id);
+            assert!(
+                district.area.intersects(&point),
+                "{p:?} not in {}",
+                district.id
+            );
         }
     }
 }
@@ -133,7 +161,10 @@ fn random_points_route_to_the_district_holding_them() {
 #[test]
 fn a_point_in_the_lake_goes_to_the_nearest_district() {
     let map = map();
-    let riverside = builtin_areas().into_iter().find(|s| s.id == "riverside").unwrap();
+    let riverside = builtin_areas()
+        .into_iter()
+        .find(|s| s.id == "riverside")
+        .unwrap();
     let lake = Polygon::new(riverside.outline.0[0].interiors()[0].clone(), vec![]);
     let c = lake.centroid().unwrap();
     let p = LatLng::new(c.y(), c.x()).unwrap();
@@ -151,25 +182,7 @@ fn a_point_in_the_lake_goes_to_the_nearest_district() {
 #[test]
 fn points_outside_the_city_go_to_the_nearest_district_up_to_2_km() {
     let map = map();
-    let west = common::westernmost(map.sub_bureaus.iter().map(|s| &s.area));
-    let near = common::west_of(west, 1_000.0);
-    let routed = map.route(near).unwrap();
-    assert!(routed.outside_map);
-    // The westernmost vertex is 1 km away and every other point of the map lies east of it.
-    assert!((routed.distance_outside_m - 1_000.0).abs() < 2.0, "{routed:?}");
-    // No district is nearer than the one chosen.
-    let chosen = common::boundary_distance_m(near, &map.districts[routed.district].area);
-    for d in &map.districts {
-        assert!(common::boundary_distance_m(near, &d.area) >= chosen - 0.01, "{}", d.id);
-    }
-    let far = common::west_of(west, 10_000.0);
-    match map.route(far) {
-        Err(RouteError::TooFar { distance_m, max_m }) => {
-            assert!((distance_m - 10_000.0).abs() < 20.0, "{distance_m}");
-            assert_eq!(max_m, 2_000.0);
-        }
-        other => panic!("expected TooFar, got {other:?}"),
-    }
+    let far = common::assert_routes_outside(map);
     // A wider rule takes the far point too.
     let wide = map.clone().with_route_rule(RouteRule {
         max_outside_m: 20_000.0,
@@ -180,9 +193,17 @@ fn points_outside_the_city_go_to_the_nearest_district_up_to_2_km() {
 #[test]
 fn invalid_points_are_rejected() {
     let map = map();
-    for (lat, lon) in [(f64::NAN, 113.7), (23.0, f64::INFINITY), (91.0, 113.7), (23.0, -181.0)] {
+    for (lat, lon) in [
+        (f64::NAN, 113.7),
+        (23.0, f64::INFINITY),
+        (91.0, 113.7),
+        (23.0, -181.0),
+    ] {
         assert!(
-            matches!(map.route(LatLng { lat, lon }), Err(RouteError::InvalidPoint(_))),
+            matches!(
+                map.route(LatLng { lat, lon }),
+                Err(RouteError::InvalidPoint(_))
+            ),
             "{lat} {lon}"
         );
     }
@@ -194,16 +215,26 @@ fn adjacency_is_symmetric_and_geometric() {
     let mut cross = HashSet::new();
     for d in &map.districts {
         assert!(!d.adjacent.is_empty(), "{} has no neighbour", d.id);
-        assert!(d.adjacent.windows(2).all(|w| w[0] < w[1]), "{} unsorted", d.id);
+        assert!(
+            d.adjacent.windows(2).all(|w| w[0] < w[1]),
+            "{} unsorted",
+            d.id
+        );
         for a in &d.adjacent {
             let other = map.district(a).unwrap();
-            assert!(other.adjacent.contains(&d.id), "{} -> {a} not mirrored", d.id);
+            assert!(
+                other.adjacent.contains(&d.id),
+                "{} -> {a} not mirrored",
+                d.id
+            );
             // Neighbours really touch: a vertex of one lies on the other's border.
             let touching = d.area.iter().flat_map(|p| p.exterior().coords()).any(|c| {
                 common::boundary_distance_m(LatLng { lat: c.y, lon: c.x }, &other.area) < 1.0
-            }) || other.area.iter().flat_map(|p| p.exterior().coords()).any(|c| {
-                common::boundary_distance_m(LatLng { lat: c.y, lon: c.x }, &d.area) < 1.0
-            });
+            }) || other
+                .area
+                .iter()
+                .flat_map(|p| p.exterior().coords())
+                .any(|c| common::boundary_distance_m(LatLng { lat: c.y, lon: c.x }, &d.area) < 1.0);
             assert!(touching, "{} and {a} do not touch", d.id);
             if other.sub_bureau_id != d.sub_bureau_id {
                 let mut pair = [d.sub_bureau_id.clone(), other.sub_bureau_id.clone()];
@@ -238,7 +269,11 @@ fn without_populations_districts_follow_area() {
     for sb in &map.sub_bureaus {
         // Nancheng's 56.42 km² hold 17 districts: 3.319 km² each.
         let expected = ((sb.area_m2 / (56_418_941.0 / 17.0)).round() as usize).max(2);
-        let n = map.districts.iter().filter(|d| d.sub_bureau_id == sb.id).count();
+        let n = map
+            .districts
+            .iter()
+            .filter(|d| d.sub_bureau_id == sb.id)
+            .count();
         assert_eq!(n, expected, "{}", sb.id);
         assert_eq!(sb.population, 0);
     }
@@ -281,21 +316,31 @@ fn overlaps_go_to_the_earlier_id_and_are_reported() {
     .unwrap();
     assert_eq!(map.overlaps.len(), 1);
     let o = &map.overlaps[0];
-    assert_eq!((o.kept_by.as_str(), o.removed_from.as_str()), ("alpha", "beta"));
+    assert_eq!(
+        (o.kept_by.as_str(), o.removed_from.as_str()),
+        ("alpha", "beta")
+    );
     // Spherical strip: R² Δλ (sin φ2 - sin φ1) on the 6,371,008.8 m sphere; the ellipsoid
     // differs by well under 0.5% at 23° N.
     let r = 6_371_008.8_f64;
     let strip = |dlon: f64| {
         r * r * dlon.to_radians() * (23.05_f64.to_radians().sin() - 23.0_f64.to_radians().sin())
     };
-    assert!((o.area_m2 - strip(0.02)).abs() / strip(0.02) < 0.005, "{}", o.area_m2);
+    assert!(
+        (o.area_m2 - strip(0.02)).abs() / strip(0.02) < 0.005,
+        "{}",
+        o.area_m2
+    );
     let a = map.sub_bureau("alpha").unwrap();
     let b = map.sub_bureau("beta").unwrap();
     assert!((a.area_m2 - strip(0.05)).abs() / strip(0.05) < 0.005);
     assert!((b.area_m2 - strip(0.03)).abs() / strip(0.03) < 0.005);
     // A point in the overlap routes to alpha.
     let p = LatLng::new(23.025, 113.74).unwrap();
-    assert_eq!(map.districts[map.route(p).unwrap().district].sub_bureau_id, "alpha");
+    assert_eq!(
+        map.districts[map.route(p).unwrap().district].sub_bureau_id,
+        "alpha"
+    );
 }
 
 #[test]
@@ -325,6 +370,29 @@ fn builder_rejects_bad_input() {
     assert!(matches!(
         CityMap::build("x", vec![area("a", sq.clone()), area("b", inner)], &rule),
         Err(Error::EmptyArea { id }) if id == "b"
+    ));
+    // A population off by orders of magnitude: 10^12 residents would be 4e7 districts.
+    let mut crowded = area("crowded", sq.clone());
+    crowded.population = Some(1_000_000_000_000);
+    assert!(matches!(
+        CityMap::build("x", vec![crowded], &rule),
+        Err(Error::TooManyDistricts { districts, .. }) if districts > 1_000
+    ));
+    // A 45 km diagonal sliver a few centimetres wide (~2,000 m²): no lattice over its
+    // 33 x 33 km bounding box fine enough to seed 2 districts stays within bounds.
+    let sliver = MultiPolygon::new(vec![Polygon::new(
+        LineString::from(vec![
+            (113.7, 23.0),
+            (114.0, 23.3),
+            (114.0, 23.3000005),
+            (113.7, 23.0000005),
+            (113.7, 23.0),
+        ]),
+        vec![],
+    )]);
+    assert!(matches!(
+        CityMap::build("x", vec![area("sliver", sliver)], &rule),
+        Err(Error::AreaTooSmall { districts: 2, .. })
     ));
     let bad_rule = PartitionRule {
         residents_per_district: f64::NAN,

@@ -39,10 +39,25 @@ fn loads_towns_with_populations_and_english_ids() {
     let ids: Vec<&str> = map.sub_bureaus.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["jia-town", "yian"]);
     let jia = map.sub_bureau("jia-town").unwrap();
-    assert_eq!((jia.name.as_str(), jia.name_en.as_str(), jia.population), ("甲镇", "Jia Town", 120_000));
+    assert_eq!(
+        (jia.name.as_str(), jia.name_en.as_str(), jia.population),
+        ("甲镇", "Jia Town", 120_000)
+    );
     // 120,000 / 24,605.2 = 4.88 -> 5 districts; 50,000 -> 2.03 -> 2.
-    assert_eq!(map.districts.iter().filter(|d| d.sub_bureau_id == "jia-town").count(), 5);
-    assert_eq!(map.districts.iter().filter(|d| d.sub_bureau_id == "yian").count(), 2);
+    assert_eq!(
+        map.districts
+            .iter()
+            .filter(|d| d.sub_bureau_id == "jia-town")
+            .count(),
+        5
+    );
+    assert_eq!(
+        map.districts
+            .iter()
+            .filter(|d| d.sub_bureau_id == "yian")
+            .count(),
+        2
+    );
     assert!(map.district("jia-town-d05").is_some());
     assert!(map.station("yian-s1").is_some());
 }
@@ -73,11 +88,23 @@ fn bad_geojson_is_reported() {
 
     let feature = r#"{"type":"Feature","properties":{"name":"x"},"geometry":null}"#;
     let err = load(feature, None, "feature").unwrap_err();
-    assert!(matches!(err, Error::NotFeatureCollection { kind: "Feature", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::NotFeatureCollection {
+                kind: "Feature",
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     let no_name = TWO_TOWNS.replace(r#""name":"乙镇""#, r#""title":"乙镇""#);
     let err = load(&no_name, None, "noname").unwrap_err();
-    assert!(matches!(err, Error::FeatureWithoutName { index: 1, .. }), "{err}");
+    assert!(
+        matches!(err, Error::FeatureWithoutName { index: 1, .. }),
+        "{err}"
+    );
 
     let point = r#"{"type":"FeatureCollection","features":[{"type":"Feature",
         "properties":{"name":"点"},"geometry":{"type":"Point","coordinates":[113.7,23.0]}}]}"#;
@@ -89,7 +116,10 @@ fn bad_geojson_is_reported() {
 
     let twice = TWO_TOWNS.replace("乙镇", "甲镇");
     let err = load(&twice, None, "twice").unwrap_err();
-    assert!(matches!(&err, Error::Duplicate { what: "name", value, .. } if value == "甲镇"), "{err}");
+    assert!(
+        matches!(&err, Error::Duplicate { what: "name", value, .. } if value == "甲镇"),
+        "{err}"
+    );
 
     let empty = r#"{"type":"FeatureCollection","features":[]}"#;
     assert!(matches!(load(empty, None, "empty"), Err(Error::NoAreas)));
@@ -116,7 +146,10 @@ fn bad_population_rows_name_the_line() {
 
     let missing = "name_zh,name_en,kind,population_2020\n甲镇,Jia,town,1000\n";
     let err = load(TWO_TOWNS, Some(missing), "missing").unwrap_err();
-    assert!(matches!(&err, Error::MissingPopulation { name, .. } if name == "乙镇"), "{err}");
+    assert!(
+        matches!(&err, Error::MissingPopulation { name, .. } if name == "乙镇"),
+        "{err}"
+    );
 
     let no_column = "name_zh,name_en,people\n甲镇,Jia,1000\n";
     let err = load(TWO_TOWNS, Some(no_column), "nocolumn").unwrap_err();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use dispatch_core::LatLng;
+use dispatch_map::{CityMap, RouteError};
 use geo::{Coord, MultiPolygon};
 
 /// Metres per degree of latitude on the 6,371,008.8 m sphere.
@@ -71,4 +72,42 @@ pub fn planar_area_m2(area: &MultiPolygon<f64>) -> f64 {
             p.unsigned_area() * M_PER_DEG * M_PER_DEG * lat.to_radians().cos()
         })
         .sum()
+}
+
+/// Checks routing just outside `map`: a point 1 km west of its westernmost vertex (every other
+/// point of the map lies farther east) goes to the district holding that vertex, flagged, about
+/// 1,000 m out, and no district is nearer; a point 10 km west is `TooFar` at about 10,000 m.
+/// Returns the far point.
+pub fn assert_routes_outside(map: &CityMap) -> LatLng {
+    let west = westernmost(map.sub_bureaus.iter().map(|s| &s.area));
+    let near = west_of(west, 1_000.0);
+    let routed = map.route(near).unwrap();
+    assert!(routed.outside_map, "{routed:?}");
+    assert!(
+        (routed.distance_outside_m - 1_000.0).abs() < 2.0,
+        "{routed:?}"
+    );
+    let chosen = &map.districts[routed.district];
+    assert!(
+        boundary_distance_m(west, &chosen.area) < 0.01,
+        "{}",
+        chosen.id
+    );
+    let chosen_m = boundary_distance_m(near, &chosen.area);
+    for d in &map.districts {
+        assert!(
+            boundary_distance_m(near, &d.area) >= chosen_m - 0.01,
+            "{} is nearer",
+            d.id
+        );
+    }
+    let far = west_of(west, 10_000.0);
+    match map.route(far) {
+        Err(RouteError::TooFar { distance_m, max_m }) => {
+            assert!((distance_m - 10_000.0).abs() < 20.0, "{distance_m}");
+            assert_eq!(max_m, map.route_rule().max_outside_m);
+        }
+        other => panic!("expected TooFar, got {other:?}"),
+    }
+    far
 }
