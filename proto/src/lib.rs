@@ -16,7 +16,8 @@ pub mod v1 {
 }
 
 /// Encoded `FileDescriptorSet` of `dispatch.v1`, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("dispatch_v1_descriptor");
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("dispatch_v1_descriptor");
 
 /// gRPC service names, as the health service reports them.
 pub mod service_names {

@@ -31,7 +31,10 @@ mod tests {
     fn invalid_argument_names_field_and_rule() {
         let status = invalid_argument("location.lat", "must be within -90..=90, got 91");
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert_eq!(status.message(), "location.lat: must be within -90..=90, got 91");
+        assert_eq!(
+            status.message(),
+            "location.lat: must be within -90..=90, got 91"
+        );
         assert_eq!(violated_field(&status).as_deref(), Some("location.lat"));
     }
 }

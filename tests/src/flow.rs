@@ -72,7 +72,11 @@ pub async fn next_order(orders: &mut Orders) -> anyhow::Result<v1::DispatchOrder
 }
 
 /// Signs `officer_id` on at `location`.
-pub async fn sign_on(c: &mut Clients, officer_id: &str, location: v1::LatLng) -> anyhow::Result<()> {
+pub async fn sign_on(
+    c: &mut Clients,
+    officer_id: &str,
+    location: v1::LatLng,
+) -> anyhow::Result<()> {
     c.district
         .update_officer_status(v1::UpdateOfficerStatusRequest {
             officer_id: officer_id.into(),
@@ -131,7 +135,8 @@ pub async fn work_order(
 }
 
 fn millis(t: &Option<prost_types::Timestamp>) -> Option<i64> {
-    t.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+    t.as_ref()
+        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
 }
 
 /// A district a flow uses, and its roster.
@@ -162,7 +167,11 @@ pub async fn stage(c: &mut Clients, index: usize) -> anyhow::Result<Stage> {
         })
         .await?
         .into_inner();
-    let officers = snapshot.officers.iter().map(|o| o.officer_id.clone()).collect();
+    let officers = snapshot
+        .officers
+        .iter()
+        .map(|o| o.officer_id.clone())
+        .collect();
     Ok(Stage { district, officers })
 }
 
@@ -181,17 +190,39 @@ pub async fn single_call(c: &mut Clients, call_id: &str) -> anyhow::Result<()> {
     let again = report(c, call_id, v1::IncidentCategory::ViolentCrime, center).await?;
     let incident = first.incident.context("no incident")?;
     let repeat = again.incident.context("no incident")?;
-    ensure!(!first.duplicate && again.duplicate, "duplicate flags {} {}", first.duplicate, again.duplicate);
-    ensure!(incident.incident_id == repeat.incident_id, "same call, two incidents");
-    ensure!(incident.priority == v1::Priority::P1 as i32, "violent crime is P1, got {}", incident.priority);
-    ensure!(incident.district_id == stage.district.district_id, "routed to {}", incident.district_id);
-    ensure!(incident.station_id == stage.district.station_id, "station {}", incident.station_id);
+    ensure!(
+        !first.duplicate && again.duplicate,
+        "duplicate flags {} {}",
+        first.duplicate,
+        again.duplicate
+    );
+    ensure!(
+        incident.incident_id == repeat.incident_id,
+        "same call, two incidents"
+    );
+    ensure!(
+        incident.priority == v1::Priority::P1 as i32,
+        "violent crime is P1, got {}",
+        incident.priority
+    );
+    ensure!(
+        incident.district_id == stage.district.district_id,
+        "routed to {}",
+        incident.district_id
+    );
+    ensure!(
+        incident.station_id == stage.district.station_id,
+        "station {}",
+        incident.station_id
+    );
 
     let order = next_order(&mut orders).await?;
     ensure!(order.incident_id == incident.incident_id && order.officer_id == officer);
     // One dispatch only: nothing else arrives on the terminal.
     ensure!(
-        tokio::time::timeout(Duration::from_millis(300), orders.next()).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(300), orders.next())
+            .await
+            .is_err(),
         "a second order arrived for one call"
     );
     let cleared = work_order(c, &order, v1::Disposition::CriminalCase).await?;
@@ -206,7 +237,11 @@ pub async fn single_call(c: &mut Clients, call_id: &str) -> anyhow::Result<()> {
                 .get_incident(v1::GetIncidentRequest { incident_id: id })
                 .await?
                 .into_inner();
-            ensure!(i.state == v1::IncidentState::Cleared as i32, "state {}", i.state);
+            ensure!(
+                i.state == v1::IncidentState::Cleared as i32,
+                "state {}",
+                i.state
+            );
             Ok(i)
         }
     })
@@ -221,8 +256,14 @@ pub async fn single_call(c: &mut Clients, call_id: &str) -> anyhow::Result<()> {
         millis(&t.on_scene_at),
         millis(&t.cleared_at),
     ];
-    ensure!(stamps.iter().all(Option::is_some), "missing timestamps {stamps:?}");
-    ensure!(stamps.windows(2).all(|w| w[0] <= w[1]), "timestamps out of order {stamps:?}");
+    ensure!(
+        stamps.iter().all(Option::is_some),
+        "missing timestamps {stamps:?}"
+    );
+    ensure!(
+        stamps.windows(2).all(|w| w[0] <= w[1]),
+        "timestamps out of order {stamps:?}"
+    );
     ensure!(record.disposition == v1::Disposition::CriminalCase as i32);
 
     let station = stage.district.station_id.clone();
@@ -231,7 +272,9 @@ pub async fn single_call(c: &mut Clients, call_id: &str) -> anyhow::Result<()> {
         let (mut cases, station, id) = (cases.clone(), station.clone(), id.clone());
         async move {
             let list = cases
-                .list_cases(v1::ListCasesRequest { station_id: station.clone() })
+                .list_cases(v1::ListCasesRequest {
+                    station_id: station.clone(),
+                })
                 .await?
                 .into_inner();
             let case = list
@@ -241,7 +284,11 @@ pub async fn single_call(c: &mut Clients, call_id: &str) -> anyhow::Result<()> {
                 .context("no case yet")?;
             ensure!(case.kind == v1::CaseKind::Criminal as i32);
             ensure!(case.station_id == station);
-            ensure!(case.investigator_id == format!("{station}-inv01"), "assigned to {}", case.investigator_id);
+            ensure!(
+                case.investigator_id == format!("{station}-inv01"),
+                "assigned to {}",
+                case.investigator_id
+            );
             Ok(())
         }
     })
@@ -258,30 +305,73 @@ pub async fn waiting_calls(c: &mut Clients, prefix: &str) -> anyhow::Result<()> 
     let mut orders = subscribe(c, &officer).await?;
     sign_on(c, &officer, center).await?;
 
-    let busy = report(c, &format!("{prefix}-a"), v1::IncidentCategory::Dispute, center).await?;
+    let busy = report(
+        c,
+        &format!("{prefix}-a"),
+        v1::IncidentCategory::Dispute,
+        center,
+    )
+    .await?;
     let first = next_order(&mut orders).await?;
     ensure!(first.incident_id == busy.incident.context("no incident")?.incident_id);
 
-    let p4 = report(c, &format!("{prefix}-b"), v1::IncidentCategory::LostProperty, center).await?;
-    let p1 = report(c, &format!("{prefix}-c"), v1::IncidentCategory::PersonInDanger, center).await?;
+    let p4 = report(
+        c,
+        &format!("{prefix}-b"),
+        v1::IncidentCategory::LostProperty,
+        center,
+    )
+    .await?;
+    let p1 = report(
+        c,
+        &format!("{prefix}-c"),
+        v1::IncidentCategory::PersonInDanger,
+        center,
+    )
+    .await?;
     let p4 = p4.incident.context("no incident")?;
     let p1 = p1.incident.context("no incident")?;
-    ensure!(p4.state == v1::IncidentState::Queued as i32, "P4 state {}", p4.state);
-    ensure!(p1.state == v1::IncidentState::Queued as i32, "P1 state {}", p1.state);
+    ensure!(
+        p4.state == v1::IncidentState::Queued as i32,
+        "P4 state {}",
+        p4.state
+    );
+    ensure!(
+        p1.state == v1::IncidentState::Queued as i32,
+        "P1 state {}",
+        p1.state
+    );
     let snapshot = c
         .district
-        .get_district(v1::GetDistrictRequest { district_id: stage.district.district_id.clone() })
+        .get_district(v1::GetDistrictRequest {
+            district_id: stage.district.district_id.clone(),
+        })
         .await?
         .into_inner();
-    let queue: Vec<_> = snapshot.queue.iter().map(|i| i.incident_id.clone()).collect();
-    ensure!(queue == [p1.incident_id.clone(), p4.incident_id.clone()], "queue order {queue:?}");
+    let queue: Vec<_> = snapshot
+        .queue
+        .iter()
+        .map(|i| i.incident_id.clone())
+        .collect();
+    ensure!(
+        queue == [p1.incident_id.clone(), p4.incident_id.clone()],
+        "queue order {queue:?}"
+    );
 
     work_order(c, &first, v1::Disposition::Resolved).await?;
     let second = next_order(&mut orders).await?;
-    ensure!(second.incident_id == p1.incident_id, "P1 should go first, got {}", second.incident_id);
+    ensure!(
+        second.incident_id == p1.incident_id,
+        "P1 should go first, got {}",
+        second.incident_id
+    );
     work_order(c, &second, v1::Disposition::FalseAlarm).await?;
     let third = next_order(&mut orders).await?;
-    ensure!(third.incident_id == p4.incident_id, "then P4, got {}", third.incident_id);
+    ensure!(
+        third.incident_id == p4.incident_id,
+        "then P4, got {}",
+        third.incident_id
+    );
     work_order(c, &third, v1::Disposition::Referred).await?;
     Ok(())
 }
@@ -292,7 +382,10 @@ pub async fn far_away_call(c: &mut Clients) -> anyhow::Result<()> {
         c,
         "far-away-1",
         v1::IncidentCategory::Theft,
-        v1::LatLng { lat: 40.0, lon: 116.0 },
+        v1::LatLng {
+            lat: 40.0,
+            lon: 116.0,
+        },
     )
     .await
     .err()
@@ -300,7 +393,11 @@ pub async fn far_away_call(c: &mut Clients) -> anyhow::Result<()> {
     let status = err
         .downcast_ref::<tonic::Status>()
         .context("not a gRPC status")?;
-    ensure!(status.code() == tonic::Code::InvalidArgument, "code {:?}", status.code());
+    ensure!(
+        status.code() == tonic::Code::InvalidArgument,
+        "code {:?}",
+        status.code()
+    );
     ensure!(
         dispatch_proto::status::violated_field(status).as_deref() == Some("location"),
         "field {:?}",

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 use crate::{Endpoints, eventually};
 
@@ -76,7 +76,9 @@ impl ProcessCluster {
             eventually(Duration::from_secs(60), || {
                 let endpoint = endpoint.clone();
                 async move {
-                    let channel = tonic::transport::Channel::from_shared(endpoint)?.connect().await?;
+                    let channel = tonic::transport::Channel::from_shared(endpoint)?
+                        .connect()
+                        .await?;
                     let mut client = HealthClient::new(channel);
                     let status = client
                         .check(HealthCheckRequest {
@@ -85,7 +87,10 @@ impl ProcessCluster {
                         .await?
                         .into_inner()
                         .status;
-                    anyhow::ensure!(status == ServingStatus::Serving as i32, "{name} not serving yet");
+                    anyhow::ensure!(
+                        status == ServingStatus::Serving as i32,
+                        "{name} not serving yet"
+                    );
                     Ok(())
                 }
             })

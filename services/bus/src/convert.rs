@@ -98,7 +98,9 @@ pub fn priority_from_wire(n: i32, field: &str) -> Result<Priority, FieldError> {
     u8::try_from(n)
         .ok()
         .and_then(Priority::from_level)
-        .ok_or_else(|| FieldError::new(field, format!("must be PRIORITY_P1..=PRIORITY_P4, got {n}")))
+        .ok_or_else(|| {
+            FieldError::new(field, format!("must be PRIORITY_P1..=PRIORITY_P4, got {n}"))
+        })
 }
 
 /// Category to the wire.
@@ -109,7 +111,10 @@ pub fn category_to_wire(c: Category) -> i32 {
 /// Category from its wire number. Errors name `field`: unset, or not a known category.
 pub fn category_from_wire(n: i32, field: &str) -> Result<Category, FieldError> {
     if n == 0 {
-        return Err(FieldError::new(field, "is required (INCIDENT_CATEGORY_UNSPECIFIED given)"));
+        return Err(FieldError::new(
+            field,
+            "is required (INCIDENT_CATEGORY_UNSPECIFIED given)",
+        ));
     }
     Category::from_wire(n).ok_or_else(|| {
         FieldError::new(
@@ -150,7 +155,10 @@ pub fn state_from_wire(n: i32, field: &str) -> Result<IncidentState, FieldError>
         Ok(W::Cancelled) => IncidentState::Cancelled,
         Ok(W::Merged) => IncidentState::Merged,
         Ok(W::Unspecified) | Err(_) => {
-            return Err(FieldError::new(field, format!("must be a known IncidentState, got {n}")));
+            return Err(FieldError::new(
+                field,
+                format!("must be a known IncidentState, got {n}"),
+            ));
         }
     })
 }
@@ -178,7 +186,10 @@ pub fn disposition_from_wire(n: i32, field: &str) -> Result<Option<Disposition>,
         Ok(W::FalseAlarm) => Disposition::FalseAlarm,
         Ok(W::Referred) => Disposition::Referred,
         Err(_) => {
-            return Err(FieldError::new(field, format!("must be a known Disposition, got {n}")));
+            return Err(FieldError::new(
+                field,
+                format!("must be a known Disposition, got {n}"),
+            ));
         }
     }))
 }
@@ -208,7 +219,10 @@ pub fn officer_status_from_wire(n: i32, field: &str) -> Result<OfficerStatus, Fi
         Ok(W::Busy) => OfficerStatus::Busy,
         Ok(W::Unspecified) => return Err(FieldError::new(field, "is required")),
         Err(_) => {
-            return Err(FieldError::new(field, format!("must be a known OfficerStatus, got {n}")));
+            return Err(FieldError::new(
+                field,
+                format!("must be a known OfficerStatus, got {n}"),
+            ));
         }
     })
 }
@@ -337,7 +351,10 @@ mod tests {
     #[test]
     fn timestamps_keep_milliseconds_including_before_1970() {
         for ms in [0, 1, 999, 1_700_000_000_123, -1, -1_001] {
-            assert_eq!(timestamp_from_wire(&timestamp_to_wire(Timestamp(ms))), Timestamp(ms));
+            assert_eq!(
+                timestamp_from_wire(&timestamp_to_wire(Timestamp(ms))),
+                Timestamp(ms)
+            );
         }
         assert_eq!(timestamp_to_wire(Timestamp(-1)).nanos, 999_000_000);
     }
@@ -345,7 +362,10 @@ mod tests {
     #[test]
     fn bad_fields_are_named() {
         let mut w = incident_to_wire(&sample());
-        w.location = Some(v1::LatLng { lat: 95.0, lon: 0.0 });
+        w.location = Some(v1::LatLng {
+            lat: 95.0,
+            lon: 0.0,
+        });
         assert_eq!(incident_from_wire(&w).unwrap_err().field, "location.lat");
         w.location = None;
         assert_eq!(incident_from_wire(&w).unwrap_err().field, "location");
@@ -361,7 +381,9 @@ mod tests {
 
     #[test]
     fn field_errors_become_invalid_argument_with_the_field() {
-        let status: Status = FieldError::new("call_id", "is required").within("request").into();
+        let status: Status = FieldError::new("call_id", "is required")
+            .within("request")
+            .into();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert_eq!(
             dispatch_proto::status::violated_field(&status).as_deref(),

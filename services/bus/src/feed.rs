@@ -158,7 +158,8 @@ impl FeedHub {
                         tracing::warn!(audience = %label, from = cursor + 1, to = first - 1,
                             "subscriber fell behind the kept feed, notices skipped");
                     }
-                    let skip = usize::try_from((cursor + 1).saturating_sub(first)).unwrap_or(usize::MAX);
+                    let skip =
+                        usize::try_from((cursor + 1).saturating_sub(first)).unwrap_or(usize::MAX);
                     log.iter().skip(skip).cloned().collect()
                 };
                 if batch.is_empty() {

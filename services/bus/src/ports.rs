@@ -76,7 +76,9 @@ pub fn channel(addr: &str) -> Result<Channel, Status> {
 #[tonic::async_trait]
 impl RouterPort for GeoRouterClient<Channel> {
     async fn route(&self, req: v1::RouteRequest) -> Result<v1::RouteResponse, Status> {
-        Ok(GeoRouterClient::route(&mut self.clone(), req).await?.into_inner())
+        Ok(GeoRouterClient::route(&mut self.clone(), req)
+            .await?
+            .into_inner())
     }
     async fn list_districts(&self) -> Result<v1::ListDistrictsResponse, Status> {
         Ok(
@@ -93,24 +95,35 @@ impl DistrictPort for DistrictServiceClient<Channel> {
         &self,
         req: v1::SubmitIncidentRequest,
     ) -> Result<v1::Incident, Status> {
-        Ok(DistrictServiceClient::submit_incident(&mut self.clone(), req).await?.into_inner())
+        Ok(
+            DistrictServiceClient::submit_incident(&mut self.clone(), req)
+                .await?
+                .into_inner(),
+        )
     }
 }
 
 #[tonic::async_trait]
 impl NotifyPort for NotificationClient<Channel> {
     async fn publish(&self, req: v1::PublishRequest) -> Result<v1::PublishResponse, Status> {
-        Ok(NotificationClient::publish(&mut self.clone(), req).await?.into_inner())
+        Ok(NotificationClient::publish(&mut self.clone(), req)
+            .await?
+            .into_inner())
     }
     async fn subscribe(&self, req: v1::SubscribeRequest) -> Result<NoticeStream, Status> {
-        Ok(NotificationClient::subscribe(&mut self.clone(), req).await?.into_inner().boxed())
+        Ok(NotificationClient::subscribe(&mut self.clone(), req)
+            .await?
+            .into_inner()
+            .boxed())
     }
 }
 
 #[tonic::async_trait]
 impl CasePort for CaseSquadClient<Channel> {
     async fn open_case(&self, req: v1::OpenCaseRequest) -> Result<v1::Case, Status> {
-        Ok(CaseSquadClient::open_case(&mut self.clone(), req).await?.into_inner())
+        Ok(CaseSquadClient::open_case(&mut self.clone(), req)
+            .await?
+            .into_inner())
     }
 }
 
@@ -144,7 +157,11 @@ impl<T: v1::district_service_server::DistrictService> DistrictPort for InProcess
         &self,
         req: v1::SubmitIncidentRequest,
     ) -> Result<v1::Incident, Status> {
-        Ok(self.0.submit_incident(Request::new(req)).await?.into_inner())
+        Ok(self
+            .0
+            .submit_incident(Request::new(req))
+            .await?
+            .into_inner())
     }
 }
 
@@ -154,7 +171,12 @@ impl<T: v1::notification_server::Notification> NotifyPort for InProcess<T> {
         Ok(self.0.publish(Request::new(req)).await?.into_inner())
     }
     async fn subscribe(&self, req: v1::SubscribeRequest) -> Result<NoticeStream, Status> {
-        Ok(self.0.subscribe(Request::new(req)).await?.into_inner().boxed())
+        Ok(self
+            .0
+            .subscribe(Request::new(req))
+            .await?
+            .into_inner()
+            .boxed())
     }
 }
 

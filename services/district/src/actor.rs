@@ -26,7 +26,10 @@ impl DistrictActor {
         }
     }
 
-    fn emit<T>(&self, result: Result<(T, Vec<Effect>), dispatch_core::district::Error>) -> DomainResult<T> {
+    fn emit<T>(
+        &self,
+        result: Result<(T, Vec<Effect>), dispatch_core::district::Error>,
+    ) -> DomainResult<T> {
         result.map(|(value, effects)| {
             self.outbox.emit(effects);
             value

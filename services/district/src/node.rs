@@ -10,7 +10,9 @@ use dispatch_core::district::{DistrictConfig, DistrictState};
 use dispatch_core::{Incident, LatLng, Officer, OfficerStatus, TravelModel};
 use dispatch_proto::v1;
 
-use crate::actor::{DispatchStep, DistrictActor, GetSnapshot, ReportLocation, SetStatus, Snapshot, Step, Submit};
+use crate::actor::{
+    DispatchStep, DistrictActor, GetSnapshot, ReportLocation, SetStatus, Snapshot, Step, Submit,
+};
 use crate::{Error, Outbox, Result};
 
 /// How this node runs its districts.
@@ -91,7 +93,11 @@ impl DistrictNode {
             });
             districts.insert(d.district_id.clone(), addr);
         }
-        tracing::info!(districts = districts.len(), officers = officers.len(), "district actors started");
+        tracing::info!(
+            districts = districts.len(),
+            officers = officers.len(),
+            "district actors started"
+        );
         Ok(Self {
             districts: Arc::new(districts),
             officers: Arc::new(officers),

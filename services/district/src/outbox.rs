@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use dispatch_bus::convert::{incident_to_wire, latlng_to_wire, priority_to_wire, timestamp_to_wire};
+use dispatch_bus::convert::{
+    incident_to_wire, latlng_to_wire, priority_to_wire, timestamp_to_wire,
+};
 use dispatch_bus::ports::{CasePort, NotifyPort};
 use dispatch_core::district::{DispatchOrder, Effect};
 use dispatch_proto::v1;
@@ -131,7 +133,13 @@ fn is_transient(status: &tonic::Status) -> bool {
     use tonic::Code::*;
     matches!(
         status.code(),
-        Unavailable | DeadlineExceeded | ResourceExhausted | Aborted | Unknown | Internal | Cancelled
+        Unavailable
+            | DeadlineExceeded
+            | ResourceExhausted
+            | Aborted
+            | Unknown
+            | Internal
+            | Cancelled
     )
 }
 

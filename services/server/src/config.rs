@@ -109,7 +109,9 @@ impl Config {
             .filter(|(k, _)| k.starts_with("DISPATCH_"))
             .collect();
         for (key, value) in &vars {
-            let key = key["DISPATCH_".len()..].to_ascii_lowercase().replace("__", ".");
+            let key = key["DISPATCH_".len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
             figment = figment.merge(Serialized::global(&key, parse_env_value(value)));
         }
         let config: Config = figment.extract()?;
@@ -121,7 +123,10 @@ impl Config {
     /// per district, one investigator per squad and one arbiter.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !self.clock_scale.is_finite() || self.clock_scale <= 0.0 {
-            anyhow::bail!("clock_scale must be a finite number > 0, got {}", self.clock_scale);
+            anyhow::bail!(
+                "clock_scale must be a finite number > 0, got {}",
+                self.clock_scale
+            );
         }
         self.travel
             .validate()

@@ -12,8 +12,8 @@ use actix_rt::Arbiter;
 use dispatch_bus::feed::{FeedHub, FeedLimits};
 use dispatch_bus::ports::InProcess;
 use dispatch_case_squad::CaseSquadService;
-use dispatch_core::clock::{SharedClock, WallClock};
 use dispatch_core::TravelModel;
+use dispatch_core::clock::{SharedClock, WallClock};
 use dispatch_district::{DistrictGrpc, DistrictNode, NodeConfig, Outbox};
 use dispatch_geo_router::GeoRouterService;
 use dispatch_intake::{IntakeConfig, IntakeService};
@@ -101,7 +101,9 @@ impl EmbeddedCluster {
             Arc::new(InProcess(notification.clone())),
             Arc::new(InProcess(cases.clone())),
         );
-        let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1)).map(|_| Arbiter::new()).collect();
+        let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1))
+            .map(|_| Arbiter::new())
+            .collect();
         let handles: Vec<_> = arbiters.iter().map(Arbiter::handle).collect();
         let node = DistrictNode::start(
             &directory,

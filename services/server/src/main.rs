@@ -10,7 +10,10 @@ use dispatch_server::standalone::{self, ServiceKind};
 use dispatch_server::{ClusterConfig, EmbeddedCluster};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "110 dispatch cluster: all services in one process, or one service per process")]
+#[command(
+    version,
+    about = "110 dispatch cluster: all services in one process, or one service per process"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -151,8 +154,13 @@ async fn serve(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Run { service } => {
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
-            standalone::run_service(service, &config, listener, dispatch_runtime::shutdown_signal())
-                .await?;
+            standalone::run_service(
+                service,
+                &config,
+                listener,
+                dispatch_runtime::shutdown_signal(),
+            )
+            .await?;
         }
     }
     Ok(())

@@ -13,8 +13,8 @@ use backon::{ExponentialBuilder, Retryable};
 use dispatch_bus::feed::{FeedHub, FeedLimits};
 use dispatch_bus::ports::{RouterPort, channel};
 use dispatch_case_squad::CaseSquadService;
-use dispatch_core::clock::{SharedClock, WallClock};
 use dispatch_core::ScaledClock;
+use dispatch_core::clock::{SharedClock, WallClock};
 use dispatch_district::{DistrictNode, NodeConfig, Outbox};
 use dispatch_intake::{IntakeConfig, IntakeService};
 use dispatch_map::CityMap;
@@ -62,7 +62,10 @@ pub fn clock(config: &Config) -> anyhow::Result<SharedClock> {
 pub fn load_map(source: &MapSource) -> anyhow::Result<CityMap> {
     match &source.geojson {
         None => Ok(CityMap::builtin()?),
-        Some(geojson) => Ok(CityMap::from_geojson(geojson, source.population.as_deref())?),
+        Some(geojson) => Ok(CityMap::from_geojson(
+            geojson,
+            source.population.as_deref(),
+        )?),
     }
 }
 
@@ -107,11 +110,8 @@ pub async fn run_service(
         }
         ServiceKind::CaseSquad => {
             let directory = fetch_directory(&peers.geo_router).await?;
-            let service = CaseSquadService::from_directory(
-                &directory,
-                config.investigators_per_squad,
-                clock,
-            );
+            let service =
+                CaseSquadService::from_directory(&directory, config.investigators_per_squad, clock);
             dispatch_case_squad::run(listener, Arc::new(service), shutdown).await?;
         }
         ServiceKind::District => {
