@@ -104,6 +104,31 @@ impl DistrictNode {
         })
     }
 
+    /// Like [`DistrictNode::start`], on `count` new arbiters (threads) of the current actix
+    /// system; the caller stops them (`Arbiter::stop`) when the node shuts down.
+    ///
+    /// Errors: as [`DistrictNode::start`]; `count` must be at least 1.
+    pub fn start_on_new_arbiters(
+        directory: &v1::ListDistrictsResponse,
+        config: NodeConfig,
+        clock: SharedClock,
+        outbox: Outbox,
+        count: usize,
+    ) -> std::result::Result<(Self, Vec<actix_rt::Arbiter>), String> {
+        let arbiters: Vec<actix_rt::Arbiter> =
+            (0..count).map(|_| actix_rt::Arbiter::new()).collect();
+        let handles: Vec<ArbiterHandle> = arbiters.iter().map(actix_rt::Arbiter::handle).collect();
+        match Self::start(directory, config, clock, outbox, &handles) {
+            Ok(node) => Ok((node, arbiters)),
+            Err(e) => {
+                for arbiter in arbiters {
+                    arbiter.stop();
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn district(&self, id: &str) -> Result<&Addr<DistrictActor>> {
         self.districts
             .get(id)

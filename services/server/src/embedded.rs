@@ -101,11 +101,7 @@ impl EmbeddedCluster {
             Arc::new(InProcess(notification.clone())),
             Arc::new(InProcess(cases.clone())),
         );
-        let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1))
-            .map(|_| Arbiter::new())
-            .collect();
-        let handles: Vec<_> = arbiters.iter().map(Arbiter::handle).collect();
-        let node = DistrictNode::start(
+        let (node, arbiters) = DistrictNode::start_on_new_arbiters(
             &directory,
             NodeConfig {
                 travel: config.travel,
@@ -113,7 +109,7 @@ impl EmbeddedCluster {
             },
             clock.clone(),
             outbox,
-            &handles,
+            config.arbiters,
         )
         .map_err(|e| anyhow::anyhow!(e))?;
         let district = Arc::new(DistrictGrpc::new(node.clone()));

@@ -8,7 +8,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_rt::Arbiter;
 use backon::{ExponentialBuilder, Retryable};
 use dispatch_bus::feed::{FeedHub, FeedLimits};
 use dispatch_bus::ports::{RouterPort, channel};
@@ -120,9 +119,7 @@ pub async fn run_service(
                 Arc::new(NotificationClient::new(channel(&peers.notification)?)),
                 Arc::new(CaseSquadClient::new(channel(&peers.case_squad)?)),
             );
-            let arbiters: Vec<Arbiter> = (0..config.arbiters).map(|_| Arbiter::new()).collect();
-            let handles: Vec<_> = arbiters.iter().map(Arbiter::handle).collect();
-            let node = DistrictNode::start(
+            let (node, arbiters) = DistrictNode::start_on_new_arbiters(
                 &directory,
                 NodeConfig {
                     travel: config.travel,
@@ -130,7 +127,7 @@ pub async fn run_service(
                 },
                 clock,
                 outbox,
-                &handles,
+                config.arbiters,
             )
             .map_err(|e| anyhow::anyhow!(e))?;
             let result = dispatch_district::run(listener, node, shutdown).await;

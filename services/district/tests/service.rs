@@ -1,0 +1,390 @@
+//! The district service's answers to good and bad requests, through its tonic implementation
+//! with real actors, a real outbox, and in-process notification and case squad.
+
+use std::sync::Arc;
+
+use dispatch_bus::feed::{AudienceKey, FeedHub, FeedLimits};
+use dispatch_bus::ports::InProcess;
+use dispatch_case_squad::CaseSquadService;
+use dispatch_core::{ManualClock, Timestamp};
+use dispatch_district::{DistrictGrpc, DistrictNode, NodeConfig, Outbox};
+use dispatch_notification::NotificationService;
+use dispatch_proto::status::violated_field;
+use dispatch_proto::v1;
+use dispatch_proto::v1::district_service_server::DistrictService;
+use futures::StreamExt;
+use tonic::{Code, Request, Status};
+
+struct Fixture {
+    grpc: DistrictGrpc,
+    hub: Arc<FeedHub>,
+    _arbiters: Vec<actix_rt::Arbiter>,
+}
+
+const D1: &str = "town-d01";
+const D2: &str = "town-d02";
+
+fn directory() -> v1::ListDistrictsResponse {
+    let district = |id: &str| v1::District {
+        district_id: id.into(),
+        station_id: "town-s1".into(),
+        sub_bureau_id: "town".into(),
+        central: id == D1,
+        center: Some(v1::LatLng {
+            lat: 23.0,
+            lon: 113.7,
+        }),
+        area_m2: 1e6,
+        adjacent_district_ids: vec![],
+    };
+    v1::ListDistrictsResponse {
+        map_name: "test".into(),
+        sub_bureaus: vec![],
+        stations: vec![v1::Station {
+            station_id: "town-s1".into(),
+            sub_bureau_id: "town".into(),
+            central_district_id: D1.into(),
+            location: Some(v1::LatLng {
+                lat: 23.0,
+                lon: 113.7,
+            }),
+        }],
+        districts: vec![district(D1), district(D2)],
+    }
+}
+
+fn fixture() -> Fixture {
+    let clock = Arc::new(ManualClock::at(Timestamp(1_700_000_000_000)));
+    let hub = Arc::new(FeedHub::new(clock.clone(), FeedLimits::default()));
+    let notification = Arc::new(NotificationService::new(hub.clone()));
+    let cases = Arc::new(CaseSquadService::from_directory(
+        &directory(),
+        2,
+        clock.clone(),
+    ));
+    let outbox = Outbox::spawn(
+        Arc::new(InProcess(notification)),
+        Arc::new(InProcess(cases)),
+    );
+    let (node, arbiters) = DistrictNode::start_on_new_arbiters(
+        &directory(),
+        NodeConfig {
+            officers_per_district: 2,
+            ..NodeConfig::default()
+        },
+        clock,
+        outbox,
+        1,
+    )
+    .expect("node starts");
+    Fixture {
+        grpc: DistrictGrpc::new(node),
+        hub,
+        _arbiters: arbiters,
+    }
+}
+
+fn routed(id: &str, district: &str) -> v1::Incident {
+    v1::Incident {
+        incident_id: id.into(),
+        call_id: format!("call-{id}"),
+        category: v1::IncidentCategory::Theft as i32,
+        priority: v1::Priority::P2 as i32,
+        location: Some(v1::LatLng {
+            lat: 23.001,
+            lon: 113.7,
+        }),
+        district_id: district.into(),
+        station_id: "town-s1".into(),
+        sub_bureau_id: "town".into(),
+        state: v1::IncidentState::Routed as i32,
+        revision: 1,
+        times: Some(v1::IncidentTimes::default()),
+        ..Default::default()
+    }
+}
+
+fn assert_invalid(result: Result<impl std::fmt::Debug, Status>, field: &str) {
+    let status = result.expect_err("must be refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        violated_field(&status).as_deref(),
+        Some(field),
+        "{status:?}"
+    );
+}
+
+fn assert_code(result: Result<impl std::fmt::Debug, Status>, code: Code) {
+    let status = result.expect_err("must be refused");
+    assert_eq!(status.code(), code, "{status:?}");
+}
+
+async fn sign_on(f: &Fixture, officer: &str) -> Result<v1::Officer, Status> {
+    f.grpc
+        .update_officer_status(Request::new(v1::UpdateOfficerStatusRequest {
+            officer_id: officer.into(),
+            status: v1::OfficerStatus::Available as i32,
+            location: Some(v1::LatLng {
+                lat: 23.0,
+                lon: 113.7,
+            }),
+        }))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn submit(f: &Fixture, incident: v1::Incident) -> Result<v1::Incident, Status> {
+    f.grpc
+        .submit_incident(Request::new(v1::SubmitIncidentRequest {
+            incident: Some(incident),
+        }))
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[actix_rt::test]
+async fn officer_status_requests_are_checked() {
+    let f = fixture();
+    let req = |officer: &str, status: i32, location: Option<v1::LatLng>| {
+        Request::new(v1::UpdateOfficerStatusRequest {
+            officer_id: officer.into(),
+            status,
+            location,
+        })
+    };
+    let ok = v1::OfficerStatus::Available as i32;
+    assert_invalid(
+        f.grpc.update_officer_status(req("", ok, None)).await,
+        "officer_id",
+    );
+    assert_invalid(
+        f.grpc
+            .update_officer_status(req("town-d01-o01", 0, None))
+            .await,
+        "status",
+    );
+    assert_invalid(
+        f.grpc
+            .update_officer_status(req("town-d01-o01", 42, None))
+            .await,
+        "status",
+    );
+    let dispatched = v1::OfficerStatus::Dispatched as i32;
+    assert_invalid(
+        f.grpc
+            .update_officer_status(req("town-d01-o01", dispatched, None))
+            .await,
+        "status",
+    );
+    let bad = Some(v1::LatLng {
+        lat: 23.0,
+        lon: 200.0,
+    });
+    assert_invalid(
+        f.grpc
+            .update_officer_status(req("town-d01-o01", ok, bad))
+            .await,
+        "location.lon",
+    );
+    assert_code(
+        f.grpc.update_officer_status(req("nobody", ok, None)).await,
+        Code::NotFound,
+    );
+
+    let officer = sign_on(&f, "town-d01-o01").await.expect("sign on");
+    assert_eq!(officer.status, v1::OfficerStatus::Available as i32);
+    assert_eq!(officer.district_id, D1);
+}
+
+#[actix_rt::test]
+async fn submitted_incidents_are_checked_and_dispatched_once() {
+    let f = fixture();
+    assert_invalid(
+        f.grpc
+            .submit_incident(Request::new(v1::SubmitIncidentRequest { incident: None }))
+            .await,
+        "incident",
+    );
+    let mut no_location = routed("i1", D1);
+    no_location.location = None;
+    assert_invalid(submit(&f, no_location).await, "incident.location");
+    let mut queued = routed("i1", D1);
+    queued.state = v1::IncidentState::Queued as i32;
+    assert_invalid(submit(&f, queued).await, "incident.state");
+    let mut nowhere = routed("i1", D1);
+    nowhere.district_id.clear();
+    assert_invalid(submit(&f, nowhere).await, "incident.district_id");
+    assert_code(
+        submit(&f, routed("i1", "elsewhere-d09")).await,
+        Code::NotFound,
+    );
+
+    // No officer on duty: the incident waits.
+    let waiting = submit(&f, routed("i1", D1)).await.expect("queued");
+    assert_eq!(waiting.state, v1::IncidentState::Queued as i32);
+    // Signing on dispatches it; a resubmit changes nothing.
+    let mut orders = Box::pin(
+        f.hub
+            .subscribe(&AudienceKey::Officer("town-d01-o01".into()), 0),
+    );
+    sign_on(&f, "town-d01-o01").await.expect("sign on");
+    let again = submit(&f, routed("i1", D1)).await.expect("idempotent");
+    assert_eq!(again.state, v1::IncidentState::Dispatched as i32);
+    assert_eq!(again.dispatch_id, "i1-1");
+    let notice = orders.next().await.expect("an order");
+    match notice.body.and_then(|b| b.kind) {
+        Some(v1::notice_body::Kind::DispatchOrder(o)) => {
+            assert_eq!(
+                (o.incident_id.as_str(), o.dispatch_id.as_str()),
+                ("i1", "i1-1")
+            );
+            // 0.001 degrees of latitude = 111.195 m; x 1.4 / (30 / 3.6 m/s) = 18.68 s.
+            assert!((o.eta_s - 18.68).abs() < 0.01, "eta {}", o.eta_s);
+        }
+        other => panic!("expected an order, got {other:?}"),
+    }
+    assert_eq!(f.hub.head(&AudienceKey::Officer("town-d01-o01".into())), 1);
+    // The command center saw the incident queued, then dispatched, in that order.
+    let mut updates = Box::pin(f.hub.subscribe(&AudienceKey::CommandCenter, 0));
+    let mut states = Vec::new();
+    for _ in 0..2 {
+        match updates
+            .next()
+            .await
+            .and_then(|n| n.body)
+            .and_then(|b| b.kind)
+        {
+            Some(v1::notice_body::Kind::IncidentUpdate(i)) => states.push(i.state),
+            other => panic!("expected an update, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        states,
+        [
+            v1::IncidentState::Queued as i32,
+            v1::IncidentState::Dispatched as i32
+        ]
+    );
+}
+
+#[actix_rt::test]
+async fn dispatch_steps_are_checked() {
+    let f = fixture();
+    sign_on(&f, "town-d01-o01").await.expect("sign on");
+    sign_on(&f, "town-d01-o02").await.expect("sign on");
+    let dispatched = submit(&f, routed("i1", D1)).await.expect("dispatched");
+    let (officer, dispatch) = (
+        dispatched.officer_id.clone(),
+        dispatched.dispatch_id.clone(),
+    );
+    let other = if officer == "town-d01-o01" {
+        "town-d01-o02"
+    } else {
+        "town-d01-o01"
+    };
+    let ack = |officer: &str, dispatch: &str| {
+        Request::new(v1::AcknowledgeDispatchRequest {
+            officer_id: officer.into(),
+            dispatch_id: dispatch.into(),
+        })
+    };
+    assert_invalid(
+        f.grpc.acknowledge_dispatch(ack("", &dispatch)).await,
+        "officer_id",
+    );
+    assert_invalid(
+        f.grpc.acknowledge_dispatch(ack(&officer, "")).await,
+        "dispatch_id",
+    );
+    assert_code(
+        f.grpc.acknowledge_dispatch(ack(&officer, "nope-1")).await,
+        Code::NotFound,
+    );
+    assert_code(
+        f.grpc.acknowledge_dispatch(ack("nobody", &dispatch)).await,
+        Code::NotFound,
+    );
+    assert_code(
+        f.grpc.acknowledge_dispatch(ack(other, &dispatch)).await,
+        Code::FailedPrecondition,
+    );
+    let clear = |disposition: i32| {
+        Request::new(v1::ClearIncidentRequest {
+            officer_id: officer.clone(),
+            dispatch_id: dispatch.clone(),
+            disposition,
+        })
+    };
+    assert_invalid(f.grpc.clear_incident(clear(0)).await, "disposition");
+    assert_invalid(f.grpc.clear_incident(clear(77)).await, "disposition");
+    // Clearing is judged on scene: before arrival it is refused.
+    assert_code(
+        f.grpc
+            .clear_incident(clear(v1::Disposition::Resolved as i32))
+            .await,
+        Code::FailedPrecondition,
+    );
+    let acked = f
+        .grpc
+        .acknowledge_dispatch(ack(&officer, &dispatch))
+        .await
+        .expect("ack");
+    assert!(
+        acked
+            .into_inner()
+            .times
+            .and_then(|t| t.acknowledged_at)
+            .is_some()
+    );
+    let arrive = f
+        .grpc
+        .arrive_on_scene(Request::new(v1::ArriveOnSceneRequest {
+            officer_id: officer.clone(),
+            dispatch_id: dispatch.clone(),
+        }))
+        .await
+        .expect("arrive")
+        .into_inner();
+    assert_eq!(arrive.state, v1::IncidentState::OnScene as i32);
+    let cleared = f
+        .grpc
+        .clear_incident(clear(v1::Disposition::AdministrativeCase as i32))
+        .await
+        .expect("clear")
+        .into_inner();
+    assert_eq!(cleared.state, v1::IncidentState::Cleared as i32);
+    assert_eq!(
+        cleared.disposition,
+        v1::Disposition::AdministrativeCase as i32
+    );
+}
+
+#[actix_rt::test]
+async fn district_snapshots_are_checked() {
+    let f = fixture();
+    let get = |id: &str| {
+        Request::new(v1::GetDistrictRequest {
+            district_id: id.into(),
+        })
+    };
+    assert_invalid(f.grpc.get_district(get("")).await, "district_id");
+    assert_code(f.grpc.get_district(get("nowhere")).await, Code::NotFound);
+    let snapshot = f
+        .grpc
+        .get_district(get(D2))
+        .await
+        .expect("snapshot")
+        .into_inner();
+    let ids: Vec<_> = snapshot
+        .officers
+        .iter()
+        .map(|o| o.officer_id.as_str())
+        .collect();
+    assert_eq!(ids, ["town-d02-o01", "town-d02-o02"]);
+    assert!(
+        snapshot
+            .officers
+            .iter()
+            .all(|o| o.status == v1::OfficerStatus::OffDuty as i32)
+    );
+}
