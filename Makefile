@@ -15,8 +15,8 @@ bench:
 
 # The main job: the load-test harness against an embedded cluster on the built-in map.
 run:
-	cargo run --release -p dispatch-loadtest --bin loadtest -- run loadtest/scenarios/builtin-peak.toml --json reports/builtin-peak.json
+	cargo run --release -p dispatch-loadtest -- run loadtest/scenarios/builtin-peak.toml --json target/builtin-peak.json
 
 # The real Dongguan map (needs ../shared/data beside the clone).
 run-dongguan:
-	cargo run --release -p dispatch-loadtest --bin loadtest -- run loadtest/scenarios/dongguan-peak.toml --json reports/dongguan-peak.json
+	cargo run --release -p dispatch-loadtest -- run loadtest/scenarios/dongguan-peak.toml --json target/dongguan-peak.json

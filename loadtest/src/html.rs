@@ -202,6 +202,24 @@ fn x_max(times: &[(u8, f64)], target_s: f64) -> f64 {
     (slowest.max(target_s * 2.0) / 60.0).ceil() * 60.0
 }
 
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// One chart of [`WIDTH`] x [`HEIGHT`] pixels on white, drawn by `draw`, as an SVG string.
+fn svg_chart(
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
+) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        draw(&root)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
 fn histogram_svg(times: &[(u8, f64)], target_s: f64) -> Result<String, String> {
     const BIN_S: f64 = 30.0;
     let max = x_max(times, target_s);
@@ -212,57 +230,52 @@ fn histogram_svg(times: &[(u8, f64)], target_s: f64) -> Result<String, String> {
         counts[b] += 1;
     }
     let top = counts.iter().copied().max().unwrap_or(0).max(1);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(&root)
+    svg_chart(|root| {
+        let mut chart = ChartBuilder::on(root)
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(50)
             .build_cartesian_2d(0.0..max, 0u32..top + top / 10 + 1)
-            .map_err(|e| e.to_string())?;
+            .map_err(err)?;
         chart
             .configure_mesh()
             .x_desc("response time, s")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_desc("incidents")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(err)?;
         chart
             .draw_series(counts.iter().enumerate().map(|(b, c)| {
                 let x0 = b as f64 * BIN_S;
                 Rectangle::new([(x0, 0), (x0 + BIN_S, *c)], BLUE.mix(0.5).filled())
             }))
-            .map_err(|e| e.to_string())?;
+            .map_err(err)?;
         chart
             .draw_series(LineSeries::new(
                 [(target_s, 0), (target_s, top + top / 10 + 1)],
                 RED.stroke_width(2),
             ))
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(svg)
+            .map_err(err)?;
+        Ok(())
+    })
 }
 
 fn cdf_svg(times: &[(u8, f64)], target_s: f64) -> Result<String, String> {
     let max = x_max(times, target_s);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(&root)
+    svg_chart(|root| {
+        let mut chart = ChartBuilder::on(root)
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(50)
             .build_cartesian_2d(0.0..max, 0.0..1.0)
-            .map_err(|e| e.to_string())?;
+            .map_err(err)?;
         chart
             .configure_mesh()
             .x_desc("response time, s")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_desc("share reached")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(err)?;
         let colours = [RED, MAGENTA, BLUE, GREEN];
         for level in 1..=4u8 {
             let mut t: Vec<f64> = times
@@ -281,7 +294,7 @@ fn cdf_svg(times: &[(u8, f64)], target_s: f64) -> Result<String, String> {
                     t.iter().enumerate().map(|(k, x)| (*x, (k + 1) as f64 / n)),
                     colour.stroke_width(2),
                 ))
-                .map_err(|e| e.to_string())?
+                .map_err(err)?
                 .label(format!("P{level}"))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour));
         }
@@ -290,17 +303,16 @@ fn cdf_svg(times: &[(u8, f64)], target_s: f64) -> Result<String, String> {
                 [(target_s, 0.0), (target_s, 1.0)],
                 BLACK.mix(0.4),
             ))
-            .map_err(|e| e.to_string())?;
+            .map_err(err)?;
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(svg)
+            .map_err(err)?;
+        Ok(())
+    })
 }
 
 fn timeline_svg(report: &Report) -> Result<String, String> {
@@ -312,28 +324,27 @@ fn timeline_svg(report: &Report) -> Result<String, String> {
         .max()
         .unwrap_or(0)
         .max(1) as f64;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(&root)
+    svg_chart(|root| {
+        let mut chart = ChartBuilder::on(root)
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(50)
             .build_cartesian_2d(0.0..t_max, 0.0..y_max * 1.1)
-            .map_err(|e| e.to_string())?;
+            .map_err(err)?;
         chart
             .configure_mesh()
             .x_desc("cluster time, min")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_desc("count")
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(err)?;
         chart
             .draw_series(LineSeries::new(
                 points.iter().map(|p| (p.t_s / 60.0, p.open as f64)),
                 RED.stroke_width(2),
             ))
-            .map_err(|e| e.to_string())?
+            .map_err(err)?
             .label("open incidents")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED));
         chart
@@ -343,7 +354,7 @@ fn timeline_svg(report: &Report) -> Result<String, String> {
                     .map(|p| (p.t_s / 60.0, p.busy_officers as f64)),
                 BLUE.stroke_width(2),
             ))
-            .map_err(|e| e.to_string())?
+            .map_err(err)?
             .label("busy officers")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE));
         chart
@@ -352,10 +363,9 @@ fn timeline_svg(report: &Report) -> Result<String, String> {
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(svg)
+            .map_err(err)?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -106,20 +106,8 @@ pub struct TerminalCounts {
 /// Everything about a run except the per-incident records.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunFacts {
-    /// Scenario name.
-    pub scenario: String,
-    /// Scenario seed.
-    pub seed: u64,
-    /// Map description.
-    pub map: String,
-    /// Cluster seconds per real second.
-    pub clock_scale: f64,
-    /// Calls per simulated hour.
-    pub peak_per_hour: f64,
-    /// Seconds of cluster time with calls.
-    pub duration_s: f64,
-    /// Longest drain, seconds of cluster time.
-    pub drain_s: f64,
+    /// The scenario's figures.
+    pub scenario: ScenarioInfo,
     /// Response-time target, seconds of cluster time.
     pub target_s: f64,
     /// Share of incidents that must meet the target.
@@ -219,18 +207,9 @@ pub struct IncidentCounts {
 /// Response times, seconds of cluster time, overall and by group.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResponseTimes {
-    /// Incidents reached (the samples).
-    pub count: u64,
-    /// Median.
-    pub p50: Option<f64>,
-    /// 90th percentile.
-    pub p90: Option<f64>,
-    /// 99th percentile.
-    pub p99: Option<f64>,
-    /// Exact mean.
-    pub mean: Option<f64>,
-    /// Exact maximum.
-    pub max: Option<f64>,
+    /// All incidents.
+    #[serde(flatten)]
+    pub overall: GroupStats,
     /// By priority, keys `P1`..`P4` (each present, empty groups included).
     pub by_priority: BTreeMap<String, GroupStats>,
     /// By sub-bureau id.
@@ -341,8 +320,8 @@ impl Report {
                 latency.record(ms);
             }
         }
-        let overall = all.stats();
         let share = all.within_target_share();
+        let overall = all.stats();
         let case_clearances = ["criminal_case", "administrative_case"]
             .iter()
             .filter_map(|d| facts.terminal.clearances.get(*d))
@@ -370,24 +349,11 @@ impl Report {
         };
         let real_s = facts.call_phase_real_s.max(1e-9);
         Report {
-            scenario: ScenarioInfo {
-                name: facts.scenario.clone(),
-                seed: facts.seed,
-                map: facts.map.clone(),
-                clock_scale: facts.clock_scale,
-                peak_per_hour: facts.peak_per_hour,
-                duration_s: facts.duration_s,
-                drain_s: facts.drain_s,
-            },
+            scenario: facts.scenario.clone(),
             calls: facts.calls.clone(),
             incidents: counts,
             response_time_s: ResponseTimes {
-                count: overall.on_scene,
-                p50: overall.p50,
-                p90: overall.p90,
-                p99: overall.p99,
-                mean: overall.mean,
-                max: overall.max,
+                overall,
                 by_priority: by_priority
                     .into_iter()
                     .map(|(k, g)| (k, g.stats()))
@@ -417,7 +383,7 @@ impl Report {
             throughput: Throughput {
                 calls_per_s_real: round_to(facts.calls.sent as f64 / real_s, 2),
                 calls_per_sim_hour: round_to(
-                    facts.calls.sent as f64 * 3600.0 / facts.duration_s.max(1e-9),
+                    facts.calls.sent as f64 * 3600.0 / facts.scenario.duration_s.max(1e-9),
                     1,
                 ),
             },
@@ -445,7 +411,8 @@ impl Report {
         let s = &self.scenario;
         let c = &self.calls;
         let i = &self.incidents;
-        let r = &self.response_time_s;
+        let r = &self.response_time_s.overall;
+        let by_priority = &self.response_time_s.by_priority;
         let l = &self.system_latency_ms;
         let mut out = String::new();
         let _ = writeln!(
@@ -477,9 +444,9 @@ impl Report {
             out,
             "response   {}  (n {})",
             percentile_line(r.p50, r.p90, r.p99, r.mean, "s"),
-            r.count
+            r.on_scene
         );
-        for (p, g) in &r.by_priority {
+        for (p, g) in by_priority {
             let _ = writeln!(
                 out,
                 "  {p:<8} {}  (n {}, {:.1}% within target)",
@@ -575,13 +542,15 @@ mod tests {
 
     fn facts() -> RunFacts {
         RunFacts {
-            scenario: "hand".into(),
-            seed: 1,
-            map: "builtin".into(),
-            clock_scale: 60.0,
-            peak_per_hour: 600.0,
-            duration_s: 3600.0,
-            drain_s: 1800.0,
+            scenario: ScenarioInfo {
+                name: "hand".into(),
+                seed: 1,
+                map: "builtin".into(),
+                clock_scale: 60.0,
+                peak_per_hour: 600.0,
+                duration_s: 3600.0,
+                drain_s: 1800.0,
+            },
             target_s: 300.0,
             target_share: 0.6,
             calls: CallCounts {
@@ -662,14 +631,16 @@ mod tests {
     fn percentiles_and_share_worked_out_by_hand() {
         let r = Report::build(&facts(), &ten());
         let rt = &r.response_time_s;
+        let all = &rt.overall;
         // Eight samples 60..480 step 60: p50 = 4th = 240; p90 = ceil(7.2) = 8th = 480;
         // p99 = 8th = 480; mean = (60 + 480) / 2 = 270.
-        assert_eq!(rt.count, 8);
-        assert_eq!(rt.p50, Some(240.0));
-        assert_eq!(rt.p90, Some(480.0));
-        assert_eq!(rt.p99, Some(480.0));
-        assert_eq!(rt.mean, Some(270.0));
-        assert_eq!(rt.max, Some(480.0));
+        assert_eq!((all.received, all.on_scene), (10, 8));
+        assert_eq!(all.p50, Some(240.0));
+        assert_eq!(all.p90, Some(480.0));
+        assert_eq!(all.p99, Some(480.0));
+        assert_eq!(all.mean, Some(270.0));
+        assert_eq!(all.max, Some(480.0));
+        assert_eq!(all.within_target_share, r.within_target_share);
         // Within 300 s: 60, 120, 180, 240, 300 -> 5 of 10 received (unreached ones miss).
         assert_eq!(r.within_target_share, 0.5);
         // P1: 60, 120, 180, 240 all within; P3: 300 within, 360..480 not -> 1/4.

@@ -36,7 +36,8 @@ use crate::draw::{Stream, rng_for};
 use crate::geography::Geography;
 use crate::platform::{CallOutcome, CallProgress, CallResult, plan_calls, send_calls};
 use crate::report::{
-    CallCounts, EndState, IncidentRecord, Report, RunFacts, TerminalCounts, TimelinePoint,
+    CallCounts, EndState, IncidentRecord, Report, RunFacts, ScenarioInfo, TerminalCounts,
+    TimelinePoint,
 };
 use crate::scenario::Scenario;
 use crate::terminal::{Fleet, TerminalEnv, TerminalSetup, run_terminal};
@@ -207,13 +208,15 @@ async fn drive(
     let cases_opened = count_cases(&clients, &duty.directory).await?;
     let calls = count_calls(&results, plans.len());
     let facts = RunFacts {
-        scenario: s.name.clone(),
-        seed: s.seed,
-        map: input.map_desc.clone(),
-        clock_scale: s.clock.scale,
-        peak_per_hour: s.calls.peak_per_hour,
-        duration_s: s.calls.duration_s,
-        drain_s: s.calls.drain_s,
+        scenario: ScenarioInfo {
+            name: s.name.clone(),
+            seed: s.seed,
+            map: input.map_desc.clone(),
+            clock_scale: s.clock.scale,
+            peak_per_hour: s.calls.peak_per_hour,
+            duration_s: s.calls.duration_s,
+            drain_s: s.calls.drain_s,
+        },
         target_s: s.target.response_s,
         target_share: s.target.share,
         calls,

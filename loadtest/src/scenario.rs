@@ -194,13 +194,14 @@ pub struct ClusterSpec {
     /// The cluster's ETA model for choosing the nearest officer.
     #[serde(default)]
     pub travel: TravelModel,
-    /// Investigators per police station's case squad, >= 1.
+    /// Investigators per police station's case squad, >= 1 (default: the embedded cluster's).
     #[serde(default = "default_investigators")]
     pub investigators_per_squad: u32,
 }
 
+/// The embedded cluster's own default.
 fn default_investigators() -> u32 {
-    4
+    dispatch_server::ClusterConfig::default().investigators_per_squad
 }
 
 impl Default for ClusterSpec {

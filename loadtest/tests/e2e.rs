@@ -62,9 +62,10 @@ fn tiny_scenario_loses_nothing_and_adds_up() {
     assert_eq!(r.officers_on_duty, 13 * 2);
 
     let rt = &r.response_time_s;
-    assert_eq!(rt.count, i.on_scene);
-    let (p50, p90, p99) = (rt.p50.unwrap(), rt.p90.unwrap(), rt.p99.unwrap());
-    assert!(0.0 < p50 && p50 <= p90 && p90 <= p99 && p99 <= rt.max.unwrap() + 1.0);
+    let all = &rt.overall;
+    assert_eq!((all.received, all.on_scene), (i.received, i.on_scene));
+    let (p50, p90, p99) = (all.p50.unwrap(), all.p90.unwrap(), all.p99.unwrap());
+    assert!(0.0 < p50 && p50 <= p90 && p90 <= p99 && p99 <= all.max.unwrap() + 1.0);
     // No response can beat the shortest acknowledgement delay (5 s).
     assert!(
         out.incidents
@@ -122,4 +123,50 @@ fn binary_writes_reports_and_exits_with_the_verdict() {
     assert_eq!(report["incidents"]["lost"], 0);
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg") && page.contains("tiny"));
+}
+
+#[test]
+fn drives_a_running_cluster_by_address() {
+    use dispatch_core::ScaledClock;
+    use dispatch_loadtest::connect::Addresses;
+    use dispatch_server::{ClusterConfig, EmbeddedCluster};
+
+    let scenario = Scenario::parse(common::TINY).unwrap();
+    let map = Arc::new(load_map(&MapSource::Builtin).unwrap());
+    let out = block_on_actix(async move {
+        // A cluster started on its own, with its own clock of the scenario's scale and its own
+        // roster size (3 per district, where the scenario would start 4).
+        let cluster = EmbeddedCluster::start(
+            map.clone(),
+            ClusterConfig {
+                clock: Arc::new(ScaledClock::new(scenario.clock.scale).unwrap()),
+                officers_per_district: 3,
+                ..ClusterConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let input = RunInput {
+            scenario,
+            map,
+            map_desc: "builtin".into(),
+            target: Target::Remote(Addresses::all(cluster.addr().to_string())),
+        };
+        let out = run(input).await;
+        cluster.shutdown().await;
+        out
+    })
+    .unwrap()
+    .unwrap();
+    let r = &out.report;
+    // The roster is the running cluster's: 13 districts x 3, of which round(1.5) = 2 on duty.
+    assert_eq!(r.officers_rostered, 13 * 3);
+    assert_eq!(r.officers_on_duty, 13 * 2);
+    assert!(r.calls.accepted > 5);
+    assert_eq!(r.incidents.lost, 0);
+    assert_eq!(
+        r.incidents.received,
+        r.incidents.cleared + r.incidents.open_at_end
+    );
+    assert_eq!(r.cases_opened, r.case_clearances);
 }
