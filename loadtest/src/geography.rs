@@ -124,6 +124,13 @@ pub fn load_map(source: &MapSource) -> Result<CityMap> {
             for p in std::iter::once(geojson).chain(population) {
                 check_readable(p)?;
             }
+            if population.is_none() {
+                tracing::warn!(
+                    map = %geojson.display(),
+                    "no population file: districts are sized by area and calls spread \
+                     uniformly over the map (give --population CSV for the population rule)"
+                );
+            }
             CityMap::from_geojson(geojson, population.as_deref())
         }
     };

@@ -76,8 +76,8 @@ pub enum Error {
     /// Command-line flags that do not fit together.
     #[error("{0}")]
     Usage(String),
-    /// The cluster's directory does not match the harness's map.
-    #[error("the cluster does not match the map: {0}")]
+    /// The running cluster does not match the scenario (its map or its clock scale).
+    #[error("the cluster does not match the scenario: {0}")]
     Mismatch(String),
     /// A report file cannot be written.
     #[error("cannot write {path}: {source}")]

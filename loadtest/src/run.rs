@@ -11,7 +11,7 @@
 //! 4. Stop the terminals, ask the cluster where every incident ended (`Intake.GetIncident`) and
 //!    how many cases the squads hold (`CaseSquad.ListCases` per station), build the report.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -191,12 +191,19 @@ async fn drive(
         accepted,
         "calls done in {call_phase_real_s:.1} s, draining"
     );
+    let ours: HashSet<String> = results
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            CallOutcome::Accepted(i) => Some(i.incident_id.clone()),
+            _ => None,
+        })
+        .collect();
     let drain_deadline = tokio::time::Instant::now() + clock.real_duration(s.calls.drain_s);
-    while fleet.cleared_count() < accepted && tokio::time::Instant::now() < drain_deadline {
+    while fleet.cleared_among(&ours) < ours.len() && tokio::time::Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tracing::info!(
-        cleared = fleet.cleared_count(),
+        cleared = fleet.cleared_among(&ours),
         accepted,
         "drain over after {:.1} s",
         start.elapsed().as_secs_f64() - call_phase_real_s
@@ -205,7 +212,7 @@ async fn drive(
     terminals.shutdown().await;
 
     let incidents = collect_incidents(&clients, &results, &plans, &fleet).await;
-    let cases_opened = count_cases(&clients, &duty.directory).await?;
+    let cases_opened = count_cases(&clients, &duty.directory, &ours).await?;
     let calls = count_calls(&results, plans.len());
     let facts = RunFacts {
         scenario: ScenarioInfo {
@@ -274,12 +281,37 @@ pub fn on_duty_count(n: usize, share: f64) -> usize {
     }
 }
 
+/// Response times are read off the cluster's clock while the terminals drive by the harness's:
+/// at different scales every figure would be off by their ratio, so a mismatch stops the run.
+fn check_clock_scale(district: &str, cluster: f64, scenario: f64) -> Result<()> {
+    if (cluster - scenario).abs() > 1e-9 * scenario {
+        return Err(Error::Mismatch(format!(
+            "the cluster's clock runs at scale {cluster} (district {district}) but the scenario \
+             needs {scenario}: start the cluster with --clock-scale {scenario} \
+             (or DISPATCH_CLOCK_SCALE={scenario})"
+        )));
+    }
+    Ok(())
+}
+
 async fn choose_duty(s: &Scenario, clients: &Clients, geography: &Geography) -> Result<Duty> {
     let directory = clients
         .geo_router()
         .list_districts(ListDistrictsRequest {})
         .await
-        .map_err(|st| Error::rpc("GeoRouter.ListDistricts", st))?
+        .map_err(|st| {
+            if st.code() == Code::Unimplemented {
+                Error::Usage(
+                    "the geo-router address does not serve dispatch.v1.GeoRouter: --cluster is \
+                     for a cluster serving all five services on one address (dispatch-server \
+                     all); for services on separate ports give --intake, --notification, \
+                     --district, --geo-router and --case-squad"
+                        .into(),
+                )
+            } else {
+                Error::rpc("GeoRouter.ListDistricts", st)
+            }
+        })?
         .into_inner();
     if let Some(d) = directory
         .districts
@@ -298,7 +330,7 @@ async fn choose_duty(s: &Scenario, clients: &Clients, geography: &Geography) -> 
         .map(|d| d.district_id.clone())
         .collect();
     ids.sort();
-    let rosters: Vec<Result<(String, Vec<String>)>> = futures::stream::iter(ids.clone())
+    let rosters: Vec<Result<(String, Vec<String>, f64)>> = futures::stream::iter(ids.clone())
         .map(|id| {
             let mut client = clients.district();
             async move {
@@ -312,7 +344,7 @@ async fn choose_duty(s: &Scenario, clients: &Clients, geography: &Geography) -> 
                 let mut officers: Vec<String> =
                     snap.officers.into_iter().map(|o| o.officer_id).collect();
                 officers.sort();
-                Ok((id, officers))
+                Ok((id, officers, snap.clock_scale))
             }
         })
         .buffered(QUERY_CONCURRENCY)
@@ -328,7 +360,8 @@ async fn choose_duty(s: &Scenario, clients: &Clients, geography: &Geography) -> 
     let mut terminals = Vec::new();
     let mut rostered = 0;
     for roster in rosters {
-        let (district, mut officers) = roster?;
+        let (district, mut officers, clock_scale) = roster?;
+        check_clock_scale(&district, clock_scale, s.clock.scale)?;
         rostered += officers.len() as u64;
         officers.shuffle(&mut roster_rng);
         officers.truncate(on_duty_count(officers.len(), s.officers.on_duty_share));
@@ -549,7 +582,12 @@ async fn collect_incidents(
         .await
 }
 
-async fn count_cases(clients: &Clients, directory: &ListDistrictsResponse) -> Result<u64> {
+/// Cases the case squads opened for this run's incidents.
+async fn count_cases(
+    clients: &Clients,
+    directory: &ListDistrictsResponse,
+    ours: &HashSet<String>,
+) -> Result<u64> {
     let counts: Vec<Result<u64>> = futures::stream::iter(directory.stations.iter())
         .map(|st| {
             let mut client = clients.case_squad();
@@ -562,7 +600,11 @@ async fn count_cases(clients: &Clients, directory: &ListDistrictsResponse) -> Re
                     .map_err(|e| {
                         Error::rpc(format!("CaseSquad.ListCases({})", st.station_id), e)
                     })?;
-                Ok(r.into_inner().cases.len() as u64)
+                Ok(r.into_inner()
+                    .cases
+                    .iter()
+                    .filter(|c| ours.contains(&c.incident_id))
+                    .count() as u64)
             }
         })
         .buffered(QUERY_CONCURRENCY)
@@ -574,6 +616,18 @@ async fn count_cases(clients: &Clients, directory: &ListDistrictsResponse) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_on_another_clock_scale_is_refused() {
+        assert!(check_clock_scale("d-1", 60.0, 60.0).is_ok());
+        let Err(err) = check_clock_scale("d-1", 1.0, 60.0) else {
+            panic!("scale 1 against 60 must be refused")
+        };
+        assert!(matches!(err, Error::Mismatch(_)));
+        assert!(err.to_string().contains("--clock-scale 60"), "{err}");
+        // A cluster too old to report its scale answers 0.
+        assert!(check_clock_scale("d-1", 0.0, 60.0).is_err());
+    }
 
     #[test]
     fn on_duty_count_rounds_and_keeps_one() {

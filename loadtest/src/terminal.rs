@@ -106,6 +106,12 @@ impl Fleet {
         lock(&self.cleared).len()
     }
 
+    /// How many of `ids` the terminals have cleared (a cluster used before may hand this run's
+    /// officers incidents of an earlier run; those do not count).
+    pub fn cleared_among(&self, ids: &HashSet<String>) -> usize {
+        lock(&self.cleared).intersection(ids).count()
+    }
+
     /// Terminals handling an order right now.
     pub fn busy(&self) -> u64 {
         self.busy.load(Ordering::Relaxed)
@@ -210,12 +216,14 @@ async fn subscribe(
     env: &TerminalEnv,
     setup: &TerminalSetup,
     resume_after: u64,
+    from_latest: bool,
 ) -> std::result::Result<Streaming<Notice>, tonic::Status> {
     let request = SubscribeRequest {
         audience: Some(Audience {
             target: Some(audience::Target::OfficerId(setup.officer_id.clone())),
         }),
         resume_after,
+        from_latest,
     };
     Ok(env
         .streams
@@ -232,7 +240,8 @@ pub async fn run_terminal(
     setup: TerminalSetup,
     ready: oneshot::Sender<Result<()>>,
 ) {
-    let stream = match subscribe(&env, &setup, 0).await {
+    // A new shift: earlier orders of this roster (a previous run on the same cluster) are stale.
+    let stream = match subscribe(&env, &setup, 0, true).await {
         Ok(s) => s,
         Err(status) => {
             let _ = ready.send(Err(Error::rpc(
@@ -310,7 +319,9 @@ async fn read_orders(
                         return;
                     }
                     tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
-                    match subscribe(env, setup, last_seq).await {
+                    // Resume after the last notice seen; before any, from the latest again
+                    // (never from 0, which would replay a previous run's orders).
+                    match subscribe(env, setup, last_seq, last_seq == 0).await {
                         Ok(s) => {
                             stream = s;
                             break;

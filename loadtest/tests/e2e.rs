@@ -146,6 +146,47 @@ fn drives_a_running_cluster_by_address() {
         )
         .await
         .unwrap();
+        let input = || RunInput {
+            scenario: scenario.clone(),
+            map: map.clone(),
+            map_desc: "builtin".into(),
+            target: Target::Remote(Addresses::all(cluster.addr().to_string())),
+        };
+        // Twice against the same cluster: the second run must not see the first one's orders,
+        // incidents or cases.
+        let first = run(input()).await;
+        let second = run(input()).await;
+        cluster.shutdown().await;
+        (first, second)
+    })
+    .unwrap();
+    for out in [out.0.unwrap(), out.1.unwrap()] {
+        let r = &out.report;
+        // The roster is the running cluster's: 13 districts x 3, of which round(1.5) = 2 on duty.
+        assert_eq!(r.officers_rostered, 13 * 3);
+        assert_eq!(r.officers_on_duty, 13 * 2);
+        assert!(r.calls.accepted > 5);
+        assert_eq!(r.incidents.lost, 0);
+        assert_eq!(r.incidents.cleared, r.incidents.received);
+        // One order per incident of this run, and nothing else.
+        assert_eq!(r.terminal.orders, r.incidents.dispatched);
+        assert_eq!(r.terminal.duplicate_orders, 0);
+        assert_eq!(r.cases_opened, r.case_clearances);
+    }
+}
+
+#[test]
+fn a_cluster_on_another_clock_scale_is_bad_input() {
+    use dispatch_loadtest::connect::Addresses;
+    use dispatch_server::{ClusterConfig, EmbeddedCluster};
+
+    let scenario = Scenario::parse(common::TINY).unwrap();
+    let map = Arc::new(load_map(&MapSource::Builtin).unwrap());
+    let result = block_on_actix(async move {
+        // The wall clock (scale 1), while the scenario runs faster.
+        let cluster = EmbeddedCluster::start(map.clone(), ClusterConfig::default())
+            .await
+            .unwrap();
         let input = RunInput {
             scenario,
             map,
@@ -156,17 +197,10 @@ fn drives_a_running_cluster_by_address() {
         cluster.shutdown().await;
         out
     })
-    .unwrap()
     .unwrap();
-    let r = &out.report;
-    // The roster is the running cluster's: 13 districts x 3, of which round(1.5) = 2 on duty.
-    assert_eq!(r.officers_rostered, 13 * 3);
-    assert_eq!(r.officers_on_duty, 13 * 2);
-    assert!(r.calls.accepted > 5);
-    assert_eq!(r.incidents.lost, 0);
-    assert_eq!(
-        r.incidents.received,
-        r.incidents.cleared + r.incidents.open_at_end
-    );
-    assert_eq!(r.cases_opened, r.case_clearances);
+    let Err(err) = result else {
+        panic!("a clock mismatch must stop the run")
+    };
+    assert_eq!(err.exit_code(), 2, "{err}");
+    assert!(err.to_string().contains("--clock-scale"), "{err}");
 }

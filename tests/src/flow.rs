@@ -54,6 +54,7 @@ pub async fn subscribe(c: &mut Clients, officer_id: &str) -> anyhow::Result<Orde
                 target: Some(v1::audience::Target::OfficerId(officer_id.into())),
             }),
             resume_after: 0,
+            from_latest: false,
         })
         .await?
         .into_inner())

@@ -34,3 +34,81 @@ async fn one_call_from_report_to_case_in_one_process() {
         .expect("far-away call refused");
     cluster.shutdown().await;
 }
+
+/// Every service of the process (ours and the health service) is listed by server reflection,
+/// in the v1 protocol and in the older v1alpha one that many grpcurl builds use.
+#[actix_rt::test]
+async fn reflection_lists_every_service_in_both_protocols() {
+    use dispatch_proto::service_names;
+    use futures::StreamExt;
+    use tonic_reflection::pb::{v1, v1alpha};
+
+    let cluster = cluster().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", cluster.addr()))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut expected = vec![
+        "grpc.health.v1.Health".to_string(),
+        service_names::INTAKE.into(),
+        service_names::GEO_ROUTER.into(),
+        service_names::DISTRICT.into(),
+        service_names::CASE_SQUAD.into(),
+        service_names::NOTIFICATION.into(),
+    ];
+    expected.sort();
+
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut responses = v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect("v1 reflection")
+        .into_inner();
+    let listed = match responses
+        .next()
+        .await
+        .expect("a response")
+        .expect("ok")
+        .message_response
+    {
+        Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(l)) => l,
+        other => panic!("expected a service list, got {other:?}"),
+    };
+    let mut names: Vec<String> = listed.service.into_iter().map(|s| s.name).collect();
+    names.retain(|n| !n.starts_with("grpc.reflection"));
+    names.sort();
+    assert_eq!(names, expected);
+
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut responses = v1alpha::server_reflection_client::ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect("v1alpha reflection")
+        .into_inner();
+    let listed = match responses
+        .next()
+        .await
+        .expect("a response")
+        .expect("ok")
+        .message_response
+    {
+        Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(l)) => l,
+        other => panic!("expected a service list, got {other:?}"),
+    };
+    let mut names: Vec<String> = listed.service.into_iter().map(|s| s.name).collect();
+    names.retain(|n| !n.starts_with("grpc.reflection"));
+    names.sort();
+    assert_eq!(names, expected);
+    cluster.shutdown().await;
+}

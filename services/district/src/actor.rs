@@ -107,6 +107,8 @@ pub struct Snapshot {
     pub queue: Vec<Incident>,
     /// Dispatched and on-scene incidents.
     pub active: Vec<Incident>,
+    /// Cluster seconds per real second of the actor's clock.
+    pub clock_scale: f64,
 }
 
 /// Ask for a [`Snapshot`].
@@ -167,6 +169,7 @@ impl Handler<GetSnapshot> for DistrictActor {
             officers: self.state.officers().cloned().collect(),
             queue: self.state.queued().cloned().collect(),
             active: self.state.active().cloned().collect(),
+            clock_scale: self.clock.scale(),
         })
     }
 }

@@ -181,6 +181,7 @@ impl DistrictService for DistrictGrpc {
             officers: snapshot.officers.iter().map(officer_to_wire).collect(),
             queue: snapshot.queue.iter().map(incident_to_wire).collect(),
             active: snapshot.active.iter().map(incident_to_wire).collect(),
+            clock_scale: snapshot.clock_scale,
         }))
     }
 }

@@ -381,6 +381,8 @@ async fn district_snapshots_are_checked() {
         .map(|o| o.officer_id.as_str())
         .collect();
     assert_eq!(ids, ["town-d02-o01", "town-d02-o02"]);
+    // The fixture's manual clock runs at real speed.
+    assert_eq!(snapshot.clock_scale, 1.0);
     assert!(
         snapshot
             .officers

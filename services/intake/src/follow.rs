@@ -36,6 +36,7 @@ pub(crate) async fn follow(service: Arc<IntakeService>, notify: Arc<dyn NotifyPo
                 target: Some(v1::audience::Target::Role(v1::Role::CommandCenter as i32)),
             }),
             resume_after: last_seq,
+            from_latest: false,
         };
         match notify.subscribe(req).await {
             Ok(mut notices) => {

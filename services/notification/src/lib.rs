@@ -64,7 +64,12 @@ impl Notification for NotificationService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let req = request.into_inner();
         let key = validate::audience_key(req.audience.as_ref(), "audience")?;
-        let notices = self.hub.subscribe(&key, req.resume_after).map(Ok);
+        let start = if req.from_latest {
+            self.hub.head(&key)
+        } else {
+            req.resume_after
+        };
+        let notices = self.hub.subscribe(&key, start).map(Ok);
         Ok(Response::new(Box::pin(notices)))
     }
 

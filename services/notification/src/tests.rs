@@ -61,6 +61,7 @@ async fn subscribe(
     let req = Request::new(v1::SubscribeRequest {
         audience,
         resume_after,
+        from_latest: false,
     });
     Ok(s.subscribe(req).await?.into_inner())
 }
@@ -120,6 +121,26 @@ async fn resume_after_skips_what_the_subscriber_has_seen() {
     let mut resumed = subscribe(&s, officer("o1"), 3).await.unwrap();
     assert_eq!(next(&mut resumed).await, (4, "d4".to_string()));
     assert_eq!(next(&mut resumed).await, (5, "d5".to_string()));
+}
+
+#[tokio::test]
+async fn from_latest_skips_everything_published_before_the_subscription() {
+    let s = service();
+    let ps = (1..=3)
+        .map(|i| publication(officer("o1"), order(&format!("old{i}"))))
+        .collect();
+    publish(&s, ps).await.unwrap();
+    let req = Request::new(v1::SubscribeRequest {
+        audience: officer("o1"),
+        // Ignored with from_latest.
+        resume_after: 1,
+        from_latest: true,
+    });
+    let mut fresh = s.subscribe(req).await.unwrap().into_inner();
+    publish(&s, vec![publication(officer("o1"), order("new"))])
+        .await
+        .unwrap();
+    assert_eq!(next(&mut fresh).await, (4, "new".to_string()));
 }
 
 #[tokio::test]
@@ -223,6 +244,7 @@ async fn run_serves_over_grpc_and_shutdown_ends_open_streams() {
         .subscribe(v1::SubscribeRequest {
             audience: officer("o9"),
             resume_after: 0,
+            from_latest: false,
         })
         .await
         .unwrap()
@@ -242,6 +264,7 @@ async fn run_serves_over_grpc_and_shutdown_ends_open_streams() {
         .subscribe(v1::SubscribeRequest {
             audience: None,
             resume_after: 0,
+            from_latest: false,
         })
         .await
         .unwrap_err();

@@ -17,9 +17,11 @@ use tonic::service::Routes;
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: container logs (`kubectl logs`) stay plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -78,13 +80,17 @@ pub async fn serve(
             .set_service_status(*name, tonic_health::ServingStatus::Serving)
             .await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(dispatch_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .ok();
+    // Reflection describes our services and the health service, in both the v1 and the older
+    // v1alpha protocol (still what many grpcurl builds ask for).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(dispatch_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
     let mut routes = routes.add_service(health_service);
-    if let Some(reflection) = reflection {
-        routes = routes.add_service(reflection);
+    match (reflection().build_v1(), reflection().build_v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => routes = routes.add_service(v1).add_service(v1alpha),
+        (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "serving without reflection"),
     }
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, services = ?service_names, "serving gRPC");

@@ -104,18 +104,49 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        let vars: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("DISPATCH_"))
-            .collect();
-        for (key, value) in &vars {
-            let key = key["DISPATCH_".len()..]
-                .to_ascii_lowercase()
-                .replace("__", ".");
-            figment = figment.merge(Serialized::global(&key, parse_env_value(value)));
+        // Key path (`travel.speed_kmh`) -> the variable that set it, to name it in errors.
+        let mut from_env: Vec<(String, String)> = Vec::new();
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("DISPATCH_") else {
+                continue;
+            };
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            let top = key.split('.').next().unwrap_or_default();
+            // Kubernetes injects `<SERVICE>_PORT`, `<SERVICE>_SERVICE_HOST`... for a Service
+            // named `dispatch`; only our own keys are configuration.
+            if !TOP_LEVEL_KEYS.contains(&top) {
+                tracing::warn!(variable = %var, "ignoring an environment variable that is not a configuration key");
+                continue;
+            }
+            figment = figment.merge(Serialized::global(&key, parse_env_value(&value)));
+            from_env.push((key, var));
         }
-        let config: Config = figment.extract()?;
-        config.validate()?;
+        let origin = |path: &str| {
+            from_env
+                .iter()
+                .find(|(key, _)| key == path)
+                .map(|(_, var)| format!(" (from {var})"))
+                .unwrap_or_default()
+        };
+        let config: Config = figment.extract().map_err(|errors| {
+            let lines: Vec<String> = errors
+                .into_iter()
+                .map(|e| {
+                    let path = e.path.join(".");
+                    let place = match &e.metadata {
+                        Some(m) if m.name.contains("TOML") => format!(" (in {})", m.name),
+                        _ => origin(&path),
+                    };
+                    format!("{path}: {}{place}", e.kind)
+                })
+                .collect();
+            anyhow::anyhow!("invalid configuration: {}", lines.join("; "))
+        })?;
+        config.validate().map_err(|e| {
+            let text = e.to_string();
+            let key = text.split(' ').next().unwrap_or_default().to_owned();
+            anyhow::anyhow!("{text}{}", origin(&key))
+        })?;
         Ok(config)
     }
 
@@ -143,6 +174,18 @@ impl Config {
         Ok(())
     }
 }
+
+/// The configuration's top-level keys; other `DISPATCH_*` variables are not ours.
+const TOP_LEVEL_KEYS: [&str; 8] = [
+    "listen",
+    "peers",
+    "map",
+    "clock_scale",
+    "travel",
+    "officers_per_district",
+    "investigators_per_squad",
+    "arbiters",
+];
 
 /// Environment values are strings; numbers and booleans are passed as such so they fit typed
 /// fields.
@@ -206,7 +249,36 @@ mod tests {
         assert!(err.to_string().contains("travel.circuity"), "{err}");
         let err = Config::load(Some(Path::new("/nonexistent/x.toml")), env(&[])).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/x.toml"), "{err}");
-        let err = Config::load(None, env(&[("DISPATCH_NO_SUCH_KEY", "1")])).unwrap_err();
-        assert!(err.to_string().contains("no_such_key"), "{err}");
+        let err = Config::load(None, env(&[("DISPATCH_CLOCK_SCALE", "abc")])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("clock_scale") && text.contains("DISPATCH_CLOCK_SCALE"),
+            "{text}"
+        );
+        assert!(
+            !text.contains(".rs:"),
+            "no source locations in errors: {text}"
+        );
+        let err = Config::load(None, env(&[("DISPATCH_CLOCK_SCALE", "0")])).unwrap_err();
+        assert!(
+            err.to_string().contains("(from DISPATCH_CLOCK_SCALE)"),
+            "{err}"
+        );
+        let err = Config::load(None, env(&[("DISPATCH_TRAVEL__SPEED", "3")])).unwrap_err();
+        assert!(err.to_string().contains("speed"), "{err}");
+    }
+
+    #[test]
+    fn variables_that_are_not_configuration_keys_are_ignored() {
+        // What Kubernetes injects into pods for a Service named `dispatch`.
+        let c = Config::load(
+            None,
+            env(&[
+                ("DISPATCH_PORT", "tcp://10.96.0.10:50051"),
+                ("DISPATCH_SERVICE_HOST", "10.96.0.10"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c, Config::default());
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use dispatch_map::CityMap;
 use dispatch_server::config::Config;
 use dispatch_server::standalone::{self, ServiceKind};
 use dispatch_server::{ClusterConfig, EmbeddedCluster};
@@ -30,7 +31,7 @@ struct Cli {
     #[arg(long, global = true)]
     population: Option<PathBuf>,
     /// Cluster seconds per real second (1 in production).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, allow_negative_numbers = true)]
     clock_scale: Option<f64>,
     /// Peer address of intake.
     #[arg(long, global = true)]
@@ -101,7 +102,7 @@ fn main() -> std::process::ExitCode {
     let config = match cli.config() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {e}");
             return std::process::ExitCode::from(2);
         }
     };
@@ -117,26 +118,44 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
+    let command = cli.command.unwrap_or(Command::All);
+    // A map that cannot load is bad input (exit 2), found before anything starts.
+    let map = match command {
+        Command::All
+        | Command::Run {
+            service: ServiceKind::GeoRouter,
+        } => match standalone::load_map(&config.map) {
+            Ok(map) => Some(Arc::new(map)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        Command::Run { .. } => None,
+    };
     let system = actix_rt::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .unwrap_or_else(|e| panic!("cannot build the tokio runtime: {e}"))
     });
-    let result = system.block_on(serve(cli.command.unwrap_or(Command::All), config));
+    let result = system.block_on(serve(command, config, map));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            tracing::error!("{e}");
             std::process::ExitCode::FAILURE
         }
     }
 }
 
-async fn serve(command: Command, config: Config) -> anyhow::Result<()> {
+async fn serve(command: Command, config: Config, map: Option<Arc<CityMap>>) -> anyhow::Result<()> {
     match command {
         Command::All => {
-            let map = Arc::new(standalone::load_map(&config.map)?);
+            let map = match map {
+                Some(map) => map,
+                None => Arc::new(standalone::load_map(&config.map)?),
+            };
             let cluster = EmbeddedCluster::start(
                 map,
                 ClusterConfig {
@@ -157,6 +176,7 @@ async fn serve(command: Command, config: Config) -> anyhow::Result<()> {
             standalone::run_service(
                 service,
                 &config,
+                map,
                 listener,
                 dispatch_runtime::shutdown_signal(),
             )

@@ -87,12 +87,14 @@ pub async fn fetch_directory(addr: &str) -> anyhow::Result<v1::ListDistrictsResp
 }
 
 /// Runs one service on `listener` until `shutdown` resolves. District must run inside an
-/// actix system (its actors live on arbiters).
+/// actix system (its actors live on arbiters). The geo-router serves `map`, or loads the map of
+/// `config` when none is given.
 ///
 /// Errors: configuration, map loading, the directory not reachable, or the server failing.
 pub async fn run_service(
     kind: ServiceKind,
     config: &Config,
+    map: Option<Arc<CityMap>>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -100,7 +102,10 @@ pub async fn run_service(
     let peers = &config.peers;
     match kind {
         ServiceKind::GeoRouter => {
-            let map = Arc::new(load_map(&config.map)?);
+            let map = match map {
+                Some(map) => map,
+                None => Arc::new(load_map(&config.map)?),
+            };
             dispatch_geo_router::run(listener, map, shutdown).await?;
         }
         ServiceKind::Notification => {
