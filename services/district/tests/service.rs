@@ -390,3 +390,74 @@ async fn district_snapshots_are_checked() {
             .all(|o| o.status == v1::OfficerStatus::OffDuty as i32)
     );
 }
+
+/// The GPS stream over a real socket: good reports are counted; the first bad one ends the
+/// stream with InvalidArgument naming the report and the field.
+#[actix_rt::test]
+async fn location_streams_count_good_reports_and_stop_at_a_bad_one() {
+    use dispatch_proto::v1::district_service_client::DistrictServiceClient;
+
+    let f = fixture();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dispatch_runtime::serve(
+        listener,
+        f.grpc.clone().routes(),
+        &[dispatch_proto::service_names::DISTRICT],
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut client = DistrictServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    let report = |officer: &str, lat: f64| v1::LocationReport {
+        officer_id: officer.into(),
+        location: Some(v1::LatLng { lat, lon: 113.7 }),
+    };
+    let good = vec![report("town-d01-o01", 23.0), report("town-d01-o01", 23.001)];
+    let answer = client
+        .report_location(futures::stream::iter(good))
+        .await
+        .expect("good stream")
+        .into_inner();
+    assert_eq!(answer.accepted, 2);
+
+    let bad = vec![report("town-d01-o01", 23.0), report("town-d01-o01", 123.0)];
+    assert_invalid(
+        client.report_location(futures::stream::iter(bad)).await,
+        "reports[1].location.lat",
+    );
+    let unnamed = vec![report("", 23.0)];
+    assert_invalid(
+        client.report_location(futures::stream::iter(unnamed)).await,
+        "reports[0].officer_id",
+    );
+    let stranger = vec![report("nobody", 23.0)];
+    assert_code(
+        client
+            .report_location(futures::stream::iter(stranger))
+            .await,
+        Code::NotFound,
+    );
+    // The accepted position is the officer's last known one.
+    let snapshot = f
+        .grpc
+        .get_district(Request::new(v1::GetDistrictRequest {
+            district_id: D1.into(),
+        }))
+        .await
+        .expect("snapshot")
+        .into_inner();
+    let o1 = snapshot
+        .officers
+        .iter()
+        .find(|o| o.officer_id == "town-d01-o01")
+        .expect("officer");
+    assert_eq!(o1.location.as_ref().map(|p| p.lat), Some(23.0));
+    let _ = stop.send(());
+    server.await.expect("server task").expect("server");
+}
