@@ -127,17 +127,6 @@ fn scenario_dir(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,dispatch_loadtest=info,loadtest=info")
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
-
 fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|source| Error::Write {
         path: path.to_path_buf(),
@@ -214,7 +203,7 @@ fn check_command(path: &Path) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    init_tracing();
+    dispatch_runtime::init_tracing("warn,dispatch_loadtest=info,loadtest=info");
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(args) => run_command(args).map(Verdict::exit_code),

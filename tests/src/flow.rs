@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use dispatch_bus::convert::timestamp_from_wire;
 use dispatch_proto::v1;
 use dispatch_proto::v1::case_squad_client::CaseSquadClient;
 use dispatch_proto::v1::district_service_client::DistrictServiceClient;
@@ -136,8 +137,7 @@ pub async fn work_order(
 }
 
 fn millis(t: &Option<prost_types::Timestamp>) -> Option<i64> {
-    t.as_ref()
-        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+    t.as_ref().map(|t| timestamp_from_wire(t).as_millis())
 }
 
 /// A district a flow uses, and its roster.

@@ -59,56 +59,40 @@ async fn reflection_lists_every_service_in_both_protocols() {
     ];
     expected.sort();
 
-    let request = v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
-            String::new(),
-        )),
-    };
-    let mut responses = v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .expect("v1 reflection")
-        .into_inner();
-    let listed = match responses
-        .next()
-        .await
-        .expect("a response")
-        .expect("ok")
-        .message_response
-    {
-        Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(l)) => l,
-        other => panic!("expected a service list, got {other:?}"),
-    };
-    let mut names: Vec<String> = listed.service.into_iter().map(|s| s.name).collect();
-    names.retain(|n| !n.starts_with("grpc.reflection"));
-    names.sort();
-    assert_eq!(names, expected);
-
-    let request = v1alpha::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(
-            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
-        ),
-    };
-    let mut responses = v1alpha::server_reflection_client::ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .expect("v1alpha reflection")
-        .into_inner();
-    let listed = match responses
-        .next()
-        .await
-        .expect("a response")
-        .expect("ok")
-        .message_response
-    {
-        Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(l)) => l,
-        other => panic!("expected a service list, got {other:?}"),
-    };
-    let mut names: Vec<String> = listed.service.into_iter().map(|s| s.name).collect();
-    names.retain(|n| !n.starts_with("grpc.reflection"));
-    names.sort();
-    assert_eq!(names, expected);
+    // The v1 and v1alpha messages are separate generated types of the same shape.
+    macro_rules! listed_services {
+        ($pb:ident) => {{
+            let request = $pb::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(
+                    $pb::server_reflection_request::MessageRequest::ListServices(String::new()),
+                ),
+            };
+            let mut responses =
+                $pb::server_reflection_client::ServerReflectionClient::new(channel.clone())
+                    .server_reflection_info(futures::stream::iter([request]))
+                    .await
+                    .expect("reflection answers")
+                    .into_inner();
+            let listed = match responses
+                .next()
+                .await
+                .expect("a response")
+                .expect("ok")
+                .message_response
+            {
+                Some($pb::server_reflection_response::MessageResponse::ListServicesResponse(l)) => {
+                    l
+                }
+                other => panic!("expected a service list, got {other:?}"),
+            };
+            let mut names: Vec<String> = listed.service.into_iter().map(|s| s.name).collect();
+            names.retain(|n| !n.starts_with("grpc.reflection"));
+            names.sort();
+            names
+        }};
+    }
+    assert_eq!(listed_services!(v1), expected);
+    assert_eq!(listed_services!(v1alpha), expected);
     cluster.shutdown().await;
 }

@@ -4,6 +4,7 @@
 //! field (dotted path, as in the `.proto`) and the rule; [`FieldError`] turns into an
 //! `InvalidArgument` status with a `BadRequest` detail.
 
+use dispatch_core::district::DispatchOrder;
 use dispatch_core::incident::IncidentTimes;
 use dispatch_core::{
     Category, Disposition, Incident, IncidentState, LatLng, Officer, OfficerStatus, Priority,
@@ -306,6 +307,22 @@ pub fn incident_from_wire(i: &v1::Incident) -> Result<Incident, FieldError> {
         times: times_from_wire(i.times.as_ref()),
         revision: i.revision,
     })
+}
+
+/// A dispatch order to the wire (the order a terminal receives).
+pub fn order_to_wire(o: &DispatchOrder) -> v1::DispatchOrder {
+    v1::DispatchOrder {
+        dispatch_id: o.dispatch_id.clone(),
+        incident_id: o.incident_id.clone(),
+        officer_id: o.officer_id.clone(),
+        district_id: o.district_id.clone(),
+        priority: priority_to_wire(o.priority) as i32,
+        category: category_to_wire(o.category),
+        location: Some(latlng_to_wire(o.location)),
+        description: o.description.clone(),
+        eta_s: o.eta_s,
+        dispatched_at: Some(timestamp_to_wire(o.dispatched_at)),
+    }
 }
 
 /// An officer to the wire.

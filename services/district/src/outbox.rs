@@ -14,11 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use dispatch_bus::convert::{
-    incident_to_wire, latlng_to_wire, priority_to_wire, timestamp_to_wire,
-};
+use dispatch_bus::convert::{incident_to_wire, order_to_wire};
 use dispatch_bus::ports::{CasePort, NotifyPort};
-use dispatch_core::district::{DispatchOrder, Effect};
+use dispatch_core::district::Effect;
 use dispatch_proto::v1;
 use tokio::sync::mpsc;
 
@@ -51,22 +49,6 @@ fn retry_policy() -> ExponentialBuilder {
         .with_min_delay(Duration::from_millis(50))
         .with_max_delay(Duration::from_secs(5))
         .without_max_times()
-}
-
-/// Wire form of a dispatch order.
-pub fn order_to_wire(o: &DispatchOrder) -> v1::DispatchOrder {
-    v1::DispatchOrder {
-        dispatch_id: o.dispatch_id.clone(),
-        incident_id: o.incident_id.clone(),
-        officer_id: o.officer_id.clone(),
-        district_id: o.district_id.clone(),
-        priority: priority_to_wire(o.priority) as i32,
-        category: o.category.wire(),
-        location: Some(latlng_to_wire(o.location)),
-        description: o.description.clone(),
-        eta_s: o.eta_s,
-        dispatched_at: Some(timestamp_to_wire(o.dispatched_at)),
-    }
 }
 
 /// The publication an effect makes, if any.

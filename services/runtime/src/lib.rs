@@ -12,11 +12,12 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 
-/// Installs a `tracing` subscriber writing to stderr, filtered by `RUST_LOG` (default `info`).
-/// Calling it twice is harmless (the second call does nothing).
-pub fn init_tracing() {
+/// Installs a `tracing` subscriber writing to stderr, filtered by `RUST_LOG`, or by
+/// `default_filter` (e.g. `"info"`) when it is unset. Calling it twice is harmless (the second
+/// call does nothing).
+pub fn init_tracing(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     // Colour only on a terminal: container logs (`kubectl logs`) stay plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -65,7 +65,6 @@ pub struct EmbeddedCluster {
     addr: SocketAddr,
     stop: CancellationToken,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
-    hub: Arc<FeedHub>,
     arbiters: Vec<Arbiter>,
     node: DistrictNode,
 }
@@ -134,7 +133,7 @@ impl EmbeddedCluster {
             .add_service(CaseSquadServer::from_arc(cases))
             .add_service(NotificationServer::from_arc(notification));
         let serve_stop = stop.clone();
-        let serve_hub = hub.clone();
+        let serve_hub = hub;
         let server = tokio::spawn(async move {
             dispatch_runtime::serve(
                 listener,
@@ -159,7 +158,6 @@ impl EmbeddedCluster {
             addr,
             stop,
             server,
-            hub,
             arbiters,
             node,
         })
@@ -179,7 +177,6 @@ impl EmbeddedCluster {
     /// stops the district actors.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        self.hub.close();
         match tokio::time::timeout(std::time::Duration::from_secs(5), self.server).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),

@@ -97,7 +97,7 @@ impl Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    dispatch_runtime::init_tracing();
+    dispatch_runtime::init_tracing("info");
     let cli = Cli::parse();
     let config = match cli.config() {
         Ok(c) => c,
