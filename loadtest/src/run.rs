@@ -3,9 +3,10 @@
 //! 1. Start an embedded cluster on loopback with the scenario's scaled clock (or connect to a
 //!    running one, which must run the same clock scale: `clock_scale` in its config or
 //!    `DISPATCH_CLOCK_SCALE`).
-//! 2. Read the directory (`GeoRouter.ListDistricts`) and every district's roster
-//!    (`DistrictService.GetDistrict`); pick the on-duty share of each roster (seeded) and start
-//!    their terminals; wait until every terminal listens and has signed on.
+//! 2. Read the directory (`GeoRouter.ListDistricts`) and every district's roster and clock
+//!    (`DistrictService.GetDistrict`); take the cluster's clock (its scale and epoch) as the
+//!    harness's own, so both count the same cluster time; pick the on-duty share of each roster
+//!    (seeded) and start their terminals; wait until every terminal listens and has signed on.
 //! 3. Send the planned calls at their times, then drain: wait until every accepted incident is
 //!    cleared or the drain time has passed.
 //! 4. Stop the terminals, ask the cluster where every incident ended (`Intake.GetIncident`) and
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use dispatch_bus::convert::{priority_from_wire, timestamp_from_wire};
 use dispatch_core::ScaledClock;
-use dispatch_core::clock::SharedClock;
+use dispatch_core::clock::{Clock, SharedClock, WallClock};
 use dispatch_map::CityMap;
 use dispatch_proto::v1::{
     self, GetDistrictRequest, GetIncidentRequest, IncidentState, ListCasesRequest,
@@ -91,21 +92,21 @@ pub struct RunOutput {
 ///
 /// Errors: [`Error::Setup`] when the embedded cluster does not start, [`Error::Connect`] /
 /// [`Error::Rpc`] when the cluster cannot be reached or refuses a setup call,
-/// [`Error::Mismatch`] when its districts are not the map's.
+/// [`Error::Mismatch`] when its districts are not the map's or its clock is not the
+/// scenario's.
 pub async fn run(input: RunInput) -> Result<RunOutput> {
     let wall = Instant::now();
     let s = &input.scenario;
-    let clock: SharedClock =
-        Arc::new(
-            ScaledClock::new(s.clock.scale).map_err(|rule| Error::Scenario {
-                key: "clock.scale".into(),
-                rule,
-            })?,
-        );
     let (cluster, addresses) = match &input.target {
         Target::Embedded => {
+            // The cluster in this process starts its clock now; the harness reads it back from
+            // the districts like any other cluster's.
+            let clock = ScaledClock::new(s.clock.scale).map_err(|e| Error::Scenario {
+                key: "clock.scale".into(),
+                rule: e.to_string(),
+            })?;
             let config = ClusterConfig {
-                clock: clock.clone(),
+                clock: Arc::new(clock),
                 travel: s.cluster.travel,
                 officers_per_district: s.officers.per_district,
                 investigators_per_squad: s.cluster.investigators_per_squad,
@@ -120,26 +121,22 @@ pub async fn run(input: RunInput) -> Result<RunOutput> {
         }
         Target::Remote(a) => (None, a.clone()),
     };
-    let result = drive(&input, clock, &addresses, wall).await;
+    let result = drive(&input, &addresses, wall).await;
     if let Some(cluster) = cluster {
         cluster.shutdown().await;
     }
     result
 }
 
-/// The directory and the officers chosen to be on duty.
+/// The directory, the cluster's clock and the officers chosen to be on duty.
 struct Duty {
     directory: ListDistrictsResponse,
+    clock: SharedClock,
     rostered: u64,
     terminals: Vec<TerminalSetup>,
 }
 
-async fn drive(
-    input: &RunInput,
-    clock: SharedClock,
-    addresses: &Addresses,
-    wall: Instant,
-) -> Result<RunOutput> {
+async fn drive(input: &RunInput, addresses: &Addresses, wall: Instant) -> Result<RunOutput> {
     let s = &input.scenario;
     let geography = Geography::new(&input.map)?;
     let run_tag = run_tag();
@@ -153,6 +150,7 @@ async fn drive(
     );
     let clients = Clients::connect(addresses).await?;
     let duty = choose_duty(s, &clients, &geography).await?;
+    let clock = duty.clock.clone();
     let streams = StreamPools::connect(addresses, duty.terminals.len()).await?;
     let fleet = Arc::new(Fleet::default());
     let env = Arc::new(TerminalEnv::new(
@@ -294,6 +292,55 @@ fn check_clock_scale(district: &str, cluster: f64, scenario: f64) -> Result<()> 
     Ok(())
 }
 
+/// The clock one district reports (`DistrictService.GetDistrict`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ReportedClock {
+    /// Cluster seconds per real second.
+    scale: f64,
+    /// Cluster epoch, ms since the Unix epoch; 0 on the wall clock.
+    epoch_ms: i64,
+}
+
+/// The cluster's clock, from what its districts report (in district order): every district on
+/// the scenario's scale and on one epoch, which the harness then counts from too (the wall clock
+/// when the cluster runs on it).
+fn cluster_clock(reported: &[(String, ReportedClock)], scenario_scale: f64) -> Result<SharedClock> {
+    let Some((first_district, first)) = reported.first() else {
+        return Err(Error::Setup("the cluster has no districts".into()));
+    };
+    for (district, clock) in reported {
+        check_clock_scale(district, clock.scale, scenario_scale)?;
+        if clock.epoch_ms != first.epoch_ms {
+            return Err(Error::Mismatch(format!(
+                "district {first_district} counts cluster time from epoch {} ms but district \
+                 {district} from {} ms: every process of the cluster needs the same \
+                 --clock-epoch-ms",
+                first.epoch_ms, clock.epoch_ms
+            )));
+        }
+    }
+    if first.epoch_ms == 0 {
+        if first.scale == 1.0 {
+            return Ok(Arc::new(WallClock));
+        }
+        return Err(Error::Mismatch(format!(
+            "the cluster's clock runs at scale {} but reports no epoch (district \
+             {first_district}), so the harness cannot read its time: run a dispatch-server that \
+             reports clock_epoch_ms, every process with the same --clock-epoch-ms",
+            first.scale
+        )));
+    }
+    let clock = ScaledClock::anchored(first.epoch_ms, first.scale).map_err(|e| {
+        Error::Mismatch(format!(
+            "the cluster's clock (district {first_district}) cannot be followed: {e}"
+        ))
+    })?;
+    Ok(Arc::new(clock))
+}
+
+/// One district's roster (officer ids, sorted) and clock.
+type Roster = (String, Vec<String>, ReportedClock);
+
 async fn choose_duty(s: &Scenario, clients: &Clients, geography: &Geography) -> Result<Duty> {
     let directory = clients
         .geo_router()
@@ -330,7 +377,7 @@ async fn choose_duty(s: &Scenario, clients: &Clients, geography: &Geography) -> 
         .map(|d| d.district_id.clone())
         .collect();
     ids.sort();
-    let rosters: Vec<Result<(String, Vec<String>, f64)>> = futures::stream::iter(ids.clone())
+    let rosters: Vec<Result<Roster>> = futures::stream::iter(ids.clone())
         .map(|id| {
             let mut client = clients.district();
             async move {
@@ -344,12 +391,32 @@ async fn choose_duty(s: &Scenario, clients: &Clients, geography: &Geography) -> 
                 let mut officers: Vec<String> =
                     snap.officers.into_iter().map(|o| o.officer_id).collect();
                 officers.sort();
-                Ok((id, officers, snap.clock_scale))
+                let clock = ReportedClock {
+                    scale: snap.clock_scale,
+                    epoch_ms: snap.clock_epoch_ms,
+                };
+                Ok((id, officers, clock))
             }
         })
         .buffered(QUERY_CONCURRENCY)
         .collect()
         .await;
+    let rosters: Vec<Roster> = rosters.into_iter().collect::<Result<_>>()?;
+    let clocks: Vec<(String, ReportedClock)> = rosters
+        .iter()
+        .map(|(district, _, clock)| (district.clone(), *clock))
+        .collect();
+    let clock = cluster_clock(&clocks, s.clock.scale)?;
+    match clock.epoch_ms() {
+        Some(epoch_ms) => tracing::info!(
+            epoch_ms,
+            scale = clock.scale(),
+            "cluster clock found: x{} from epoch {epoch_ms} ms ({:.1} s of real time ago)",
+            clock.scale(),
+            (WallClock.now().as_millis() - epoch_ms) as f64 / 1_000.0
+        ),
+        None => tracing::info!("cluster clock found: the wall clock"),
+    }
     let centers: HashMap<&str, &v1::LatLng> = directory
         .districts
         .iter()
@@ -359,9 +426,7 @@ async fn choose_duty(s: &Scenario, clients: &Clients, geography: &Geography) -> 
     let mut place_rng = rng_for(s.seed, Stream::StartPositions);
     let mut terminals = Vec::new();
     let mut rostered = 0;
-    for roster in rosters {
-        let (district, mut officers, clock_scale) = roster?;
-        check_clock_scale(&district, clock_scale, s.clock.scale)?;
+    for (district, mut officers, _) in rosters {
         rostered += officers.len() as u64;
         officers.shuffle(&mut roster_rng);
         officers.truncate(on_duty_count(officers.len(), s.officers.on_duty_share));
@@ -390,6 +455,7 @@ async fn choose_duty(s: &Scenario, clients: &Clients, geography: &Geography) -> 
     }
     Ok(Duty {
         directory,
+        clock,
         rostered,
         terminals,
     })
@@ -627,6 +693,62 @@ mod tests {
         assert!(err.to_string().contains("--clock-scale 60"), "{err}");
         // A cluster too old to report its scale answers 0.
         assert!(check_clock_scale("d-1", 0.0, 60.0).is_err());
+    }
+
+    #[test]
+    fn the_harness_counts_from_the_clusters_epoch() {
+        // An hour before now: a cluster started earlier.
+        let epoch_ms = WallClock.now().as_millis() - 3_600_000;
+        let at = |district: &str, scale: f64, epoch_ms: i64| {
+            (district.to_string(), ReportedClock { scale, epoch_ms })
+        };
+        let clock = cluster_clock(
+            &[at("d-1", 60.0, epoch_ms), at("d-2", 60.0, epoch_ms)],
+            60.0,
+        )
+        .expect("one epoch, the scenario's scale");
+        assert_eq!(clock.epoch_ms(), Some(epoch_ms));
+        assert_eq!(clock.scale(), 60.0);
+
+        let Err(err) = cluster_clock(
+            &[at("d-1", 60.0, epoch_ms), at("d-2", 60.0, epoch_ms + 1)],
+            60.0,
+        ) else {
+            panic!("two epochs in one cluster must be refused")
+        };
+        assert_eq!(err.exit_code(), 2, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("d-1") && text.contains("d-2") && text.contains("--clock-epoch-ms"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_cluster_clock_the_harness_cannot_follow_is_refused() {
+        let at =
+            |scale: f64, epoch_ms: i64| [("d-1".to_string(), ReportedClock { scale, epoch_ms })];
+        // The wall clock reports epoch 0 and is followed as such.
+        let wall = cluster_clock(&at(1.0, 0), 1.0).expect("the wall clock");
+        assert_eq!((wall.epoch_ms(), wall.scale()), (None, 1.0));
+        // A scaled clock without an epoch (a cluster from before epochs were reported).
+        let Err(err) = cluster_clock(&at(60.0, 0), 60.0) else {
+            panic!("a scaled clock without an epoch must be refused")
+        };
+        assert!(matches!(err, Error::Mismatch(_)), "{err}");
+        assert!(err.to_string().contains("no epoch"), "{err}");
+        // An epoch a day ahead of this host's clock.
+        let ahead = WallClock.now().as_millis() + 86_400_000;
+        let Err(err) = cluster_clock(&at(60.0, ahead), 60.0) else {
+            panic!("an epoch a day ahead must be refused")
+        };
+        assert!(err.to_string().contains(&ahead.to_string()), "{err}");
+        // The scale is checked first, with the existing advice.
+        let Err(err) = cluster_clock(&at(1.0, 0), 60.0) else {
+            panic!("scale 1 against 60 must be refused")
+        };
+        assert!(err.to_string().contains("--clock-scale 60"), "{err}");
+        assert!(matches!(cluster_clock(&[], 60.0), Err(Error::Setup(_))));
     }
 
     #[test]

@@ -212,18 +212,19 @@ pub fn interpolate(a: LatLng, b: LatLng, f: f64) -> LatLng {
     }
 }
 
+/// Opens the order stream: after `resume_after` (an opaque cursor; empty: from the oldest kept),
+/// or with `None` from the latest (the stream then opens with a heartbeat carrying its cursor).
 async fn subscribe(
     env: &TerminalEnv,
     setup: &TerminalSetup,
-    resume_after: u64,
-    from_latest: bool,
+    resume_after: Option<&str>,
 ) -> std::result::Result<Streaming<Notice>, tonic::Status> {
     let request = SubscribeRequest {
         audience: Some(Audience {
             target: Some(audience::Target::OfficerId(setup.officer_id.clone())),
         }),
-        resume_after,
-        from_latest,
+        resume_after: resume_after.unwrap_or_default().to_string(),
+        from_latest: resume_after.is_none(),
     };
     Ok(env
         .streams
@@ -241,7 +242,7 @@ pub async fn run_terminal(
     ready: oneshot::Sender<Result<()>>,
 ) {
     // A new shift: earlier orders of this roster (a previous run on the same cluster) are stale.
-    let stream = match subscribe(&env, &setup, 0, true).await {
+    let stream = match subscribe(&env, &setup, None).await {
         Ok(s) => s,
         Err(status) => {
             let _ = ready.send(Err(Error::rpc(
@@ -273,7 +274,9 @@ pub async fn run_terminal(
 }
 
 /// Reads the order stream, timestamps each new order, and passes it to the worker; re-opens
-/// the stream after a break, resuming after the last notice seen.
+/// the stream after a break, resuming after the cursor of the last notice seen (heartbeats
+/// included), or from the oldest kept when the feed no longer holds that cursor (a restarted
+/// notification service). Orders seen twice are dropped by dispatch id.
 async fn read_orders(
     env: &TerminalEnv,
     setup: &TerminalSetup,
@@ -282,13 +285,14 @@ async fn read_orders(
     tx: mpsc::UnboundedSender<DispatchOrder>,
 ) {
     let mut seen: HashSet<String> = HashSet::new();
-    let mut last_seq = 0;
+    // `None` until the stream's first notice (its opening heartbeat) gives a resume point.
+    let mut cursor: Option<String> = None;
     let mut failures = 0;
     loop {
         match stream.message().await {
             Ok(Some(notice)) => {
                 failures = 0;
-                last_seq = last_seq.max(notice.seq);
+                cursor = Some(notice.cursor);
                 let Some(notice_body::Kind::DispatchOrder(order)) =
                     notice.body.and_then(|b| b.kind)
                 else {
@@ -307,8 +311,17 @@ async fn read_orders(
                     return;
                 }
             }
-            Ok(None) | Err(_) => {
+            end => {
                 env.fleet.error("subscribe");
+                if let Err(status) = &end
+                    && status.code() == tonic::Code::OutOfRange
+                {
+                    // Mid-stream: the feed lost its history since our cursor (Redis data lost)
+                    // or trimmed past it; what it keeps now is all newer than our cursor.
+                    tracing::warn!(officer = %setup.officer_id, %status,
+                        "order cursor out of range, resuming from the oldest kept");
+                    cursor = Some(String::new());
+                }
                 loop {
                     failures += 1;
                     if failures > RESUBSCRIBE_ATTEMPTS {
@@ -320,11 +333,18 @@ async fn read_orders(
                     }
                     tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
                     // Resume after the last notice seen; before any, from the latest again
-                    // (never from 0, which would replay a previous run's orders).
-                    match subscribe(env, setup, last_seq, last_seq == 0).await {
+                    // (never from the oldest, which would replay a previous run's orders).
+                    match subscribe(env, setup, cursor.as_deref()).await {
                         Ok(s) => {
                             stream = s;
                             break;
+                        }
+                        Err(status) if status.code() == tonic::Code::OutOfRange => {
+                            // The feed lost our cursor's history (a restart without Redis) or
+                            // trimmed it: what it keeps is all newer than our cursor.
+                            tracing::warn!(officer = %setup.officer_id, %status,
+                                "order cursor out of range, resuming from the oldest kept");
+                            cursor = Some(String::new());
                         }
                         Err(_) => env.fleet.error("subscribe"),
                     }

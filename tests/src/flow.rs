@@ -54,23 +54,28 @@ pub async fn subscribe(c: &mut Clients, officer_id: &str) -> anyhow::Result<Orde
             audience: Some(v1::Audience {
                 target: Some(v1::audience::Target::OfficerId(officer_id.into())),
             }),
-            resume_after: 0,
+            resume_after: String::new(),
             from_latest: false,
         })
         .await?
         .into_inner())
 }
 
-/// The next dispatch order on `orders`, waiting at most 10 s.
+/// The next dispatch order on `orders` (heartbeats skipped), waiting at most 10 s.
 pub async fn next_order(orders: &mut Orders) -> anyhow::Result<v1::DispatchOrder> {
-    let notice = tokio::time::timeout(Duration::from_secs(10), orders.next())
+    let next = async {
+        loop {
+            let notice = orders.next().await.context("order feed ended")??;
+            match notice.body.and_then(|b| b.kind) {
+                Some(v1::notice_body::Kind::DispatchOrder(o)) => return Ok(o),
+                Some(v1::notice_body::Kind::Heartbeat(_)) => continue,
+                other => anyhow::bail!("expected a dispatch order, got {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), next)
         .await
         .context("no order within 10 s")?
-        .context("order feed ended")??;
-    match notice.body.and_then(|b| b.kind) {
-        Some(v1::notice_body::Kind::DispatchOrder(o)) => Ok(o),
-        other => anyhow::bail!("expected a dispatch order, got {other:?}"),
-    }
 }
 
 /// Signs `officer_id` on at `location`.

@@ -1,24 +1,38 @@
-//! The in-process fan-out bus behind the notification service.
+//! Feeds: the ordered, resumable notices behind the notification service.
 //!
-//! Each audience (one officer's terminal, or the command center) has a feed: an append-only,
-//! gap-free sequence of notices numbered from 1. A subscriber reads from any point
-//! (`resume_after`), so a terminal that reconnects gets what it missed, in order. Each feed keeps
-//! its newest `capacity` notices; a subscriber that falls further behind sees a gap in `seq`
-//! and a warning is logged.
+//! Each audience (one officer's terminal, or the command center) has a feed: an append-only
+//! sequence of notices numbered from 1 without gaps (`seq`). A subscriber resumes after the
+//! [`Cursor`] of the last notice it saw and gets exactly what it missed, in order, once.
 //!
-//! This is the single-process implementation; the Redis bus of a multi-node cluster (a later
-//! issue) keeps the same contract with a Redis stream per audience.
+//! A cursor is `{epoch, position}`: `position` is the `seq` of the last notice seen and `epoch`
+//! names one history of the feed. A feed that loses its history (an in-memory store restarted,
+//! Redis data lost) starts a new epoch, so an old cursor is refused instead of silently
+//! pointing into a different history. A cursor the feed cannot honour (from another epoch,
+//! its next notice trimmed, or past the end) is [`Error::OutOfRange`], naming the oldest and
+//! newest notices the feed holds: never silence (DESIGN.md §5, "every client-facing resume
+//! point is an opaque cursor").
+//!
+//! Two stores implement [`FeedStore`]: [`FeedHub`] in memory (the embedded mode, unit tests)
+//! and [`RedisFeedStore`] with one Redis stream per audience (multi-node clusters).
+//! Publications carry an optional id, and a feed appends a publication whose id it already
+//! holds only once, so a sender (the district outbox) can retry a batch after any failure.
 
-use std::collections::{HashMap, VecDeque};
+pub mod memory;
+pub mod redis_store;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use dispatch_core::clock::SharedClock;
 use dispatch_proto::v1;
 use futures::Stream;
-use parking_lot::Mutex;
-use tokio::sync::watch;
 
-use crate::convert::timestamp_to_wire;
+use crate::convert::FieldError;
+
+pub use memory::FeedHub;
+pub use redis_store::{RedisConfig, RedisFeedStore};
 
 /// Who a notice is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -29,12 +43,15 @@ pub enum AudienceKey {
     CommandCenter,
 }
 
-/// How many notices each feed keeps.
-#[derive(Debug, Clone, Copy)]
+/// How many notices each feed keeps (the newest ones); older ones are trimmed, and a cursor
+/// before them is [`Error::OutOfRange`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FeedLimits {
-    /// Per officer terminal; an officer receives a handful of orders per shift.
+    /// Per officer terminal: an officer receives a handful of orders per shift, so 1,000
+    /// covers days of reconnects.
     pub officer: usize,
-    /// For the command center; about six updates per incident.
+    /// For the command center: about six updates per incident, so 200,000 holds the updates
+    /// of some 33,000 incidents, more than a city's day of 110 calls.
     pub role: usize,
 }
 
@@ -47,213 +64,339 @@ impl Default for FeedLimits {
     }
 }
 
-struct Feed {
-    log: Mutex<VecDeque<v1::Notice>>,
-    /// Sequence number of the newest notice (0 when none); wakes subscribers.
-    head: watch::Sender<u64>,
-    /// `None` once the hub is closed.
-    open: watch::Receiver<bool>,
-    capacity: usize,
-}
-
-/// The hub of all feeds. Cheap to share behind an `Arc`.
-pub struct FeedHub {
-    feeds: Mutex<HashMap<AudienceKey, Arc<Feed>>>,
-    limits: FeedLimits,
-    clock: SharedClock,
-    closed: watch::Sender<bool>,
-}
-
-impl std::fmt::Debug for FeedHub {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FeedHub")
-            .field("feeds", &self.feeds.lock().len())
-            .field("limits", &self.limits)
-            .finish()
+impl FeedLimits {
+    /// How many notices `audience`'s feed keeps (at least 1).
+    pub fn of(&self, audience: &AudienceKey) -> usize {
+        match audience {
+            AudienceKey::Officer(_) => self.officer,
+            AudienceKey::CommandCenter => self.role,
+        }
+        .max(1)
     }
 }
 
-impl FeedHub {
-    /// An empty hub stamping notices with `clock`.
-    pub fn new(clock: SharedClock, limits: FeedLimits) -> Self {
-        let (closed, _) = watch::channel(true);
-        Self {
-            feeds: Mutex::new(HashMap::new()),
-            limits,
-            clock,
-            closed,
+/// A resume point in a feed: after the notice `position` of the feed's history `epoch`.
+///
+/// `position` 0 is before the first notice. On the wire it is an opaque string
+/// ([`Cursor::encode`]); clients never look inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cursor {
+    /// Which history of the feed: fixed when the feed (in memory: the store) is created, new
+    /// after the history is lost.
+    pub epoch: u64,
+    /// The `seq` of the last notice seen (0: none).
+    pub position: u64,
+}
+
+impl Cursor {
+    /// The wire form, `"{epoch}-{position}"` in decimal (readable in logs, but opaque to
+    /// clients by contract).
+    pub fn encode(&self) -> String {
+        self.to_string()
+    }
+
+    /// The cursor a client sent in `field`.
+    ///
+    /// Errors: a [`FieldError`] on `field` when `text` is not a cursor this service encoded.
+    pub fn parse(text: &str, field: &str) -> Result<Self, FieldError> {
+        text.parse().map_err(|BadCursor| {
+            FieldError::new(
+                field,
+                format!(
+                    "must be the cursor of a notice as received (e.g. \"1700000000000000-42\"), got {text:?}"
+                ),
+            )
+        })
+    }
+
+    /// A resume point from the wire: `None` for an empty string (from the oldest kept).
+    ///
+    /// Errors: as [`Cursor::parse`].
+    pub fn parse_resume(text: &str, field: &str) -> Result<Option<Self>, FieldError> {
+        if text.is_empty() {
+            Ok(None)
+        } else {
+            Self::parse(text, field).map(Some)
         }
     }
+}
 
-    fn feed(&self, key: &AudienceKey) -> Arc<Feed> {
-        let mut feeds = self.feeds.lock();
-        feeds
-            .entry(key.clone())
-            .or_insert_with(|| {
-                let capacity = match key {
-                    AudienceKey::Officer(_) => self.limits.officer,
-                    AudienceKey::CommandCenter => self.limits.role,
-                };
-                Arc::new(Feed {
-                    log: Mutex::new(VecDeque::new()),
-                    head: watch::channel(0).0,
-                    open: self.closed.subscribe(),
-                    capacity: capacity.max(1),
-                })
-            })
-            .clone()
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.epoch, self.position)
     }
+}
 
-    /// Appends `body` to `audience`'s feed; returns its sequence number (from 1, no gaps).
-    pub fn publish(&self, audience: &AudienceKey, body: v1::NoticeBody) -> u64 {
-        let feed = self.feed(audience);
-        let mut log = feed.log.lock();
-        let seq = log.back().map_or(*feed.head.borrow(), |n| n.seq) + 1;
-        log.push_back(v1::Notice {
-            seq,
-            published_at: Some(timestamp_to_wire(self.clock.now())),
-            body: Some(body),
-        });
-        while log.len() > feed.capacity {
-            log.pop_front();
-        }
-        feed.head.send_replace(seq);
-        seq
-    }
+/// A string that is not an encoded [`Cursor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a cursor")]
+pub struct BadCursor;
 
-    /// Sequence number of the newest notice of `audience` (0 when none).
-    pub fn head(&self, audience: &AudienceKey) -> u64 {
-        *self.feed(audience).head.borrow()
-    }
+impl FromStr for Cursor {
+    type Err = BadCursor;
 
-    /// Ends every subscription (at shutdown); later publishes are still kept.
-    pub fn close(&self) {
-        self.closed.send_replace(false);
-    }
-
-    /// Notices of `audience` after `resume_after`, in order, then new ones as they come; ends
-    /// when the hub closes.
-    pub fn subscribe(
-        &self,
-        audience: &AudienceKey,
-        resume_after: u64,
-    ) -> impl Stream<Item = v1::Notice> + Send + 'static {
-        let feed = self.feed(audience);
-        let mut head = feed.head.subscribe();
-        let mut open = feed.open.clone();
-        let label = format!("{audience:?}");
-        async_stream_like(move |yield_tx| async move {
-            let mut cursor = resume_after;
-            loop {
-                if !*open.borrow() {
-                    return;
-                }
-                // Mark the head seen *before* reading the log: a publish after this point
-                // wakes `changed()` below, so no notice can slip between read and wait.
-                head.borrow_and_update();
-                let batch: Vec<v1::Notice> = {
-                    let log = feed.log.lock();
-                    let first = log.front().map_or(cursor + 1, |n| n.seq);
-                    if first > cursor + 1 {
-                        tracing::warn!(audience = %label, from = cursor + 1, to = first - 1,
-                            "subscriber fell behind the kept feed, notices skipped");
-                    }
-                    let skip =
-                        usize::try_from((cursor + 1).saturating_sub(first)).unwrap_or(usize::MAX);
-                    log.iter().skip(skip).cloned().collect()
-                };
-                if batch.is_empty() {
-                    tokio::select! {
-                        changed = head.changed() => if changed.is_err() { return },
-                        _ = open.changed() => {},
-                    }
-                    continue;
-                }
-                for notice in batch {
-                    cursor = notice.seq;
-                    if yield_tx.send(notice).await.is_err() {
-                        return;
-                    }
-                }
+    fn from_str(s: &str) -> Result<Self, BadCursor> {
+        let (epoch, position) = s.split_once('-').ok_or(BadCursor)?;
+        let number = |t: &str| {
+            // `u64::from_str` accepts a leading `+`; an encoded cursor never has one.
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(BadCursor);
             }
+            t.parse::<u64>().map_err(|_| BadCursor)
+        };
+        Ok(Self {
+            epoch: number(epoch)?,
+            position: number(position)?,
         })
     }
 }
 
-/// Runs `body` as a task feeding a bounded channel and returns the channel as a stream; the
-/// task stops when the stream is dropped.
-fn async_stream_like<F, Fut>(body: F) -> impl Stream<Item = v1::Notice> + Send + 'static
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<v1::Notice>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(body(tx));
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+/// What a feed holds right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The feed's current history; `None` when the store has no history of it at all (a Redis
+    /// feed never written, or lost and not written since).
+    pub epoch: Option<u64>,
+    /// `seq` of the oldest notice kept; 0 when none is.
+    pub first: u64,
+    /// `seq` of the newest notice (the head); 0 when none was appended in this epoch.
+    pub last: u64,
+}
+
+impl Span {
+    /// The span of a feed with no history.
+    pub const NONE: Span = Span {
+        epoch: None,
+        first: 0,
+        last: 0,
+    };
+
+    /// Cursor of the oldest notice kept, if any.
+    pub fn oldest(&self) -> Option<Cursor> {
+        self.cursor_at(self.first)
+    }
+
+    /// Cursor of the newest notice, if any.
+    pub fn newest(&self) -> Option<Cursor> {
+        self.cursor_at(self.last)
+    }
+
+    /// The resume point after everything appended so far (`position` 0 in an empty feed);
+    /// `None` without history (resuming from the oldest kept is then the same).
+    pub fn head(&self) -> Option<Cursor> {
+        self.epoch.map(|epoch| Cursor {
+            epoch,
+            position: self.last,
+        })
+    }
+
+    fn cursor_at(&self, position: u64) -> Option<Cursor> {
+        match (self.epoch, position) {
+            (Some(epoch), 1..) => Some(Cursor { epoch, position }),
+            _ => None,
+        }
+    }
+
+    /// Whether reading after `after` gets every notice since, without a gap.
+    ///
+    /// Errors: [`Error::OutOfRange`] when `after` is from another epoch (or the feed has no
+    /// history), past the head, or before notices already trimmed.
+    pub fn check(&self, after: Cursor) -> Result<()> {
+        let same_epoch = self.epoch == Some(after.epoch);
+        // The next notice the reader needs, `position + 1`, must still be kept (or not yet
+        // appended); in a feed with nothing kept, only the head itself is a valid position.
+        let next_kept = if self.first == 0 {
+            after.position == self.last
+        } else {
+            after.position.saturating_add(1) >= self.first
+        };
+        if same_epoch && after.position <= self.last && next_kept {
+            Ok(())
+        } else {
+            Err(self.out_of_range(after))
+        }
+    }
+
+    /// The error refusing `cursor` for this span.
+    pub fn out_of_range(&self, cursor: Cursor) -> Error {
+        Error::OutOfRange {
+            cursor,
+            oldest: self.oldest(),
+            newest: self.newest(),
+        }
+    }
+}
+
+/// One notice to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publication {
+    /// Whose feed.
+    pub audience: AudienceKey,
+    /// What to deliver (an order or an incident update; never a heartbeat).
+    pub body: v1::NoticeBody,
+    /// Idempotency key, unique within the audience's feed; `None`: always appended.
+    pub id: Option<String>,
+}
+
+/// What can go wrong with a feed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The feed cannot resume after `cursor`: it is from another epoch (the feed lost its
+    /// history since), past the feed's end, or the notices after it were trimmed.
+    #[error(
+        "cursor {cursor} is out of range: the feed holds {}",
+        holdings(*.oldest, *.newest)
+    )]
+    OutOfRange {
+        /// The cursor refused.
+        cursor: Cursor,
+        /// Cursor of the oldest notice the feed holds (`None`: it holds none).
+        oldest: Option<Cursor>,
+        /// Cursor of the newest notice the feed holds (`None`: it holds none).
+        newest: Option<Cursor>,
+    },
+    /// The store is closed (the service is shutting down): waits end. Appends and reads
+    /// still work.
+    #[error("the feed store is closed")]
+    Closed,
+    /// The backend failed (Redis unreachable, timed out, or answered something unexpected);
+    /// the operation may or may not have taken effect, so retry appends with publication ids.
+    #[error("feed store unavailable: {0}")]
+    Unavailable(String),
+}
+
+fn holdings(oldest: Option<Cursor>, newest: Option<Cursor>) -> String {
+    match (oldest, newest) {
+        (Some(o), Some(n)) => format!("notices from cursor {o} to cursor {n}"),
+        _ => "no notices".into(),
+    }
+}
+
+/// Result of feed operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where feeds live: in memory ([`FeedHub`]) or in Redis ([`RedisFeedStore`]). Shared as
+/// `Arc<dyn FeedStore>`.
+///
+/// Every notice a store returns has `seq`, `published_at`, `body` and `cursor` set.
+#[tonic::async_trait]
+pub trait FeedStore: Send + Sync + fmt::Debug + 'static {
+    /// Appends each publication to its audience's feed, in order, and returns the cursor of
+    /// each one's notice. Each publication is appended atomically (numbered, stored, trimmed
+    /// to the feed's limit, its id recorded); one whose id the feed already holds is not
+    /// appended again and gets its original cursor.
+    ///
+    /// Errors: [`Error::Unavailable`]; publications before the failing one may be appended,
+    /// so a retry of the whole batch must carry publication ids.
+    async fn append(&self, publications: Vec<Publication>) -> Result<Vec<Cursor>>;
+
+    /// At most `max` notices of `audience` after `after` (`None`: from the oldest kept), in
+    /// order; empty when there is nothing newer yet.
+    ///
+    /// Errors: [`Error::OutOfRange`] when the feed cannot resume after `after` (see
+    /// [`Span::check`]); [`Error::Unavailable`].
+    async fn read(
+        &self,
+        audience: &AudienceKey,
+        after: Option<Cursor>,
+        max: usize,
+    ) -> Result<Vec<v1::Notice>>;
+
+    /// What `audience`'s feed holds now.
+    ///
+    /// Errors: [`Error::Unavailable`].
+    async fn span(&self, audience: &AudienceKey) -> Result<Span>;
+
+    /// Returns once `audience`'s feed may have moved past `after` (a notice appended, or a
+    /// new epoch); at once if it already has. A caller reads again after it, so a spurious
+    /// return costs one read; callers bound the wait (the notification service wakes at
+    /// least every heartbeat interval and re-checks its cursor).
+    ///
+    /// Errors: [`Error::Closed`] once the store is closed; [`Error::Unavailable`].
+    async fn wait(&self, audience: &AudienceKey, after: Option<Cursor>) -> Result<()>;
+
+    /// Ends every wait, now and later, with [`Error::Closed`] (at shutdown, so open
+    /// subscriptions end and the server can drain).
+    fn close(&self);
+
+    /// Whether [`FeedStore::close`] was called.
+    fn is_closed(&self) -> bool;
+}
+
+/// Notices [`follow`] reads from the store at a time.
+const FOLLOW_BATCH: usize = 256;
+/// Longest [`follow`] waits before reading again anyway: a Redis wake-up is at most once, so
+/// a lost one must cost seconds, not the rest of the stream.
+const FOLLOW_RECHECK: Duration = Duration::from_secs(5);
+
+/// The notices of `audience` after `after` (`None`: from the oldest kept), in order, then each
+/// new one as it is appended: the plain reading loop of a subscriber, for in-process readers
+/// and tests (the notification service adds heartbeats and a byte cap to it).
+///
+/// Ends when the store is closed; ends after yielding the first error ([`Error::OutOfRange`]
+/// when `after`, or the position reached, is one the feed cannot resume after;
+/// [`Error::Unavailable`]).
+pub fn follow(
+    store: Arc<dyn FeedStore>,
+    audience: AudienceKey,
+    after: Option<Cursor>,
+) -> impl Stream<Item = Result<v1::Notice>> + Send + 'static {
+    struct State {
+        store: Arc<dyn FeedStore>,
+        audience: AudienceKey,
+        after: Option<Cursor>,
+        pending: VecDeque<v1::Notice>,
+        failed: bool,
+    }
+    let state = State {
+        store,
+        audience,
+        after,
+        pending: VecDeque::new(),
+        failed: false,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if s.failed || s.store.is_closed() {
+                return None;
+            }
+            if let Some(notice) = s.pending.pop_front() {
+                match notice.cursor.parse() {
+                    Ok(cursor) => s.after = Some(cursor),
+                    Err(BadCursor) => {
+                        s.failed = true;
+                        let bad = Error::Unavailable(format!(
+                            "the feed store returned a notice with a bad cursor {:?}",
+                            notice.cursor
+                        ));
+                        return Some((Err(bad), s));
+                    }
+                }
+                return Some((Ok(notice), s));
+            }
+            let read = s.store.read(&s.audience, s.after, FOLLOW_BATCH).await;
+            let waited = match read {
+                Ok(batch) if !batch.is_empty() => {
+                    s.pending.extend(batch);
+                    continue;
+                }
+                Ok(_) => tokio::time::timeout(FOLLOW_RECHECK, s.store.wait(&s.audience, s.after))
+                    .await
+                    .unwrap_or(Ok(())),
+                Err(e) => Err(e),
+            };
+            match waited {
+                Ok(()) => {}
+                Err(Error::Closed) => return None,
+                Err(e) => {
+                    s.failed = true;
+                    return Some((Err(e), s));
+                }
+            }
+        }
+    })
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use dispatch_core::{ManualClock, Timestamp};
-    use futures::StreamExt;
-
-    fn hub(officer: usize) -> FeedHub {
-        FeedHub::new(
-            Arc::new(ManualClock::at(Timestamp(0))),
-            FeedLimits { officer, role: 10 },
-        )
-    }
-
-    fn order(id: &str) -> v1::NoticeBody {
-        v1::NoticeBody {
-            kind: Some(v1::notice_body::Kind::DispatchOrder(v1::DispatchOrder {
-                dispatch_id: id.into(),
-                ..Default::default()
-            })),
-        }
-    }
-
-    fn dispatch_id(n: &v1::Notice) -> String {
-        match n.body.as_ref().unwrap().kind.as_ref().unwrap() {
-            v1::notice_body::Kind::DispatchOrder(o) => o.dispatch_id.clone(),
-            v1::notice_body::Kind::IncidentUpdate(_) => panic!("not an order"),
-        }
-    }
-
-    #[tokio::test]
-    async fn feeds_are_numbered_per_audience_and_resumable() {
-        let hub = hub(100);
-        let a = AudienceKey::Officer("a".into());
-        let b = AudienceKey::Officer("b".into());
-        assert_eq!(hub.publish(&a, order("a1")), 1);
-        assert_eq!(hub.publish(&b, order("b1")), 1);
-        assert_eq!(hub.publish(&a, order("a2")), 2);
-        let mut from_start = Box::pin(hub.subscribe(&a, 0));
-        assert_eq!(dispatch_id(&from_start.next().await.unwrap()), "a1");
-        assert_eq!(dispatch_id(&from_start.next().await.unwrap()), "a2");
-        let mut resumed = Box::pin(hub.subscribe(&a, 1));
-        let n = resumed.next().await.unwrap();
-        assert_eq!((n.seq, dispatch_id(&n)), (2, "a2".to_string()));
-        // A live subscriber wakes on the next publish.
-        hub.publish(&a, order("a3"));
-        assert_eq!(dispatch_id(&from_start.next().await.unwrap()), "a3");
-        assert_eq!(dispatch_id(&resumed.next().await.unwrap()), "a3");
-    }
-
-    #[tokio::test]
-    async fn a_full_feed_drops_the_oldest_and_close_ends_streams() {
-        let hub = hub(2);
-        let a = AudienceKey::Officer("a".into());
-        for i in 1..=3 {
-            hub.publish(&a, order(&format!("a{i}")));
-        }
-        let mut s = Box::pin(hub.subscribe(&a, 0));
-        assert_eq!(s.next().await.unwrap().seq, 2);
-        assert_eq!(s.next().await.unwrap().seq, 3);
-        hub.close();
-        assert!(s.next().await.is_none());
-        assert_eq!(hub.head(&a), 3);
-    }
-}
+mod tests;

@@ -81,6 +81,26 @@ pub fn investigator_id(station_id: &str, n: u32) -> String {
     format!("{station_id}-inv{n:02}")
 }
 
+/// The investigator ids of `station_id`'s squad of `investigators_per_squad`, in id (byte)
+/// order: the order [`CaseBook`] breaks ties in, so every backend assigns alike.
+pub fn squad_ids(station_id: &str, investigators_per_squad: u32) -> Vec<String> {
+    let mut ids: Vec<String> = (1..=investigators_per_squad)
+        .map(|n| investigator_id(station_id, n))
+        .collect();
+    // `{nn:02}` sorts numerically only up to 99 investigators; beyond, byte order decides.
+    ids.sort();
+    ids
+}
+
+/// The station ids of the geo-router's directory: one case squad each.
+pub fn station_ids(directory: &v1::ListDistrictsResponse) -> Vec<String> {
+    directory
+        .stations
+        .iter()
+        .map(|s| s.station_id.clone())
+        .collect()
+}
+
 /// One squad as [`CaseBook::list`] shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SquadView<'a> {
@@ -122,8 +142,9 @@ impl CaseBook {
         let squads = stations
             .into_iter()
             .map(|station| {
-                let load = (1..=investigators_per_squad)
-                    .map(|n| (investigator_id(&station, n), 0))
+                let load = squad_ids(&station, investigators_per_squad)
+                    .into_iter()
+                    .map(|id| (id, 0))
                     .collect();
                 (
                     station,
@@ -233,6 +254,10 @@ mod tests {
         let book = CaseBook::new(["a".to_string()], 3);
         let loads = book.list("a").unwrap().loads;
         assert_eq!(loads, vec![("a-inv01", 0), ("a-inv02", 0), ("a-inv03", 0)]);
+        // Past 99 the ids are three digits and byte order puts inv100 after inv10.
+        let ids = squad_ids("a", 100);
+        assert_eq!(ids.len(), 100);
+        assert_eq!(ids[9..12], ["a-inv10", "a-inv100", "a-inv11"]);
     }
 
     #[test]

@@ -7,14 +7,21 @@
 //! investigator's load.
 //!
 //! The record-keeping and the choice of investigator are plain code in [`book`] (no I/O, unit
-//! tested); [`open`] checks an `OpenCase` request; [`CaseSquadService`] is the gRPC shell and
-//! [`run`] serves it. Errors of the crate are one [`Error`], turned into a `Status` in one place.
+//! tested); [`store`] makes the book a port, [`CaseStore`], kept in memory
+//! ([`MemoryCaseStore`]) or in Redis ([`RedisCaseStore`], shared by every replica); [`open`]
+//! checks an `OpenCase` request, also against intake's record of the incident when the service
+//! has an [`IncidentLookup`] ([`lookup`]); [`CaseSquadService`] is the gRPC shell and [`run`]
+//! serves it. Errors of the crate are one [`Error`], turned into a `Status` in one place.
 
 pub mod book;
 pub mod error;
+pub mod lookup;
 pub mod open;
 mod service;
+pub mod store;
 
 pub use book::{CaseBook, CaseKind, CaseRecord, DEFAULT_INVESTIGATORS_PER_SQUAD, SquadView};
 pub use error::{Error, Result};
+pub use lookup::IncidentLookup;
 pub use service::{CaseSquadService, run};
+pub use store::{CaseStore, MemoryCaseStore, RedisCaseStore, SquadListing};

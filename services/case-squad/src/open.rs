@@ -1,4 +1,5 @@
-//! Checks of an `OpenCase` request: which case it asks for, before any state is touched.
+//! Checks of an `OpenCase` request: which case it asks for ([`check`]), and whether it agrees
+//! with intake's record of the incident ([`check_recorded`]), before any state is touched.
 
 use dispatch_bus::convert::{FieldError, disposition_from_wire, state_from_wire};
 use dispatch_core::{Disposition, IncidentState};
@@ -64,6 +65,51 @@ pub fn check(req: &v1::OpenCaseRequest) -> Result<CaseRequest> {
         district_id: incident.district_id.clone(),
         kind,
     })
+}
+
+/// Checks the incident `sent` in an `OpenCase` request (already through [`check`]) against
+/// `recorded`, intake's copy of it (`None`: intake does not know it).
+///
+/// Intake learns of a clearance from the command-center feed a moment after the district
+/// sends the case, so intake's copy may still be `ON_SCENE`: its state and disposition are not
+/// compared (the request's own were checked by [`check`]). What never changes after routing
+/// must agree: the station, the district and the 110 call.
+///
+/// Errors, first broken rule only, each [`Error::NotAsRecorded`] naming the request's field:
+/// `incident.incident_id` (intake did not record it), `incident.station_id`,
+/// `incident.district_id`, `incident.call_id` (differs from intake's record).
+pub fn check_recorded(sent: &v1::Incident, recorded: Option<&v1::Incident>) -> Result<()> {
+    let id = &sent.incident_id;
+    let Some(recorded) = recorded else {
+        return Err(Error::NotAsRecorded(FieldError::new(
+            "incident.incident_id",
+            format!("{id:?} is not an incident intake recorded"),
+        )));
+    };
+    let fields = [
+        (
+            "incident.station_id",
+            &sent.station_id,
+            &recorded.station_id,
+        ),
+        (
+            "incident.district_id",
+            &sent.district_id,
+            &recorded.district_id,
+        ),
+        ("incident.call_id", &sent.call_id, &recorded.call_id),
+    ];
+    for (field, sent, recorded) in fields {
+        if sent != recorded {
+            return Err(Error::NotAsRecorded(FieldError::new(
+                field,
+                format!(
+                    "must match intake's record of incident {id:?} ({recorded:?}), got {sent:?}"
+                ),
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -150,5 +196,68 @@ mod tests {
                 state: IncidentState::OnScene,
             }
         );
+    }
+
+    fn recorded() -> v1::Incident {
+        v1::Incident {
+            incident_id: "inc-00000001".into(),
+            call_id: "call-7".into(),
+            station_id: "st-1".into(),
+            district_id: "d-1".into(),
+            // Intake has not heard of the clearance yet.
+            state: v1::IncidentState::OnScene as i32,
+            ..Default::default()
+        }
+    }
+
+    fn sent() -> v1::Incident {
+        let mut i = cleared(v1::Disposition::CriminalCase).incident.unwrap();
+        i.call_id = "call-7".into();
+        i
+    }
+
+    #[test]
+    fn intakes_lagging_copy_agrees_with_the_cleared_one() {
+        assert_eq!(check_recorded(&sent(), Some(&recorded())), Ok(()));
+    }
+
+    #[test]
+    fn an_incident_intake_never_recorded_is_refused_naming_its_id() {
+        assert_eq!(
+            check_recorded(&sent(), None).unwrap_err(),
+            Error::NotAsRecorded(FieldError::new(
+                "incident.incident_id",
+                "\"inc-00000001\" is not an incident intake recorded"
+            ))
+        );
+    }
+
+    #[test]
+    fn station_district_and_call_must_match_intakes_record() {
+        let mismatch = |edit: fn(&mut v1::Incident)| {
+            let mut s = sent();
+            edit(&mut s);
+            match check_recorded(&s, Some(&recorded())).unwrap_err() {
+                Error::NotAsRecorded(f) => f,
+                other => panic!("not a record mismatch: {other:?}"),
+            }
+        };
+        let f = mismatch(|i| i.station_id = "st-2".into());
+        assert_eq!(f.field, "incident.station_id");
+        assert_eq!(
+            f.rule,
+            "must match intake's record of incident \"inc-00000001\" (\"st-1\"), got \"st-2\""
+        );
+        assert_eq!(
+            mismatch(|i| i.district_id = "d-9".into()).field,
+            "incident.district_id"
+        );
+        assert_eq!(mismatch(|i| i.call_id.clear()).field, "incident.call_id");
+        // The first broken rule only: the station before the district.
+        let f = mismatch(|i| {
+            i.station_id = "st-2".into();
+            i.district_id = "d-9".into();
+        });
+        assert_eq!(f.field, "incident.station_id");
     }
 }

@@ -1,38 +1,48 @@
 //! The gRPC shell of the case squad.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dispatch_bus::convert::FieldError;
 use dispatch_core::clock::SharedClock;
 use dispatch_proto::service_names;
 use dispatch_proto::v1;
 use dispatch_proto::v1::case_squad_server::{CaseSquad, CaseSquadServer};
-use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
-use crate::book::CaseBook;
-use crate::error::Result;
+use crate::book::{self, CaseRecord};
+use crate::error::{Error, Result};
+use crate::lookup::IncidentLookup;
 use crate::open;
+use crate::store::{CaseStore, MemoryCaseStore};
 
-/// The case-squad service: one squad per police station, cases kept in memory.
-#[derive(Debug)]
+/// The case-squad service: one squad per police station, cases in a [`CaseStore`] (in memory
+/// or in Redis), incidents checked against intake when it has an [`IncidentLookup`].
 pub struct CaseSquadService {
-    book: Mutex<CaseBook>,
+    store: Arc<dyn CaseStore>,
+    lookup: OnceLock<Arc<dyn IncidentLookup>>,
     clock: SharedClock,
+}
+
+impl std::fmt::Debug for CaseSquadService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaseSquadService")
+            .field("checks_intake", &self.lookup.get().is_some())
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CaseSquadService {
     /// A squad of `investigators_per_squad` investigators (ids `{station_id}-inv01`, ...) at each
-    /// of `stations`; cases are stamped with `clock`. With 0 investigators every `OpenCase`
-    /// fails with `FailedPrecondition`.
+    /// of `stations`, cases kept in memory and stamped with `clock`, no intake check (see
+    /// [`CaseSquadService::set_lookup`]). With 0 investigators every `OpenCase` fails with
+    /// `FailedPrecondition`.
     pub fn new(stations: Vec<String>, investigators_per_squad: u32, clock: SharedClock) -> Self {
-        Self {
-            book: Mutex::new(CaseBook::new(stations, investigators_per_squad)),
-            clock,
-        }
+        let store = MemoryCaseStore::new(stations, investigators_per_squad);
+        Self::with_store(Arc::new(store), None, clock)
     }
 
     /// A squad at every station of the geo-router's directory; see [`CaseSquadService::new`].
@@ -41,18 +51,57 @@ impl CaseSquadService {
         investigators_per_squad: u32,
         clock: SharedClock,
     ) -> Self {
-        let stations = directory
-            .stations
-            .iter()
-            .map(|s| s.station_id.clone())
-            .collect();
-        Self::new(stations, investigators_per_squad, clock)
+        Self::new(book::station_ids(directory), investigators_per_squad, clock)
     }
 
-    fn open_case(&self, req: &v1::OpenCaseRequest) -> Result<v1::Case> {
+    /// A service over `store` (e.g. a [`crate::RedisCaseStore`] shared by every replica),
+    /// checking each `OpenCase` against intake through `lookup` when given; cases are stamped
+    /// with `clock`.
+    pub fn with_store(
+        store: Arc<dyn CaseStore>,
+        lookup: Option<Arc<dyn IncidentLookup>>,
+        clock: SharedClock,
+    ) -> Self {
+        let cell = OnceLock::new();
+        if let Some(lookup) = lookup {
+            let _ = cell.set(lookup);
+        }
+        Self {
+            store,
+            lookup: cell,
+            clock,
+        }
+    }
+
+    /// From now on, checks each `OpenCase` against intake through `lookup`. For wiring where
+    /// intake is built after the case squad (the embedded server hands this service to the
+    /// districts, which intake needs); call it before serving.
+    ///
+    /// Errors: gives `lookup` back when the service already has one (which it keeps).
+    pub fn set_lookup(
+        &self,
+        lookup: Arc<dyn IncidentLookup>,
+    ) -> Result<(), Arc<dyn IncidentLookup>> {
+        self.lookup.set(lookup)
+    }
+
+    /// Checks `req` ([`open::check`], then intake's record when there is a lookup) and opens
+    /// its case.
+    async fn open_case(&self, req: &v1::OpenCaseRequest) -> Result<v1::Case> {
         let case_req = open::check(req)?;
+        if let (Some(lookup), Some(sent)) = (self.lookup.get(), req.incident.as_ref()) {
+            let recorded = lookup.incident(&sent.incident_id).await.map_err(|s| {
+                Error::Unavailable(format!(
+                    "cannot check incident {:?} with intake: {:?}: {}",
+                    sent.incident_id,
+                    s.code(),
+                    s.message()
+                ))
+            })?;
+            open::check_recorded(sent, recorded.as_ref())?;
+        }
         let now = self.clock.now();
-        let opened = self.book.lock().open(&case_req, now)?;
+        let opened = self.store.open(&case_req, now).await?;
         if opened.created {
             tracing::info!(case_id = %opened.case.case_id, station_id = %opened.case.station_id,
                 investigator_id = %opened.case.investigator_id, "case opened");
@@ -60,26 +109,25 @@ impl CaseSquadService {
         Ok(opened.case.to_wire())
     }
 
-    fn get_case(&self, case_id: &str) -> Result<v1::Case> {
+    async fn get_case(&self, case_id: &str) -> Result<v1::Case> {
         if case_id.is_empty() {
             return Err(FieldError::new("case_id", "is required").into());
         }
-        Ok(self.book.lock().get(case_id)?.to_wire())
+        Ok(self.store.get(case_id).await?.to_wire())
     }
 
-    fn list_cases(&self, station_id: &str) -> Result<v1::ListCasesResponse> {
+    async fn list_cases(&self, station_id: &str) -> Result<v1::ListCasesResponse> {
         if station_id.is_empty() {
             return Err(FieldError::new("station_id", "is required").into());
         }
-        let book = self.book.lock();
-        let squad = book.list(station_id)?;
+        let squad = self.store.list(station_id).await?;
         Ok(v1::ListCasesResponse {
-            cases: squad.cases.into_iter().map(|c| c.to_wire()).collect(),
+            cases: squad.cases.iter().map(CaseRecord::to_wire).collect(),
             investigators: squad
                 .loads
                 .into_iter()
-                .map(|(id, open_cases)| v1::InvestigatorLoad {
-                    investigator_id: id.to_owned(),
+                .map(|(investigator_id, open_cases)| v1::InvestigatorLoad {
+                    investigator_id,
                     open_cases,
                 })
                 .collect(),
@@ -89,38 +137,41 @@ impl CaseSquadService {
 
 #[tonic::async_trait]
 impl CaseSquad for CaseSquadService {
-    /// Errors: see [`open::check`] (`InvalidArgument`, `FailedPrecondition` when not cleared),
-    /// `NotFound` for an unknown station, `FailedPrecondition` for a squad without investigators.
+    /// Errors: see [`open::check`] (`InvalidArgument`, `FailedPrecondition` when not cleared);
+    /// with an intake lookup, `FailedPrecondition` naming the field when intake did not record
+    /// the incident or records another station, district or call ([`open::check_recorded`]),
+    /// `Unavailable` when intake cannot answer; `NotFound` for an unknown station,
+    /// `FailedPrecondition` for a squad without investigators; `Unavailable` when the case
+    /// store cannot be reached, `Internal` when it fails otherwise.
     async fn open_case(
         &self,
         request: Request<v1::OpenCaseRequest>,
     ) -> Result<Response<v1::Case>, Status> {
-        Ok(Response::new(CaseSquadService::open_case(
-            self,
-            request.get_ref(),
-        )?))
+        Ok(Response::new(
+            CaseSquadService::open_case(self, request.get_ref()).await?,
+        ))
     }
 
-    /// Errors: `InvalidArgument` on an empty `case_id`, `NotFound` for an unknown one.
+    /// Errors: `InvalidArgument` on an empty `case_id`, `NotFound` for an unknown one;
+    /// `Unavailable` or `Internal` from the case store.
     async fn get_case(
         &self,
         request: Request<v1::GetCaseRequest>,
     ) -> Result<Response<v1::Case>, Status> {
-        Ok(Response::new(CaseSquadService::get_case(
-            self,
-            &request.get_ref().case_id,
-        )?))
+        Ok(Response::new(
+            CaseSquadService::get_case(self, &request.get_ref().case_id).await?,
+        ))
     }
 
-    /// Errors: `InvalidArgument` on an empty `station_id`, `NotFound` for an unknown one.
+    /// Errors: `InvalidArgument` on an empty `station_id`, `NotFound` for an unknown one;
+    /// `Unavailable` or `Internal` from the case store.
     async fn list_cases(
         &self,
         request: Request<v1::ListCasesRequest>,
     ) -> Result<Response<v1::ListCasesResponse>, Status> {
-        Ok(Response::new(CaseSquadService::list_cases(
-            self,
-            &request.get_ref().station_id,
-        )?))
+        Ok(Response::new(
+            CaseSquadService::list_cases(self, &request.get_ref().station_id).await?,
+        ))
     }
 }
 
@@ -141,9 +192,14 @@ pub async fn run(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::RedisCaseStore;
+    use crate::lookup::tests::FakeIntake;
+    use dispatch_bus::ports::InProcess;
     use dispatch_core::{ManualClock, Timestamp};
     use dispatch_proto::status::violated_field;
+    use dispatch_redis_test::{Options, RedisServer};
     use tonic::Code;
+    use tonic_types::StatusExt;
 
     fn service(clock: &ManualClock) -> CaseSquadService {
         let directory = v1::ListDistrictsResponse {
@@ -318,5 +374,160 @@ mod tests {
         let listed = list("st-a").await.unwrap().into_inner();
         assert!(listed.cases.is_empty());
         assert!(listed.investigators.iter().all(|l| l.open_cases == 0));
+    }
+
+    // ---- checks against intake's record -----------------------------------------------------
+
+    /// A service of [`service`] that checks each incident with `intake`, set after building as
+    /// the embedded server does.
+    fn checked_service(clock: &ManualClock, intake: FakeIntake) -> CaseSquadService {
+        let s = service(clock);
+        assert!(s.set_lookup(Arc::new(InProcess(Arc::new(intake)))).is_ok());
+        s
+    }
+
+    /// Intake's record of `incident_id`, routed to `station_id`'s district 2 and, as intake
+    /// hears of the clearance from the feed a moment after the district, still on scene.
+    fn recorded(incident_id: &str, station_id: &str) -> v1::Incident {
+        v1::Incident {
+            incident_id: incident_id.into(),
+            call_id: format!("call-{incident_id}"),
+            station_id: station_id.into(),
+            district_id: format!("{station_id}-d2"),
+            state: v1::IncidentState::OnScene as i32,
+            ..Default::default()
+        }
+    }
+
+    /// The district's cleared copy of `incident_id` at `station_id` (district 2).
+    fn sent(incident_id: &str, station_id: &str) -> v1::OpenCaseRequest {
+        let mut r = cleared(incident_id, station_id, v1::Disposition::CriminalCase);
+        if let Some(i) = r.incident.as_mut() {
+            i.call_id = format!("call-{incident_id}");
+        }
+        r
+    }
+
+    fn precondition_subject(status: &Status) -> Option<String> {
+        status
+            .get_details_precondition_failure()
+            .and_then(|p| p.violations.first().map(|v| v.subject.clone()))
+    }
+
+    async fn open_cases(s: &CaseSquadService, station_id: &str) -> Vec<u32> {
+        let list = CaseSquad::list_cases(
+            s,
+            Request::new(v1::ListCasesRequest {
+                station_id: station_id.into(),
+            }),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+        list.investigators.iter().map(|l| l.open_cases).collect()
+    }
+
+    #[tokio::test]
+    async fn a_clearance_intake_has_not_heard_of_yet_opens_its_case() {
+        let clock = ManualClock::at(Timestamp(0));
+        let s = checked_service(&clock, FakeIntake::with([recorded("inc-1", "st-a")]));
+        let case = open(&s, sent("inc-1", "st-a")).await.unwrap();
+        assert_eq!(
+            (case.case_id.as_str(), case.investigator_id.as_str()),
+            ("case-inc-1", "st-a-inv01")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forged_case_for_an_incident_intake_never_recorded_is_refused() {
+        let clock = ManualClock::at(Timestamp(0));
+        let s = checked_service(&clock, FakeIntake::with([recorded("inc-1", "st-a")]));
+        let err = open(&s, sent("inc-404", "st-a")).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert_eq!(
+            precondition_subject(&err).as_deref(),
+            Some("incident.incident_id")
+        );
+        assert_eq!(
+            err.message(),
+            "incident.incident_id: \"inc-404\" is not an incident intake recorded"
+        );
+        assert_eq!(open_cases(&s, "st-a").await, vec![0; 6]);
+    }
+
+    #[tokio::test]
+    async fn a_case_at_another_station_than_intake_recorded_is_refused() {
+        let clock = ManualClock::at(Timestamp(0));
+        let s = checked_service(&clock, FakeIntake::with([recorded("inc-1", "st-a")]));
+        let err = open(&s, sent("inc-1", "st-b")).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert_eq!(
+            precondition_subject(&err).as_deref(),
+            Some("incident.station_id")
+        );
+        assert_eq!(
+            err.message(),
+            "incident.station_id: must match intake's record of incident \"inc-1\" (\"st-a\"), \
+             got \"st-b\""
+        );
+        assert_eq!(open_cases(&s, "st-a").await, vec![0; 6]);
+        assert_eq!(open_cases(&s, "st-b").await, vec![0; 6]);
+    }
+
+    #[tokio::test]
+    async fn intake_unreachable_is_unavailable_and_opens_nothing() {
+        let clock = ManualClock::at(Timestamp(0));
+        let down = FakeIntake {
+            down: true,
+            ..FakeIntake::default()
+        };
+        let s = checked_service(&clock, down);
+        let err = open(&s, sent("inc-1", "st-a")).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable);
+        assert!(err.message().contains("\"inc-1\""), "{}", err.message());
+        assert_eq!(open_cases(&s, "st-a").await, vec![0; 6]);
+        // The first lookup stays: a second is handed back.
+        let other = Arc::new(InProcess(Arc::new(FakeIntake::default())));
+        assert!(s.set_lookup(other).is_err());
+        assert_eq!(
+            open(&s, sent("inc-1", "st-a")).await.unwrap_err().code(),
+            Code::Unavailable
+        );
+    }
+
+    #[tokio::test]
+    async fn a_service_over_redis_serves_the_same_cases() {
+        let server = RedisServer::start_with(Options {
+            fsync_always: true,
+            ..Options::default()
+        })
+        .unwrap();
+        let stations = vec!["st-a".to_string()];
+        let store = RedisCaseStore::connect(&server.url(), stations, 2)
+            .await
+            .unwrap();
+        let clock = ManualClock::at(Timestamp(1_000));
+        let intake = InProcess(Arc::new(FakeIntake::with([
+            recorded("inc-1", "st-a"),
+            recorded("inc-2", "st-a"),
+        ])));
+        let s = CaseSquadService::with_store(
+            Arc::new(store),
+            Some(Arc::new(intake)),
+            Arc::new(clock.clone()),
+        );
+        let first = open(&s, sent("inc-1", "st-a")).await.unwrap();
+        clock.advance(30.0);
+        let second = open(&s, sent("inc-2", "st-a")).await.unwrap();
+        assert_eq!(open(&s, sent("inc-1", "st-a")).await.unwrap(), first);
+        assert_eq!(second.investigator_id, "st-a-inv02");
+        // 1,000 ms + 30 s.
+        assert_eq!(second.opened_at.unwrap().seconds, 31);
+        assert_eq!(open_cases(&s, "st-a").await, vec![1, 1]);
+        let err = open(&s, sent("inc-404", "st-a")).await.unwrap_err();
+        assert_eq!(
+            precondition_subject(&err).as_deref(),
+            Some("incident.incident_id")
+        );
     }
 }

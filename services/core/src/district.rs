@@ -16,6 +16,8 @@
 //! - every handler is idempotent on its natural key (incident id, dispatch id): a repeated or
 //!   late message answers with the current copy and no effects (DESIGN.md section 5).
 
+pub mod command;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -105,6 +107,17 @@ pub enum Error {
         /// The dispatch they named.
         dispatch_id: String,
     },
+    /// The submitted incident's id is already taken here by another call: an id reused after
+    /// a restart must never be answered with the old incident (and nobody dispatched).
+    #[error("incident id {incident_id:?} is already taken by call {known_call_id:?}, not {call_id:?}")]
+    IdTaken {
+        /// The incident id.
+        incident_id: String,
+        /// The call that holds the id.
+        known_call_id: String,
+        /// The call that was submitted with it.
+        call_id: String,
+    },
     /// The submitted incident is routed to another district (or to none).
     #[error("incident {incident_id:?} is routed to district {district_id:?}, not to this one")]
     WrongDistrict {
@@ -138,7 +151,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An incident with the district's bookkeeping.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Record {
     incident: Incident,
     /// Dispatches made so far; the next dispatch id ends in `dispatches + 1`.
@@ -146,7 +159,7 @@ struct Record {
 }
 
 /// Who a dispatch sent where.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct DispatchRef {
     incident_id: String,
     officer_id: String,
@@ -167,7 +180,9 @@ struct DispatchRef {
 /// their idempotent answer. At ~1 KB per incident and a busy district's few hundred calls a
 /// day this is small, but it grows without bound; pruning after a retention period comes with
 /// event-sourced snapshots (DESIGN.md section 5).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serializable as a whole: a snapshot of the district's event log (DESIGN.md section 5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DistrictState {
     id: String,
     config: DistrictConfig,
@@ -227,10 +242,11 @@ impl DistrictState {
     /// order: `IncidentChanged(Queued)`, then if dispatched `IncidentChanged(Dispatched)` and
     /// `Order`.
     ///
-    /// Idempotent on the incident id: a known id returns the current copy and no effects,
-    /// whatever the incident's state now (intake may redeliver).
+    /// Idempotent on the incident id: a known id of the same call returns the current copy and
+    /// no effects, whatever the incident's state now (intake may redeliver).
     ///
-    /// Errors: [`Error::WrongDistrict`] when routed elsewhere; [`Error::Transition`] when the
+    /// Errors: [`Error::IdTaken`] when the id is known here with another `call_id`;
+    /// [`Error::WrongDistrict`] when routed elsewhere; [`Error::Transition`] when the
     /// incident is not `Routed`.
     pub fn submit(
         &mut self,
@@ -238,6 +254,13 @@ impl DistrictState {
         now: Timestamp,
     ) -> Result<(Incident, Vec<Effect>)> {
         if let Some(record) = self.incidents.get(&incident.id) {
+            if record.incident.call_id != incident.call_id {
+                return Err(Error::IdTaken {
+                    incident_id: incident.id,
+                    known_call_id: record.incident.call_id.clone(),
+                    call_id: incident.call_id,
+                });
+            }
             return Ok((record.incident.clone(), Vec::new()));
         }
         if incident.district_id != self.id {
@@ -689,3 +712,5 @@ fn is_engaged(officer: &Officer) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+pub use command::{Command, Entry, Reply};

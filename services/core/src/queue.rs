@@ -32,7 +32,7 @@ pub struct QueueKey {
 /// A `BTreeSet` of keys gives the order; a `BTreeMap` from incident id to key makes
 /// [`contains`](Self::contains) and [`remove`](Self::remove) O(log n). All operations are
 /// O(log n) except iteration.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncidentQueue {
     order: BTreeSet<QueueKey>,
     keys: BTreeMap<String, QueueKey>,

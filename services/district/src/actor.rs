@@ -1,40 +1,246 @@
 //! The actor that owns one district: a thin shell around
-//! [`dispatch_core::district::DistrictState`]. It stamps every request with the cluster clock,
-//! applies it, and hands the resulting effects to the [`Outbox`].
+//! [`dispatch_core::district::DistrictState`] and its [`Journal`].
+//!
+//! For every request it stamps the cluster time, applies the request to the state, appends the
+//! accepted command (with its time and effects) to the district's journal, and only when the
+//! append is durable hands the effects to the [`Outbox`] and answers. The actor takes no other
+//! message while an append is in flight ([`AtomicResponse`]), so the journal's order is the
+//! order the state saw. Every `snapshot_every` entries it stores a snapshot.
+//!
+//! When an append fails the state in memory is ahead of the journal; the actor then answers
+//! `Unavailable` and rebuilds itself from the journal (retrying until the journal answers), so
+//! memory never holds what the journal does not. When the journal says another owner took the
+//! district ([`journal::Error::Fenced`]) the actor stops at once: it must not answer for a
+//! district it no longer owns.
 
-use actix::{Actor, Context, Handler, Message};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message,
+    ResponseActFuture, WrapFuture,
+};
 use dispatch_core::clock::SharedClock;
-use dispatch_core::district::{DistrictState, Effect};
+use dispatch_core::district::{Command, DistrictState, Entry, Reply};
 use dispatch_core::{Disposition, Incident, LatLng, Officer, OfficerStatus};
 
-use crate::Outbox;
+use crate::journal::{self, Journal, Loaded};
+use crate::{Error, Outbox, Result};
 
 /// One district's actor.
 pub struct DistrictActor {
     state: DistrictState,
     clock: SharedClock,
     outbox: Outbox,
+    journal: Arc<dyn Journal>,
+    /// The ownership epoch this actor writes with.
+    epoch: u64,
+    /// Sequence number of the last entry appended.
+    seq: u64,
+    /// Entries appended since the last snapshot.
+    since_snapshot: u64,
+    snapshot_every: u64,
+    /// The state is ahead of the journal (an append failed) until the rebuild finishes.
+    rebuilding: bool,
+    /// The last entry whose effects this actor handed to the outbox (see
+    /// [`crate::delivery::Marks`]).
+    emitted: Arc<AtomicU64>,
 }
 
+/// How long a rebuild waits between tries while the journal does not answer.
+const REBUILD_RETRY: Duration = Duration::from_millis(200);
+
 impl DistrictActor {
-    /// An actor owning `state`.
-    pub fn new(state: DistrictState, clock: SharedClock, outbox: Outbox) -> Self {
+    /// An actor owning `state`, which the journal holds up to entry `loaded_seq` as epoch
+    /// `epoch` (see [`recover`]). A snapshot is stored every `snapshot_every` entries (at
+    /// least 1). `emitted` records the last entry whose effects went to the outbox.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        state: DistrictState,
+        clock: SharedClock,
+        outbox: Outbox,
+        journal: Arc<dyn Journal>,
+        epoch: u64,
+        loaded_seq: u64,
+        snapshot_every: u64,
+        emitted: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             state,
             clock,
             outbox,
+            journal,
+            epoch,
+            seq: loaded_seq,
+            since_snapshot: 0,
+            snapshot_every: snapshot_every.max(1),
+            rebuilding: false,
+            emitted,
         }
     }
 
-    fn emit<T>(
-        &self,
-        result: Result<(T, Vec<Effect>), dispatch_core::district::Error>,
-    ) -> DomainResult<T> {
-        result.map(|(value, effects)| {
-            self.outbox.emit(effects);
-            value
-        })
+    /// Applies `command` now; when accepted, appends it and then emits its effects and answers.
+    /// Run it under [`AtomicResponse`], so no other message interleaves with the append.
+    fn execute(&mut self, command: Command) -> ResponseActFuture<Self, Result<Reply>> {
+        if self.rebuilding {
+            let district = self.state.id().to_owned();
+            return Box::pin(actix::fut::ready(Err(Error::Journal(
+                journal::Error::Unavailable(format!("district {district} is rebuilding")),
+            ))));
+        }
+        let now = self.clock.now();
+        let (reply, effects) = match self.state.apply(&command, now) {
+            Ok(applied) => applied,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e.into()))),
+        };
+        let entry = Entry {
+            at: now,
+            command,
+            effects,
+        };
+        let journal = self.journal.clone();
+        let district = self.state.id().to_owned();
+        let epoch = self.epoch;
+        let append = async move {
+            let seq = journal.append(&district, epoch, &entry).await;
+            (seq, entry)
+        };
+        Box::pin(append.into_actor(self).map(
+            move |(appended, entry), act, ctx| match appended {
+                Ok(seq) => {
+                    act.seq = seq;
+                    act.outbox.emit(entry.effects);
+                    act.emitted.store(seq, Ordering::Release);
+                    act.since_snapshot += 1;
+                    if act.since_snapshot >= act.snapshot_every {
+                        act.snapshot(ctx);
+                    }
+                    Ok(reply)
+                }
+                Err(e @ journal::Error::Fenced { .. }) => {
+                    tracing::warn!(district = %act.state.id(), error = %e, "district taken over, stopping its actor");
+                    ctx.stop();
+                    Err(Error::Journal(e))
+                }
+                Err(e) => {
+                    tracing::error!(district = %act.state.id(), error = %e,
+                        "journal append failed, rebuilding the district from its journal");
+                    act.rebuild(ctx);
+                    Err(Error::Journal(e))
+                }
+            },
+        ))
     }
+
+    /// Executes `command` atomically and answers what `answer` makes of its reply.
+    fn respond<T: 'static>(
+        &mut self,
+        command: Command,
+        answer: fn(Reply) -> Result<T>,
+    ) -> AtomicResponse<Self, Result<T>> {
+        AtomicResponse::new(Box::pin(
+            self.execute(command).map(move |r, _, _| r.and_then(answer)),
+        ))
+    }
+
+    /// Stores a snapshot of the state as it is now, in the background (it is a copy).
+    fn snapshot(&mut self, ctx: &mut Context<Self>) {
+        self.since_snapshot = 0;
+        let (journal, state, seq, epoch) = (
+            self.journal.clone(),
+            self.state.clone(),
+            self.seq,
+            self.epoch,
+        );
+        ctx.spawn(
+            async move {
+                if let Err(e) = journal.snapshot(state.id(), epoch, seq, &state).await {
+                    // The journal still holds every entry; the next snapshot covers them.
+                    tracing::warn!(district = %state.id(), seq, error = %e, "snapshot not stored");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Replaces the state with the journal's, retrying until the journal answers; takes no
+    /// message meanwhile.
+    fn rebuild(&mut self, ctx: &mut Context<Self>) {
+        self.rebuilding = true;
+        let journal = self.journal.clone();
+        let fresh = self.state.clone();
+        let load = async move {
+            loop {
+                match recover(journal.as_ref(), fresh.clone()).await {
+                    Ok(recovered) => return recovered,
+                    Err(e) => {
+                        tracing::warn!(district = %fresh.id(), error = %e, "journal not answering, retrying the rebuild");
+                        tokio::time::sleep(REBUILD_RETRY).await;
+                    }
+                }
+            }
+        };
+        ctx.wait(load.into_actor(self).map(|recovered, act, _| {
+            tracing::info!(district = %recovered.state.id(), seq = recovered.seq, epoch = recovered.epoch, "district rebuilt from its journal");
+            act.outbox.redeliver(&recovered);
+            act.emitted.store(recovered.seq, Ordering::Release);
+            act.state = recovered.state;
+            act.epoch = recovered.epoch;
+            act.seq = recovered.seq;
+            act.since_snapshot = 0;
+            act.rebuilding = false;
+        }));
+    }
+}
+
+/// A district as its journal rebuilds it.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    /// The state after the snapshot and every entry after it.
+    pub state: DistrictState,
+    /// The epoch taken.
+    pub epoch: u64,
+    /// The last entry's sequence number.
+    pub seq: u64,
+    /// What was loaded (for redelivery of effects not yet delivered).
+    pub loaded: Loaded,
+}
+
+/// Takes ownership of the district of `fresh` in `journal` and rebuilds it: from the latest
+/// snapshot, or from `fresh` (the district as configured, with its roster) when the journal
+/// has none, in which case `fresh` is stored as the snapshot before any entry (seq 0) so every
+/// later rebuild starts from the same roster; then every entry after the snapshot is replayed.
+///
+/// Errors: the journal's; [`journal::Error::Unavailable`] when an entry does not apply to the
+/// snapshot (the journal and the snapshot do not belong together).
+pub async fn recover(journal: &dyn Journal, fresh: DistrictState) -> journal::Result<Recovered> {
+    let district = fresh.id().to_owned();
+    let loaded = journal.open(&district).await?;
+    let (snap_seq, mut state) = match &loaded.snapshot {
+        Some((seq, state)) => (*seq, state.clone()),
+        None => {
+            journal.snapshot(&district, loaded.epoch, 0, &fresh).await?;
+            (0, fresh)
+        }
+    };
+    let tail = loaded
+        .entries
+        .iter()
+        .filter(|(s, _)| *s > snap_seq)
+        .map(|(_, e)| e);
+    state.replay(tail).map_err(|(n, e)| {
+        journal::Error::Unavailable(format!(
+            "district {district}: entry {} after snapshot {snap_seq} does not apply: {e}",
+            n + 1
+        ))
+    })?;
+    Ok(Recovered {
+        state,
+        epoch: loaded.epoch,
+        seq: loaded.last_seq(),
+        loaded,
+    })
 }
 
 impl Actor for DistrictActor {
@@ -46,16 +252,14 @@ impl Actor for DistrictActor {
     }
 }
 
-type DomainResult<T> = Result<T, dispatch_core::district::Error>;
-
 /// Take a routed incident (idempotent on its id).
 #[derive(Message)]
-#[rtype(result = "DomainResult<Incident>")]
+#[rtype(result = "Result<Incident>")]
 pub struct Submit(pub Incident);
 
 /// Sign on, sign off, or start a self-initiated task.
 #[derive(Message)]
-#[rtype(result = "DomainResult<Officer>")]
+#[rtype(result = "Result<Officer>")]
 pub struct SetStatus {
     /// The officer.
     pub officer_id: String,
@@ -67,7 +271,7 @@ pub struct SetStatus {
 
 /// A GPS report.
 #[derive(Message)]
-#[rtype(result = "DomainResult<()>")]
+#[rtype(result = "Result<()>")]
 pub struct ReportLocation {
     /// The officer.
     pub officer_id: String,
@@ -88,7 +292,7 @@ pub enum Step {
 
 /// A terminal's step on one dispatch.
 #[derive(Message)]
-#[rtype(result = "DomainResult<Incident>")]
+#[rtype(result = "Result<Incident>")]
 pub struct DispatchStep {
     /// The officer.
     pub officer_id: String,
@@ -109,6 +313,9 @@ pub struct Snapshot {
     pub active: Vec<Incident>,
     /// Cluster seconds per real second of the actor's clock.
     pub clock_scale: f64,
+    /// Epoch of the actor's clock, ms since the Unix epoch (`None` on the wall clock; see
+    /// [`dispatch_core::Clock::epoch_ms`]).
+    pub clock_epoch_ms: Option<i64>,
 }
 
 /// Ask for a [`Snapshot`].
@@ -116,49 +323,72 @@ pub struct Snapshot {
 #[rtype(result = "Snapshot")]
 pub struct GetSnapshot;
 
+/// The incident a command answered.
+fn incident(reply: Reply) -> Result<Incident> {
+    match reply {
+        Reply::Incident(i) => Ok(i),
+        other => Err(Error::BadReply(format!("expected an incident, got {other:?}"))),
+    }
+}
+
+/// The officer a command answered.
+fn officer(reply: Reply) -> Result<Officer> {
+    match reply {
+        Reply::Officer(o) => Ok(o),
+        other => Err(Error::BadReply(format!("expected an officer, got {other:?}"))),
+    }
+}
+
 impl Handler<Submit> for DistrictActor {
-    type Result = DomainResult<Incident>;
+    type Result = AtomicResponse<Self, Result<Incident>>;
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
-        let now = self.clock.now();
-        let r = self.state.submit(msg.0, now);
-        self.emit(r)
+        self.respond(Command::Submit(Box::new(msg.0)), incident)
     }
 }
 
 impl Handler<SetStatus> for DistrictActor {
-    type Result = DomainResult<Officer>;
+    type Result = AtomicResponse<Self, Result<Officer>>;
     fn handle(&mut self, msg: SetStatus, _: &mut Context<Self>) -> Self::Result {
-        let now = self.clock.now();
-        let r = self
-            .state
-            .set_officer_status(&msg.officer_id, msg.status, msg.location, now);
-        self.emit(r)
+        let command = Command::SetStatus {
+            officer_id: msg.officer_id,
+            status: msg.status,
+            location: msg.location,
+        };
+        self.respond(command, officer)
     }
 }
 
 impl Handler<ReportLocation> for DistrictActor {
-    type Result = DomainResult<()>;
+    type Result = AtomicResponse<Self, Result<()>>;
     fn handle(&mut self, msg: ReportLocation, _: &mut Context<Self>) -> Self::Result {
-        let now = self.clock.now();
-        let r = self
-            .state
-            .report_location(&msg.officer_id, msg.location, now)
-            .map(|effects| ((), effects));
-        self.emit(r)
+        let command = Command::ReportLocation {
+            officer_id: msg.officer_id,
+            location: msg.location,
+        };
+        self.respond(command, |_| Ok(()))
     }
 }
 
 impl Handler<DispatchStep> for DistrictActor {
-    type Result = DomainResult<Incident>;
+    type Result = AtomicResponse<Self, Result<Incident>>;
     fn handle(&mut self, msg: DispatchStep, _: &mut Context<Self>) -> Self::Result {
-        let now = self.clock.now();
-        let (officer, dispatch) = (msg.officer_id.as_str(), msg.dispatch_id.as_str());
-        let r = match msg.step {
-            Step::Acknowledge => self.state.acknowledge(officer, dispatch, now),
-            Step::Arrive => self.state.arrive(officer, dispatch, now),
-            Step::Clear(d) => self.state.clear(officer, dispatch, d, now),
+        let (officer_id, dispatch_id) = (msg.officer_id, msg.dispatch_id);
+        let command = match msg.step {
+            Step::Acknowledge => Command::Acknowledge {
+                officer_id,
+                dispatch_id,
+            },
+            Step::Arrive => Command::Arrive {
+                officer_id,
+                dispatch_id,
+            },
+            Step::Clear(disposition) => Command::Clear {
+                officer_id,
+                dispatch_id,
+                disposition,
+            },
         };
-        self.emit(r)
+        self.respond(command, incident)
     }
 }
 
@@ -170,6 +400,7 @@ impl Handler<GetSnapshot> for DistrictActor {
             queue: self.state.queued().cloned().collect(),
             active: self.state.active().cloned().collect(),
             clock_scale: self.clock.scale(),
+            clock_epoch_ms: self.clock.epoch_ms(),
         })
     }
 }

@@ -13,6 +13,8 @@
 //! [`node::DistrictNode`] handle.
 
 pub mod actor;
+mod delivery;
+pub mod journal;
 pub mod node;
 pub mod outbox;
 pub mod service;
@@ -36,6 +38,13 @@ pub enum Error {
     /// The district's actor is gone (node shutting down).
     #[error("district actor unavailable: {0}")]
     Mailbox(#[from] actix::MailboxError),
+    /// The district's journal refused or could not take the request: unreachable (the actor
+    /// rebuilds itself), or the district was taken over by another owner.
+    #[error(transparent)]
+    Journal(#[from] journal::Error),
+    /// The actor answered something other than the request asks for (a bug).
+    #[error("district answered an unexpected reply: {0}")]
+    BadReply(String),
 }
 
 /// Result of district operations.

@@ -36,7 +36,8 @@ pub fn to_status(e: Error) -> Status {
     use dispatch_proto::status::invalid_argument;
     match &e {
         Error::UnknownDistrict(_) | Error::UnknownOfficer(_) => Status::not_found(e.to_string()),
-        Error::Mailbox(_) => Status::unavailable(e.to_string()),
+        Error::Mailbox(_) | Error::Journal(_) => Status::unavailable(e.to_string()),
+        Error::BadReply(_) => Status::internal(e.to_string()),
         Error::Domain(d) => match d {
             DomainError::UnknownOfficer(_)
             | DomainError::UnknownDispatch(_)
@@ -44,6 +45,7 @@ pub fn to_status(e: Error) -> Status {
             DomainError::WrongDistrict { .. } => {
                 invalid_argument("incident.district_id", d.to_string())
             }
+            DomainError::IdTaken { .. } => Status::already_exists(d.to_string()),
             DomainError::StatusNotSettable(_) => invalid_argument("status", d.to_string()),
             DomainError::NotYourDispatch { .. }
             | DomainError::OfficerEngaged { .. }
@@ -182,6 +184,7 @@ impl DistrictService for DistrictGrpc {
             queue: snapshot.queue.iter().map(incident_to_wire).collect(),
             active: snapshot.active.iter().map(incident_to_wire).collect(),
             clock_scale: snapshot.clock_scale,
+            clock_epoch_ms: snapshot.clock_epoch_ms.unwrap_or(0),
         }))
     }
 }

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use dispatch_bus::feed::{AudienceKey, FeedHub, FeedLimits};
+use dispatch_bus::feed::{AudienceKey, FeedHub, FeedLimits, follow};
 use dispatch_bus::ports::InProcess;
 use dispatch_case_squad::CaseSquadService;
 use dispatch_core::{ManualClock, Timestamp};
+use dispatch_district::journal::MemoryJournal;
 use dispatch_district::{DistrictGrpc, DistrictNode, NodeConfig, Outbox};
 use dispatch_notification::NotificationService;
 use dispatch_proto::status::violated_field;
@@ -53,7 +54,7 @@ fn directory() -> v1::ListDistrictsResponse {
     }
 }
 
-fn fixture() -> Fixture {
+async fn fixture() -> Fixture {
     let clock = Arc::new(ManualClock::at(Timestamp(1_700_000_000_000)));
     let hub = Arc::new(FeedHub::new(clock.clone(), FeedLimits::default()));
     let notification = Arc::new(NotificationService::new(hub.clone()));
@@ -74,8 +75,10 @@ fn fixture() -> Fixture {
         },
         clock,
         outbox,
+        Arc::new(MemoryJournal::new()),
         1,
     )
+    .await
     .expect("node starts");
     Fixture {
         grpc: DistrictGrpc::new(node),
@@ -144,7 +147,7 @@ async fn submit(f: &Fixture, incident: v1::Incident) -> Result<v1::Incident, Sta
 
 #[actix_rt::test]
 async fn officer_status_requests_are_checked() {
-    let f = fixture();
+    let f = fixture().await;
     let req = |officer: &str, status: i32, location: Option<v1::LatLng>| {
         Request::new(v1::UpdateOfficerStatusRequest {
             officer_id: officer.into(),
@@ -198,7 +201,7 @@ async fn officer_status_requests_are_checked() {
 
 #[actix_rt::test]
 async fn submitted_incidents_are_checked_and_dispatched_once() {
-    let f = fixture();
+    let f = fixture().await;
     assert_invalid(
         f.grpc
             .submit_incident(Request::new(v1::SubmitIncidentRequest { incident: None }))
@@ -224,14 +227,17 @@ async fn submitted_incidents_are_checked_and_dispatched_once() {
     assert_eq!(waiting.state, v1::IncidentState::Queued as i32);
     // Signing on dispatches it; a resubmit changes nothing.
     let mut orders = Box::pin(
-        f.hub
-            .subscribe(&AudienceKey::Officer("town-d01-o01".into()), 0),
+        follow(
+            f.hub.clone(),
+            AudienceKey::Officer("town-d01-o01".into()),
+            None,
+        ),
     );
     sign_on(&f, "town-d01-o01").await.expect("sign on");
     let again = submit(&f, routed("i1", D1)).await.expect("idempotent");
     assert_eq!(again.state, v1::IncidentState::Dispatched as i32);
     assert_eq!(again.dispatch_id, "i1-1");
-    let notice = orders.next().await.expect("an order");
+    let notice = orders.next().await.expect("an order").expect("readable");
     match notice.body.and_then(|b| b.kind) {
         Some(v1::notice_body::Kind::DispatchOrder(o)) => {
             assert_eq!(
@@ -245,12 +251,13 @@ async fn submitted_incidents_are_checked_and_dispatched_once() {
     }
     assert_eq!(f.hub.head(&AudienceKey::Officer("town-d01-o01".into())), 1);
     // The command center saw the incident queued, then dispatched, in that order.
-    let mut updates = Box::pin(f.hub.subscribe(&AudienceKey::CommandCenter, 0));
+    let mut updates = Box::pin(follow(f.hub.clone(), AudienceKey::CommandCenter, None));
     let mut states = Vec::new();
     for _ in 0..2 {
         match updates
             .next()
             .await
+            .and_then(|n| n.ok())
             .and_then(|n| n.body)
             .and_then(|b| b.kind)
         {
@@ -269,7 +276,7 @@ async fn submitted_incidents_are_checked_and_dispatched_once() {
 
 #[actix_rt::test]
 async fn dispatch_steps_are_checked() {
-    let f = fixture();
+    let f = fixture().await;
     sign_on(&f, "town-d01-o01").await.expect("sign on");
     sign_on(&f, "town-d01-o02").await.expect("sign on");
     let dispatched = submit(&f, routed("i1", D1)).await.expect("dispatched");
@@ -361,7 +368,7 @@ async fn dispatch_steps_are_checked() {
 
 #[actix_rt::test]
 async fn district_snapshots_are_checked() {
-    let f = fixture();
+    let f = fixture().await;
     let get = |id: &str| {
         Request::new(v1::GetDistrictRequest {
             district_id: id.into(),
@@ -397,7 +404,7 @@ async fn district_snapshots_are_checked() {
 async fn location_streams_count_good_reports_and_stop_at_a_bad_one() {
     use dispatch_proto::v1::district_service_client::DistrictServiceClient;
 
-    let f = fixture();
+    let f = fixture().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

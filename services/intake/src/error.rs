@@ -37,6 +37,17 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+    /// The record store cannot be reached (`Unavailable`; the client retries).
+    #[error("incident records unavailable: {0}")]
+    Records(String),
+    /// A peer did not answer within its deadline (`DeadlineExceeded`).
+    #[error("{peer} did not answer within {ms} ms")]
+    Deadline {
+        /// `geo-router` or `district`.
+        peer: &'static str,
+        /// The deadline, milliseconds.
+        ms: u64,
+    },
     /// A lifecycle step intake takes was refused (`Internal`; a bug).
     #[error(transparent)]
     Lifecycle(#[from] TransitionError),
@@ -52,6 +63,8 @@ impl From<Error> for Status {
             Error::CallReused { .. } => Status::already_exists(e.to_string()),
             Error::UnknownIncident(_) => Status::not_found(e.to_string()),
             Error::Upstream(status) => status,
+            Error::Records(_) => Status::unavailable(e.to_string()),
+            Error::Deadline { .. } => Status::deadline_exceeded(e.to_string()),
             Error::BadReply { .. } | Error::Lifecycle(_) => Status::internal(e.to_string()),
         }
     }

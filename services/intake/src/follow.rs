@@ -28,14 +28,15 @@ fn backoff() -> impl Iterator<Item = Duration> {
 /// Subscribes to the command-center feed and applies every incident update, for ever;
 /// reconnects after failures, resuming after the last notice seen.
 pub(crate) async fn follow(service: Arc<IntakeService>, notify: Arc<dyn NotifyPort>) {
-    let mut last_seq = 0;
+    // The cursor of the last notice applied; empty: from the oldest the feed keeps.
+    let mut cursor = String::new();
     let mut delays = backoff();
     loop {
         let req = v1::SubscribeRequest {
             audience: Some(v1::Audience {
                 target: Some(v1::audience::Target::Role(v1::Role::CommandCenter as i32)),
             }),
-            resume_after: last_seq,
+            resume_after: cursor.clone(),
             from_latest: false,
         };
         match notify.subscribe(req).await {
@@ -43,37 +44,44 @@ pub(crate) async fn follow(service: Arc<IntakeService>, notify: Arc<dyn NotifyPo
                 while let Some(item) = notices.next().await {
                     match item {
                         Ok(notice) => {
-                            last_seq = notice.seq;
+                            cursor.clone_from(&notice.cursor);
                             delays = backoff();
-                            apply(&service, notice);
+                            apply(&service, notice).await;
                         }
                         Err(status) => {
-                            tracing::warn!(error = %status, last_seq, "command-center feed failed");
+                            tracing::warn!(error = %status, %cursor, "command-center feed failed");
                             break;
                         }
                     }
                 }
             }
+            Err(status) if status.code() == tonic::Code::OutOfRange => {
+                // The feed no longer holds our cursor (a new epoch after a restart without
+                // Redis, or trimmed): replay what it keeps; updates are idempotent on revision.
+                tracing::warn!(error = %status, %cursor, "command-center cursor out of range, replaying from the oldest kept");
+                cursor.clear();
+                continue;
+            }
             Err(status) => {
-                tracing::warn!(error = %status, last_seq, "cannot subscribe to the command-center feed");
+                tracing::warn!(error = %status, %cursor, "cannot subscribe to the command-center feed");
             }
         }
         let delay = delays.next().unwrap_or(MAX_BACKOFF);
         tracing::debug!(
             ?delay,
-            last_seq,
+            %cursor,
             "re-subscribing to the command-center feed"
         );
         tokio::time::sleep(delay).await;
     }
 }
 
-fn apply(service: &IntakeService, notice: v1::Notice) {
+async fn apply(service: &IntakeService, notice: v1::Notice) {
     let Some(Kind::IncidentUpdate(incident)) = notice.body.and_then(|b| b.kind) else {
         return;
     };
-    if let Err(e) = service.apply_update(&incident) {
+    if let Err(e) = service.apply_update(&incident).await {
         tracing::warn!(seq = notice.seq, incident_id = %incident.incident_id, error = %e,
-            "malformed incident update ignored");
+            "incident update not applied");
     }
 }

@@ -3,100 +3,129 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use dispatch_bus::convert::{FieldError, incident_from_wire, incident_to_wire, latlng_to_wire};
 use dispatch_bus::ports::{DistrictPort, NotifyPort, RouterPort};
-use dispatch_core::Incident;
 use dispatch_core::clock::SharedClock;
+use dispatch_core::{Incident, IncidentState, Timestamp};
 use dispatch_proto::service_names;
 use dispatch_proto::v1;
 use dispatch_proto::v1::intake_server::{Intake, IntakeServer};
-use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
+use ulid::Ulid;
 
 use crate::IntakeConfig;
 use crate::error::{Error, Result};
-use crate::store::{Claim, IncidentStore, Placement};
-use crate::validate;
+use crate::records::IncidentRecords;
+use crate::store::{Created, Placement, check_same_call, routed_incident};
+use crate::validate::{self, ValidCall};
 
-/// The intake service. Share it behind an `Arc`: the gRPC server, the update follower and the
-/// embedded server's in-process callers all use the same records.
+/// The intake service. Share it behind an `Arc`: the gRPC server, the update follower, the
+/// sweeper and the embedded server's in-process callers all use the same records.
 pub struct IntakeService {
     router: Arc<dyn RouterPort>,
-    district: Arc<dyn DistrictPort>,
+    handoff: Arc<Handoff>,
     clock: SharedClock,
-    store: Mutex<IncidentStore>,
+    config: IntakeConfig,
+}
+
+/// What a hand-off needs, shared with the detached tasks that run it.
+struct Handoff {
+    district: Arc<dyn DistrictPort>,
+    records: Arc<dyn IncidentRecords>,
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for IntakeService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IntakeService")
-            .field("incidents", &self.store.lock().len())
+            .field("records", &self.handoff.records)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
 
 impl IntakeService {
-    /// Intake routing through `router`, handing incidents to `district`, stamping times from
-    /// `clock`.
+    /// Intake routing through `router`, handing incidents to `district`, keeping records in
+    /// `records`, stamping times from `clock`.
     pub fn new(
         router: Arc<dyn RouterPort>,
         district: Arc<dyn DistrictPort>,
+        records: Arc<dyn IncidentRecords>,
         clock: SharedClock,
         config: IntakeConfig,
     ) -> Self {
+        let handoff = Arc::new(Handoff {
+            district,
+            records,
+            deadline: Duration::from_millis(config.district_deadline_ms),
+        });
         Self {
             router,
-            district,
+            handoff,
             clock,
-            store: Mutex::new(IncidentStore::new(config.incident_id_prefix)),
+            config,
         }
     }
 
+    /// The record store this service keeps its incidents in.
+    pub fn records(&self) -> &Arc<dyn IncidentRecords> {
+        &self.handoff.records
+    }
+
+    fn lease(&self) -> Duration {
+        Duration::from_millis(self.config.handoff_lease_ms)
+    }
+
     /// Takes one 110 call: validate, deduplicate on `call_id`, route, create the incident
-    /// (`ROUTED`), submit it to its district, answer it as the district returned it.
+    /// (`ROUTED`, a new time-ordered id), hand it to its district, answer it as the district
+    /// returned it.
+    ///
+    /// The hand-off runs as a detached task: if the caller goes away (disconnect, deadline)
+    /// the district still gets the incident, and a retry of the call answers `duplicate`.
     ///
     /// Errors: [`Error::Field`] for a broken rule (see [`validate::report`]);
     /// [`Error::CallReused`] when `call_id` is known with other content; [`Error::Upstream`]
     /// with the router's or district's status (a point too far off the map is the router's
     /// `InvalidArgument` on `location`; an unreachable district is `Unavailable`, and the
-    /// record then stays `ROUTED` until the same call is reported again).
+    /// record then stays `ROUTED` until a retry of the call or the sweeper hands it off);
+    /// [`Error::Deadline`] when a peer is too slow; [`Error::Records`] when the record store
+    /// is unreachable.
     pub async fn report(
         &self,
         req: &v1::ReportIncidentRequest,
     ) -> Result<v1::ReportIncidentResponse> {
         let call = validate::report(req)?;
         let received_at = self.clock.now();
-        let existing = self.store.lock().claim_existing(&call)?;
-        let claim = match existing {
-            Some(claim) => claim,
+        let (incident, duplicate) = match self.records().find_call(&call.call_id).await? {
+            Some(known) => (self.known(&call, known).await?, true),
             None => {
                 let route = self
                     .router
                     .route(v1::RouteRequest {
                         location: Some(latlng_to_wire(call.location)),
-                    })
-                    .await?;
+                    });
+                let deadline = self.config.router_deadline_ms;
+                let route = tokio::time::timeout(Duration::from_millis(deadline), route)
+                    .await
+                    .map_err(|_| Error::Deadline {
+                        peer: "geo-router",
+                        ms: deadline,
+                    })??;
                 let placement = placement(route)?;
                 let routed_at = self.clock.now();
-                self.store
-                    .lock()
-                    .insert_or_claim(&call, placement, received_at, routed_at)?
+                let id = format!("{}{}", self.config.incident_id_prefix, Ulid::generate());
+                let incident = routed_incident(id, &call, placement, received_at, routed_at)?;
+                let token = Ulid::generate().to_string();
+                match self.records().create(incident, &token, self.lease()).await? {
+                    Created::New(incident) => (self.hand_off(incident, token).await?, false),
+                    Created::Existing(known) => (self.known(&call, known).await?, true),
+                }
             }
-        };
-        let (incident, duplicate) = match claim {
-            Claim::Created(incident) => (self.submit(incident).await?, false),
-            Claim::Known {
-                incident,
-                resubmit: true,
-            } => (self.submit(incident).await?, true),
-            Claim::Known {
-                incident,
-                resubmit: false,
-            } => (incident, true),
         };
         Ok(v1::ReportIncidentResponse {
             incident: Some(incident_to_wire(&incident)),
@@ -104,46 +133,44 @@ impl IntakeService {
         })
     }
 
-    /// Hands `incident` to its district and records the answer; on failure the record stays as
-    /// it was and may be submitted again.
-    async fn submit(&self, incident: Incident) -> Result<Incident> {
-        let id = incident.id.clone();
-        let answer = self
-            .district
-            .submit_incident(v1::SubmitIncidentRequest {
-                incident: Some(incident_to_wire(&incident)),
-            })
-            .await;
-        let reply = match answer {
-            Ok(wire) => incident_from_wire(&wire).map_err(|e| Error::BadReply {
-                peer: "district",
-                detail: e.to_string(),
-            }),
-            Err(status) => Err(Error::Upstream(status)),
-        };
-        match reply {
-            Ok(reply) => {
-                let stored = self.store.lock().submit_done(&id, Some(reply));
-                Ok(stored.unwrap_or(incident))
-            }
-            Err(e) => {
-                tracing::warn!(incident_id = %id, error = %e, "submit to district failed, incident stays routed");
-                self.store.lock().submit_done(&id, None);
-                Err(e)
-            }
+    /// A repeated report of a known call: checks its content, and hands the incident off again
+    /// when it is still `ROUTED` and no attempt holds its lease.
+    async fn known(&self, call: &ValidCall, known: Incident) -> Result<Incident> {
+        check_same_call(&known, call)?;
+        if known.state != IncidentState::Routed {
+            return Ok(known);
         }
+        let token = Ulid::generate().to_string();
+        match self
+            .records()
+            .take_lease(&known.id, &token, self.lease())
+            .await?
+        {
+            Some(incident) => self.hand_off(incident, token).await,
+            None => Ok(known),
+        }
+    }
+
+    /// Runs one hand-off attempt as its own task and waits for it; the task finishes even when
+    /// this future is dropped.
+    async fn hand_off(&self, incident: Incident, token: String) -> Result<Incident> {
+        let task = tokio::spawn(self.handoff.clone().attempt(incident, token));
+        task.await
+            .map_err(|e| Error::Records(format!("hand-off task failed: {e}")))?
     }
 
     /// The incident `incident_id` with every timestamp.
     ///
-    /// Errors: [`Error::Field`] on an empty id, [`Error::UnknownIncident`].
-    pub fn incident(&self, incident_id: &str) -> Result<v1::Incident> {
+    /// Errors: [`Error::Field`] on an empty id, [`Error::UnknownIncident`],
+    /// [`Error::Records`].
+    pub async fn incident(&self, incident_id: &str) -> Result<v1::Incident> {
         if incident_id.is_empty() {
             return Err(FieldError::new("incident_id", "is required").into());
         }
-        self.store
-            .lock()
+        self.records()
             .get(incident_id)
+            .await?
+            .as_ref()
             .map(incident_to_wire)
             .ok_or_else(|| Error::UnknownIncident(incident_id.to_owned()))
     }
@@ -152,16 +179,16 @@ impl IntakeService {
     /// stored one. Returns whether it was applied (false for an old revision or an incident
     /// intake does not hold).
     ///
-    /// Errors: [`FieldError`] when the message is not a valid incident.
-    pub fn apply_update(&self, incident: &v1::Incident) -> Result<bool, FieldError> {
+    /// Errors: [`Error::Field`] when the message is not a valid incident; [`Error::Records`].
+    pub async fn apply_update(&self, incident: &v1::Incident) -> Result<bool> {
         let incident = incident_from_wire(incident)?;
-        Ok(self.store.lock().apply_update(incident))
+        self.records().apply_update(incident).await
     }
 
     /// Spawns the task that keeps the records current from the command-center feed of
     /// `notify` (every incident change of the cluster), until `shutdown` resolves.
     ///
-    /// The task resumes after the last sequence number it saw, and when the subscription fails
+    /// The task resumes after the last notice it saw, and when the subscription fails
     /// or ends it reconnects with exponential backoff (100 ms doubling to at most 5 s, reset by
     /// every notice received).
     pub fn follow_updates(
@@ -176,6 +203,98 @@ impl IntakeService {
                 () = crate::follow::follow(this, notify) => {}
             }
         })
+    }
+
+    /// Spawns the sweeper until `shutdown` resolves: every `sweep_interval_ms` it hands off
+    /// the incidents still `ROUTED` whose lease lapsed (a claimer crashed or was cancelled, or
+    /// the district was down when the call came), and purges closed incidents older than
+    /// `retention_s`. Several intake replicas may sweep the same records: the lease lets one
+    /// attempt at a time through, and the district is idempotent on the incident id.
+    pub fn spawn_sweeper(self: &Arc<Self>, shutdown: impl Future + Send + 'static) -> JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                () = this.sweep_forever() => {}
+            }
+        })
+    }
+
+    async fn sweep_forever(&self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.config.sweep_interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.sweep().await {
+                tracing::warn!(error = %e, "sweep failed, trying again next tick");
+            }
+        }
+    }
+
+    /// One pass of the sweeper: hands off every stranded incident it can lease (at most 256
+    /// per pass) and purges closed incidents past retention. Returns how many it handed off.
+    ///
+    /// Errors: [`Error::Records`] when the store cannot be read.
+    pub async fn sweep(&self) -> Result<usize> {
+        let mut handed = 0;
+        for id in self.records().stranded(256).await? {
+            let token = Ulid::generate().to_string();
+            let Some(incident) = self.records().take_lease(&id, &token, self.lease()).await?
+            else {
+                continue;
+            };
+            tracing::info!(incident_id = %id, district = %incident.district_id,
+                "handing off an incident left routed");
+            match self.hand_off(incident, token).await {
+                Ok(_) => handed += 1,
+                Err(e) => {
+                    tracing::warn!(incident_id = %id, error = %e, "hand-off failed, will retry")
+                }
+            }
+        }
+        let retention_s = i64::try_from(self.config.retention_s).unwrap_or(i64::MAX / 1000);
+        let before = Timestamp(self.clock.now().0.saturating_sub(retention_s * 1000));
+        let purged = self.records().purge_closed(before).await?;
+        if purged > 0 {
+            tracing::debug!(purged, "closed incidents past retention purged");
+        }
+        Ok(handed)
+    }
+}
+
+impl Handoff {
+    /// Submits `incident` to its district under the deadline and records the answer; the lease
+    /// `token` is released either way, so a failed attempt can be retried at once.
+    async fn attempt(self: Arc<Self>, incident: Incident, token: String) -> Result<Incident> {
+        let id = incident.id.clone();
+        let submit = self.district.submit_incident(v1::SubmitIncidentRequest {
+            incident: Some(incident_to_wire(&incident)),
+        });
+        let answer = match tokio::time::timeout(self.deadline, submit).await {
+            Ok(Ok(wire)) => incident_from_wire(&wire).map_err(|e| Error::BadReply {
+                peer: "district",
+                detail: e.to_string(),
+            }),
+            Ok(Err(status)) => Err(Error::Upstream(status)),
+            Err(_) => Err(Error::Deadline {
+                peer: "district",
+                ms: u64::try_from(self.deadline.as_millis()).unwrap_or(u64::MAX),
+            }),
+        };
+        match answer {
+            Ok(reply) => {
+                let stored = self.records.handoff_done(&id, &token, Some(reply)).await?;
+                Ok(stored.unwrap_or(incident))
+            }
+            Err(e) => {
+                tracing::warn!(incident_id = %id, error = %e, "hand-off to district failed, incident stays routed");
+                if let Err(release) = self.records.handoff_done(&id, &token, None).await {
+                    // The lease then lapses by itself and the sweeper retries.
+                    tracing::warn!(incident_id = %id, error = %release, "cannot release the hand-off lease");
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -212,13 +331,13 @@ impl Intake for IntakeService {
         request: Request<v1::GetIncidentRequest>,
     ) -> Result<Response<v1::Incident>, Status> {
         Ok(Response::new(
-            self.incident(&request.get_ref().incident_id)?,
+            self.incident(&request.get_ref().incident_id).await?,
         ))
     }
 }
 
 /// Serves `Intake` (plus gRPC health and reflection) on `listener` until `shutdown` resolves.
-/// Start [`IntakeService::follow_updates`] beside it to keep records current.
+/// Start [`IntakeService::follow_updates`] and [`IntakeService::spawn_sweeper`] beside it.
 ///
 /// Errors: the transport error that ended serving.
 pub async fn run(

@@ -1,15 +1,21 @@
-//! Intake's incident records and the `call_id` index. Plain data, no I/O; the service keeps
-//! one behind a lock and never awaits while holding it.
+//! Intake's incident records, the `call_id` index and the hand-off leases, as plain data (no
+//! I/O). [`crate::records::MemoryRecords`] keeps one behind a lock for the embedded mode; the
+//! Redis backend keeps the same rules in Lua scripts (`crate::records::redis`).
 //!
-//! Idempotency on `call_id` is decided here: the first report of a call creates the record
-//! (and the caller submits it to the district); any later or concurrent report of the same
-//! call gets the same record. A record whose submit failed stays `ROUTED` and the next report
-//! of the call takes over re-submitting it; while a submit is in flight nobody else submits, so
-//! concurrent duplicates cause exactly one submit.
+//! The rules, the same on both backends:
+//! - the first report of a call creates its record and takes the **hand-off lease** (the right
+//!   and duty to submit the incident to its district); a concurrent report of the same call gets
+//!   the same record and no lease, so concurrent duplicates cause exactly one submit;
+//! - the lease expires after a set time, so a claimer that crashed or was cancelled never blocks
+//!   the call: the next report of the call, or intake's sweeper, takes a free lease on a record
+//!   still `ROUTED` and submits it again (the district is idempotent on the incident id);
+//! - a record only moves forward: an update applies when its revision is higher;
+//! - closed records (cleared, cancelled, merged) are purged after a retention period.
 
 use std::collections::HashMap;
 
 use dispatch_core::{Incident, IncidentState, Timestamp};
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::validate::ValidCall;
@@ -27,46 +33,100 @@ pub struct Placement {
     pub routed_to_nearest: bool,
 }
 
-/// What a report of a call should do next, as decided under the store's lock.
+/// The `ROUTED` incident of a new call: received at `received_at`, routed at `routed_at` to
+/// `placement`, named `id`.
+///
+/// Errors: [`Error::Lifecycle`] cannot happen (received -> routed is always allowed) but is
+/// not hidden.
+pub fn routed_incident(
+    id: String,
+    call: &ValidCall,
+    placement: Placement,
+    received_at: Timestamp,
+    routed_at: Timestamp,
+) -> Result<Incident> {
+    let mut incident = Incident::received(
+        id,
+        call.call_id.clone(),
+        call.category,
+        call.location,
+        call.description.clone(),
+        received_at,
+    );
+    incident.transition(IncidentState::Routed, routed_at)?;
+    incident.district_id = placement.district_id;
+    incident.station_id = placement.station_id;
+    incident.sub_bureau_id = placement.sub_bureau_id;
+    incident.routed_to_nearest = placement.routed_to_nearest;
+    Ok(incident)
+}
+
+/// Checks that a repeated report of a call says what the stored incident says.
+///
+/// Errors: [`Error::CallReused`] naming the first field that differs (`category`, `location`,
+/// `description`).
+pub fn check_same_call(stored: &Incident, call: &ValidCall) -> Result<()> {
+    let differs = if stored.category != call.category {
+        Some("category")
+    } else if stored.location != call.location {
+        Some("location")
+    } else if stored.description != call.description {
+        Some("description")
+    } else {
+        None
+    };
+    match differs {
+        Some(differs) => Err(Error::CallReused {
+            call_id: call.call_id.clone(),
+            incident_id: stored.id.clone(),
+            differs,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// What [`IncidentStore::create`] did.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Claim {
-    /// The call is new and this record was created for it; the caller must submit it.
-    Created(Incident),
-    /// The call was known: answer this incident as a duplicate. With `resubmit`, its earlier
-    /// submit failed and the caller now owns submitting it again.
-    Known {
-        /// The record as it stands.
-        incident: Incident,
-        /// The caller must submit it (no other submit is in flight).
-        resubmit: bool,
-    },
+pub enum Created {
+    /// The call was new: this record was created and the caller holds its hand-off lease.
+    New(Incident),
+    /// The call was already known (a concurrent report got there first): its record, no lease.
+    Existing(Incident),
+}
+
+/// A hand-off lease: who holds it (an opaque token of one attempt) and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Lease {
+    token: String,
+    until: Instant,
 }
 
 #[derive(Debug)]
 struct Record {
     incident: Incident,
-    /// A submit to the district is in flight.
-    submitting: bool,
+    lease: Option<Lease>,
 }
 
-/// Every incident intake created, by id and by `call_id`.
-#[derive(Debug)]
+impl Record {
+    fn lease_free(&self, now: Instant) -> bool {
+        self.lease.as_ref().is_none_or(|l| l.until <= now)
+    }
+}
+
+/// Every incident intake created, by id and by `call_id`, with their hand-off leases.
+///
+/// Memory: bounded by the calls of the retention period ([`IncidentStore::purge_closed`]) plus
+/// the open incidents.
+#[derive(Debug, Default)]
 pub struct IncidentStore {
-    prefix: String,
-    last_seq: u64,
     records: HashMap<String, Record>,
     by_call: HashMap<String, String>,
 }
 
 impl IncidentStore {
-    /// An empty store naming incidents `{prefix}{seq:08}`, `seq` from 1.
-    pub fn new(prefix: impl Into<String>) -> Self {
-        Self {
-            prefix: prefix.into(),
-            last_seq: 0,
-            records: HashMap::new(),
-            by_call: HashMap::new(),
-        }
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Number of incidents.
@@ -84,68 +144,72 @@ impl IncidentStore {
         self.records.get(id).map(|r| &r.incident)
     }
 
-    /// The claim on an already known call, `None` for a new call (route it, then
-    /// [`insert_or_claim`](Self::insert_or_claim)).
-    ///
-    /// Errors: [`Error::CallReused`] when the call is known with different content.
-    pub fn claim_existing(&mut self, call: &ValidCall) -> Result<Option<Claim>> {
-        let Some(id) = self.by_call.get(&call.call_id) else {
-            return Ok(None);
-        };
-        let Some(record) = self.records.get_mut(id) else {
-            return Ok(None);
-        };
-        claim(record, call).map(Some)
+    /// The incident of the call `call_id`.
+    pub fn find_call(&self, call_id: &str) -> Option<&Incident> {
+        self.by_call.get(call_id).and_then(|id| self.get(id))
     }
 
-    /// Creates the incident of a new call placed by the router (received at `received_at`,
-    /// routed at `routed_at`), or, when a concurrent report of the same call got here first,
-    /// claims that one.
+    /// Records the incident of a new call and gives its hand-off lease to `token` until
+    /// `until`; or, when the call is already known, answers its record (and takes no lease).
     ///
-    /// Errors: [`Error::CallReused`]; [`Error::Lifecycle`] cannot happen (received -> routed is
-    /// always allowed) but is not hidden.
-    pub fn insert_or_claim(
-        &mut self,
-        call: &ValidCall,
-        placement: Placement,
-        received_at: Timestamp,
-        routed_at: Timestamp,
-    ) -> Result<Claim> {
-        if let Some(claim) = self.claim_existing(call)? {
-            return Ok(claim);
+    /// The same incident created again (a repeat of a command whose answer was lost) is `New`
+    /// again: that attempt still holds the call.
+    pub fn create(&mut self, incident: Incident, token: &str, until: Instant) -> Created {
+        if let Some(existing) = self.find_call(&incident.call_id) {
+            if existing.id == incident.id {
+                return Created::New(existing.clone());
+            }
+            return Created::Existing(existing.clone());
         }
-        let seq = self.last_seq + 1;
-        let mut incident = Incident::received(
-            format!("{}{seq:08}", self.prefix),
-            call.call_id.clone(),
-            call.category,
-            call.location,
-            call.description.clone(),
-            received_at,
-        );
-        incident.transition(IncidentState::Routed, routed_at)?;
-        incident.district_id = placement.district_id;
-        incident.station_id = placement.station_id;
-        incident.sub_bureau_id = placement.sub_bureau_id;
-        incident.routed_to_nearest = placement.routed_to_nearest;
-        self.last_seq = seq;
         self.by_call
-            .insert(call.call_id.clone(), incident.id.clone());
+            .insert(incident.call_id.clone(), incident.id.clone());
         self.records.insert(
             incident.id.clone(),
             Record {
                 incident: incident.clone(),
-                submitting: true,
+                lease: Some(Lease {
+                    token: token.to_owned(),
+                    until,
+                }),
             },
         );
-        Ok(Claim::Created(incident))
+        Created::New(incident)
     }
 
-    /// The submit of `id` ended; when the district answered (`reply`), that incident is applied
-    /// if newer. Returns the record as it now stands.
-    pub fn submit_done(&mut self, id: &str, reply: Option<Incident>) -> Option<Incident> {
+    /// Gives the hand-off lease of `id` to `token` until `until` when the incident is still
+    /// `ROUTED` (not yet taken by its district) and nobody holds a live lease. Returns the
+    /// record when the lease was taken.
+    pub fn take_lease(
+        &mut self,
+        id: &str,
+        token: &str,
+        now: Instant,
+        until: Instant,
+    ) -> Option<Incident> {
         let record = self.records.get_mut(id)?;
-        record.submitting = false;
+        if record.incident.state != IncidentState::Routed || !record.lease_free(now) {
+            return None;
+        }
+        record.lease = Some(Lease {
+            token: token.to_owned(),
+            until,
+        });
+        Some(record.incident.clone())
+    }
+
+    /// The hand-off attempt `token` of `id` ended: its lease is released (a lease taken over by
+    /// another attempt is left alone) and the district's answer, if any, applied when newer.
+    /// Returns the record as it now stands.
+    pub fn handoff_done(
+        &mut self,
+        id: &str,
+        token: &str,
+        reply: Option<Incident>,
+    ) -> Option<Incident> {
+        let record = self.records.get_mut(id)?;
+        if record.lease.as_ref().is_some_and(|l| l.token == token) {
+            record.lease = None;
+        }
         if let Some(reply) = reply {
             apply(record, reply);
         }
@@ -161,6 +225,50 @@ impl IncidentStore {
             None => false,
         }
     }
+
+    /// Ids of incidents still `ROUTED` whose hand-off lease is free at `now`: stranded by a
+    /// claimer that crashed, was cancelled or failed. At most `limit`, oldest call first.
+    pub fn stranded(&self, now: Instant, limit: usize) -> Vec<String> {
+        let mut out: Vec<&Incident> = self
+            .records
+            .values()
+            .filter(|r| r.incident.state == IncidentState::Routed && r.lease_free(now))
+            .map(|r| &r.incident)
+            .collect();
+        out.sort_by_key(|i| (i.times.received_at, i.id.clone()));
+        out.into_iter().take(limit).map(|i| i.id.clone()).collect()
+    }
+
+    /// Removes closed incidents (cleared, cancelled, merged) that closed before `before`, with
+    /// their `call_id` entries; a report of such a call afterwards is a new call. Returns how
+    /// many were removed.
+    pub fn purge_closed(&mut self, before: Timestamp) -> usize {
+        let old: Vec<String> = self
+            .records
+            .values()
+            .filter(|r| closed_at(&r.incident).is_some_and(|t| t < before))
+            .map(|r| r.incident.id.clone())
+            .collect();
+        for id in &old {
+            if let Some(r) = self.records.remove(id) {
+                self.by_call.remove(&r.incident.call_id);
+            }
+        }
+        old.len()
+    }
+}
+
+/// When a closed incident closed; `None` while it is open.
+pub fn closed_at(incident: &Incident) -> Option<Timestamp> {
+    if !incident.state.is_closed() {
+        return None;
+    }
+    let t = &incident.times;
+    t.cleared_at
+        .or(t.cancelled_at)
+        .or(t.on_scene_at)
+        .or(t.routed_at)
+        .or(t.received_at)
 }
 
 fn apply(record: &mut Record, incident: Incident) -> bool {
@@ -171,39 +279,13 @@ fn apply(record: &mut Record, incident: Incident) -> bool {
     true
 }
 
-fn claim(record: &mut Record, call: &ValidCall) -> Result<Claim> {
-    let stored = &record.incident;
-    let differs = if stored.category != call.category {
-        Some("category")
-    } else if stored.location != call.location {
-        Some("location")
-    } else if stored.description != call.description {
-        Some("description")
-    } else {
-        None
-    };
-    if let Some(differs) = differs {
-        return Err(Error::CallReused {
-            call_id: call.call_id.clone(),
-            incident_id: stored.id.clone(),
-            differs,
-        });
-    }
-    let resubmit = stored.state == IncidentState::Routed && !record.submitting;
-    if resubmit {
-        record.submitting = true;
-    }
-    Ok(Claim::Known {
-        incident: record.incident.clone(),
-        resubmit,
-    })
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use dispatch_core::{Category, LatLng, Priority};
+    use dispatch_core::{Category, Disposition, LatLng, Priority};
 
     fn call(id: &str) -> ValidCall {
         ValidCall {
@@ -223,21 +305,24 @@ mod tests {
         }
     }
 
-    fn created(store: &mut IncidentStore, c: &ValidCall) -> Incident {
-        match store
-            .insert_or_claim(c, placement(), Timestamp(1_000), Timestamp(1_250))
-            .unwrap()
-        {
-            Claim::Created(i) => i,
-            other => panic!("not created: {other:?}"),
-        }
+    fn incident(id: &str, call_id: &str) -> Incident {
+        routed_incident(
+            id.into(),
+            &call(call_id),
+            placement(),
+            Timestamp(1_000),
+            Timestamp(1_250),
+        )
+        .unwrap()
+    }
+
+    fn secs(t0: Instant, s: u64) -> Instant {
+        t0 + Duration::from_secs(s)
     }
 
     #[test]
     fn a_new_call_becomes_a_routed_incident_with_both_times() {
-        let mut store = IncidentStore::new("inc-");
-        let i = created(&mut store, &call("c1"));
-        assert_eq!(i.id, "inc-00000001");
+        let i = incident("inc-a", "c1");
         assert_eq!(i.state, IncidentState::Routed);
         assert_eq!(i.priority, Priority::P2);
         assert_eq!(i.times.received_at, Some(Timestamp(1_000)));
@@ -252,72 +337,65 @@ mod tests {
         );
         assert!(i.routed_to_nearest);
         assert_eq!(i.revision, 1);
-        assert_eq!(created(&mut store, &call("c2")).id, "inc-00000002");
-        assert_eq!(store.len(), 2);
     }
 
     #[test]
-    fn a_duplicate_waits_while_the_submit_is_in_flight_and_resubmits_after_a_failure() {
-        let mut store = IncidentStore::new("x-");
-        let i = created(&mut store, &call("c1"));
-        // Submit in flight: a duplicate must not submit again.
-        let dup = store.claim_existing(&call("c1")).unwrap().unwrap();
+    fn the_first_report_creates_and_leases_a_concurrent_one_gets_the_record_only() {
+        let t0 = Instant::now();
+        let mut store = IncidentStore::new();
+        let first = incident("inc-a", "c1");
         assert_eq!(
-            dup,
-            Claim::Known {
-                incident: i.clone(),
-                resubmit: false
-            }
+            store.create(first.clone(), "t1", secs(t0, 10)),
+            Created::New(first.clone())
         );
-        // The same race decided at insert time gives the same answer.
-        let dup = store
-            .insert_or_claim(&call("c1"), placement(), Timestamp(0), Timestamp(0))
-            .unwrap();
-        assert!(matches!(
-            dup,
-            Claim::Known {
-                resubmit: false,
-                ..
-            }
-        ));
-        // The submit failed: the next report takes it over, exactly once.
+        // A concurrent report routed the same call and made its own id: it gets the first.
         assert_eq!(
-            store.submit_done(&i.id, None).unwrap().state,
-            IncidentState::Routed
+            store.create(incident("inc-b", "c1"), "t2", secs(t0, 10)),
+            Created::Existing(first.clone())
         );
-        let retry = store.claim_existing(&call("c1")).unwrap().unwrap();
-        assert!(matches!(retry, Claim::Known { resubmit: true, .. }));
-        let other = store.claim_existing(&call("c1")).unwrap().unwrap();
-        assert!(matches!(
-            other,
-            Claim::Known {
-                resubmit: false,
-                ..
-            }
-        ));
-        // Once the district has it (QUEUED), nobody resubmits.
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.find_call("c1"), Some(&first));
+        // While the lease lives nobody else may take it.
+        assert_eq!(store.take_lease("inc-a", "t3", secs(t0, 5), secs(t0, 15)), None);
+        assert!(store.stranded(secs(t0, 5), 10).is_empty());
+    }
+
+    #[test]
+    fn a_lease_of_a_claimer_that_went_away_expires_and_is_taken_once() {
+        let t0 = Instant::now();
+        let mut store = IncidentStore::new();
+        store.create(incident("inc-a", "c1"), "t1", secs(t0, 10));
+        // The claimer crashed: after expiry the record is stranded and one taker gets it.
+        assert_eq!(store.stranded(secs(t0, 10), 10), ["inc-a"]);
+        assert!(store.take_lease("inc-a", "t2", secs(t0, 10), secs(t0, 20)).is_some());
+        assert_eq!(store.take_lease("inc-a", "t3", secs(t0, 11), secs(t0, 21)), None);
+        // The late first claimer ending does not release the new holder's lease.
+        store.handoff_done("inc-a", "t1", None);
+        assert_eq!(store.take_lease("inc-a", "t3", secs(t0, 12), secs(t0, 22)), None);
+        // The holder failed: released at once, taken by the next report.
+        store.handoff_done("inc-a", "t2", None);
+        assert!(store.take_lease("inc-a", "t3", secs(t0, 12), secs(t0, 22)).is_some());
+    }
+
+    #[test]
+    fn once_the_district_has_it_nobody_hands_it_off_again() {
+        let t0 = Instant::now();
+        let mut store = IncidentStore::new();
+        let i = incident("inc-a", "c1");
+        store.create(i.clone(), "t1", secs(t0, 10));
         let mut queued = i.clone();
         queued
             .transition(IncidentState::Queued, Timestamp(2_000))
             .unwrap();
-        assert_eq!(
-            store.submit_done(&i.id, Some(queued)).unwrap().state,
-            IncidentState::Queued
-        );
-        assert!(matches!(
-            store.claim_existing(&call("c1")).unwrap().unwrap(),
-            Claim::Known {
-                resubmit: false,
-                ..
-            }
-        ));
-        assert_eq!(store.len(), 1);
+        let now = store.handoff_done("inc-a", "t1", Some(queued)).unwrap();
+        assert_eq!(now.state, IncidentState::Queued);
+        assert_eq!(store.take_lease("inc-a", "t2", secs(t0, 60), secs(t0, 70)), None);
+        assert!(store.stranded(secs(t0, 60), 10).is_empty());
     }
 
     #[test]
     fn reusing_a_call_id_with_other_content_names_what_differs() {
-        let mut store = IncidentStore::new("inc-");
-        created(&mut store, &call("c1"));
+        let stored = incident("inc-a", "c1");
         type Change = fn(&mut ValidCall);
         let cases: [(Change, &str); 3] = [
             (|c| c.category = Category::Theft, "category"),
@@ -330,7 +408,7 @@ mod tests {
         for (change, field) in cases {
             let mut c = call("c1");
             change(&mut c);
-            match store.claim_existing(&c).unwrap_err() {
+            match check_same_call(&stored, &c).unwrap_err() {
                 Error::CallReused {
                     call_id,
                     incident_id,
@@ -338,18 +416,20 @@ mod tests {
                 } => {
                     assert_eq!(
                         (call_id.as_str(), incident_id.as_str(), differs),
-                        ("c1", "inc-00000001", field)
+                        ("c1", "inc-a", field)
                     );
                 }
                 other => panic!("{other:?}"),
             }
         }
+        assert!(check_same_call(&stored, &call("c1")).is_ok());
     }
 
     #[test]
     fn updates_only_move_forward() {
-        let mut store = IncidentStore::new("inc-");
-        let i = created(&mut store, &call("c1"));
+        let mut store = IncidentStore::new();
+        let i = incident("inc-a", "c1");
+        store.create(i.clone(), "t1", Instant::now());
         let mut v = i.clone();
         v.transition(IncidentState::Queued, Timestamp(2)).unwrap();
         let queued = v.clone();
@@ -370,5 +450,29 @@ mod tests {
         stranger.id = "other-1".into();
         assert!(!store.apply_update(stranger));
         assert_eq!(store.get("other-1"), None);
+    }
+
+    #[test]
+    fn closed_records_leave_after_the_retention_and_open_ones_stay() {
+        let mut store = IncidentStore::new();
+        let open = incident("inc-open", "c-open");
+        store.create(open, "t", Instant::now());
+        let mut closed = incident("inc-closed", "c-closed");
+        store.create(closed.clone(), "t", Instant::now());
+        for (state, at) in [
+            (IncidentState::Queued, 2_000),
+            (IncidentState::Dispatched, 3_000),
+            (IncidentState::OnScene, 4_000),
+            (IncidentState::Cleared, 5_000),
+        ] {
+            closed.transition(state, Timestamp(at)).unwrap();
+        }
+        closed.disposition = Some(Disposition::Resolved);
+        assert!(store.apply_update(closed));
+        assert_eq!(store.purge_closed(Timestamp(5_000)), 0, "closed at 5,000, not before");
+        assert_eq!(store.purge_closed(Timestamp(5_001)), 1);
+        assert_eq!(store.get("inc-closed"), None);
+        assert_eq!(store.find_call("c-closed"), None);
+        assert!(store.get("inc-open").is_some());
     }
 }

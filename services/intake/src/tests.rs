@@ -17,7 +17,7 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use tonic::{Code, Status};
 
-use crate::{IntakeConfig, IntakeService};
+use crate::{IntakeConfig, IntakeService, MemoryRecords};
 
 /// 2023-11-14T22:13:20Z, in ms.
 const T0: i64 = 1_700_000_000_000;
@@ -70,6 +70,8 @@ struct FakeDistrict {
     /// Every submit attempt, including the failed ones.
     submits: Mutex<Vec<v1::Incident>>,
     down: AtomicBool,
+    /// Submits wait here until it is true (a paused or slow district).
+    open: tokio::sync::watch::Sender<bool>,
 }
 
 #[tonic::async_trait]
@@ -82,6 +84,8 @@ impl DistrictPort for FakeDistrict {
             .incident
             .ok_or_else(|| Status::invalid_argument("incident"))?;
         self.submits.lock().push(incident.clone());
+        let mut open = self.open.subscribe();
+        let _ = open.wait_for(|open| *open).await;
         if self.down.load(Ordering::SeqCst) {
             return Err(Status::unavailable("district nc-d07 unreachable"));
         }
@@ -115,10 +119,12 @@ impl Rig {
             clock: clock.clone(),
             submits: Mutex::new(Vec::new()),
             down: AtomicBool::new(false),
+            open: tokio::sync::watch::channel(true).0,
         });
         let svc = Arc::new(IntakeService::new(
             router.clone(),
             district.clone(),
+            Arc::new(MemoryRecords::new()),
             Arc::new(clock.clone()),
             IntakeConfig::default(),
         ));
@@ -151,6 +157,13 @@ fn call(call_id: &str) -> v1::ReportIncidentRequest {
     }
 }
 
+/// `inc-` and a ULID: 26 characters of Crockford base32.
+fn is_incident_id(id: &str) -> bool {
+    id.strip_prefix("inc-").is_some_and(|u| {
+        u.len() == 26 && u.parse::<ulid::Ulid>().is_ok()
+    })
+}
+
 fn at_ms(ms: i64) -> Option<prost_types::Timestamp> {
     Some(timestamp_to_wire(Timestamp(ms)))
 }
@@ -161,7 +174,7 @@ async fn a_call_is_routed_submitted_and_answered_with_its_times() {
     let resp = rig.svc.report(&call("c-1")).await.unwrap();
     assert!(!resp.duplicate);
     let inc = resp.incident.unwrap();
-    assert_eq!(inc.incident_id, "inc-00000001");
+    assert!(is_incident_id(&inc.incident_id), "{}", inc.incident_id);
     assert_eq!(inc.call_id, "c-1");
     assert_eq!(inc.priority, v1::Priority::P1 as i32, "violent crime is P1");
     assert_eq!(inc.state, v1::IncidentState::Queued as i32);
@@ -187,17 +200,16 @@ async fn a_call_is_routed_submitted_and_answered_with_its_times() {
         (submitted.state, submitted.revision),
         (v1::IncidentState::Routed as i32, 1)
     );
-    assert_eq!(rig.svc.incident("inc-00000001").unwrap(), inc);
-    assert_eq!(
-        rig.svc
-            .report(&call("c-2"))
-            .await
-            .unwrap()
-            .incident
-            .unwrap()
-            .incident_id,
-        "inc-00000002"
-    );
+    assert_eq!(rig.svc.incident(&inc.incident_id).await.unwrap(), inc);
+    let second = rig
+        .svc
+        .report(&call("c-2"))
+        .await
+        .unwrap()
+        .incident
+        .unwrap()
+        .incident_id;
+    assert!(second > inc.incident_id, "ids are time-ordered: {second}");
 }
 
 #[tokio::test]
@@ -255,9 +267,10 @@ async fn a_point_far_off_the_map_is_the_routers_invalid_argument_and_creates_not
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(violated_field(&status).as_deref(), Some("location"));
     assert_eq!(rig.submits(), 0);
-    // No id was used up.
+    // Nothing was recorded for it.
     let next = rig.svc.report(&call("c-1")).await.unwrap();
-    assert_eq!(next.incident.unwrap().incident_id, "inc-00000001");
+    assert!(!next.duplicate);
+    assert_eq!(rig.svc.records().len().await.unwrap(), 1);
 }
 
 #[tokio::test]
@@ -286,24 +299,20 @@ async fn concurrent_duplicates_make_one_incident_and_one_submit() {
         ra.incident.unwrap().incident_id,
         rb.incident.unwrap().incident_id,
     );
-    assert_eq!(
-        ids,
-        ("inc-00000001".to_string(), "inc-00000001".to_string())
-    );
+    assert_eq!(ids.0, ids.1);
+    assert_eq!(rig.svc.records().len().await.unwrap(), 1);
     assert_eq!(
         [ra.duplicate, rb.duplicate].iter().filter(|d| !**d).count(),
         1
     );
-    assert_eq!(
-        Status::from(rig.svc.incident("inc-00000002").unwrap_err()).code(),
-        Code::NotFound
-    );
+
 }
 
 #[tokio::test]
 async fn a_reused_call_id_with_other_content_is_already_exists() {
     let rig = Rig::new(None);
-    rig.svc.report(&call("c-1")).await.unwrap();
+    let first = rig.svc.report(&call("c-1")).await.unwrap();
+    let id = first.incident.unwrap().incident_id;
     let changes: Vec<(Change, &str)> = vec![
         (
             Box::new(|r| r.category = v1::IncidentCategory::Noise as i32),
@@ -331,7 +340,7 @@ async fn a_reused_call_id_with_other_content_is_already_exists() {
         assert_eq!(
             status.message(),
             format!(
-                "call_id \"c-1\" was already reported as incident inc-00000001 with a different {differs}"
+                "call_id \"c-1\" was already reported as incident {id} with a different {differs}"
             )
         );
     }
@@ -344,7 +353,8 @@ async fn a_failed_submit_leaves_the_incident_routed_and_a_retry_resubmits_it_onc
     rig.district.down.store(true, Ordering::SeqCst);
     let status = Status::from(rig.svc.report(&call("c-1")).await.unwrap_err());
     assert_eq!(status.code(), Code::Unavailable);
-    let stored = rig.svc.incident("inc-00000001").unwrap();
+    let id = rig.district.submits.lock()[0].incident_id.clone();
+    let stored = rig.svc.incident(&id).await.unwrap();
     assert_eq!(
         (stored.state, stored.revision),
         (v1::IncidentState::Routed as i32, 1)
@@ -356,7 +366,7 @@ async fn a_failed_submit_leaves_the_incident_routed_and_a_retry_resubmits_it_onc
     let inc = retry.incident.unwrap();
     assert_eq!(
         (inc.incident_id.as_str(), inc.state, inc.revision),
-        ("inc-00000001", v1::IncidentState::Queued as i32, 2)
+        (id.as_str(), v1::IncidentState::Queued as i32, 2)
     );
     // One failed attempt, one resubmit, and no submit for a third report of a queued incident.
     rig.svc.report(&call("c-1")).await.unwrap();
@@ -364,14 +374,112 @@ async fn a_failed_submit_leaves_the_incident_routed_and_a_retry_resubmits_it_onc
 }
 
 #[tokio::test]
+async fn a_report_dropped_mid_hand_off_is_still_handed_off_and_its_retry_is_a_duplicate() {
+    // The fault: a platform whose deadline passed while the district was paused left the call
+    // claimed but never handed over, and every retry answered `duplicate` with state ROUTED.
+    let rig = Rig::new(None);
+    rig.district.open.send_replace(false);
+    let gone = tokio::time::timeout(Duration::from_millis(50), rig.svc.report(&call("c-1"))).await;
+    assert!(gone.is_err(), "the caller gave up while the district was paused");
+    assert_eq!(rig.submits(), 1, "the submit was in flight");
+    rig.district.open.send_replace(true);
+    let id = rig.district.submits.lock()[0].incident_id.clone();
+    let svc = rig.svc.clone();
+    let queued = v1::IncidentState::Queued as i32;
+    eventually("the detached hand-off finished", || {
+        let svc = svc.clone();
+        let id = id.clone();
+        async move { svc.incident(&id).await.is_ok_and(|i| i.state == queued) }
+    })
+    .await;
+    let retry = rig.svc.report(&call("c-1")).await.unwrap();
+    assert!(retry.duplicate);
+    let inc = retry.incident.unwrap();
+    assert_eq!((inc.incident_id, inc.state), (id, queued));
+    assert_eq!(rig.submits(), 1, "no second submit");
+}
+
+#[tokio::test]
+async fn the_sweeper_hands_off_an_incident_whose_district_was_down_without_a_redial() {
+    let rig = Rig::new(None);
+    rig.district.down.store(true, Ordering::SeqCst);
+    let status = Status::from(rig.svc.report(&call("c-1")).await.unwrap_err());
+    assert_eq!(status.code(), Code::Unavailable);
+    // Still down: the sweep tries, fails, and leaves it for the next pass.
+    assert_eq!(rig.svc.sweep().await.unwrap(), 0);
+    assert_eq!(rig.submits(), 2);
+    rig.district.down.store(false, Ordering::SeqCst);
+    assert_eq!(rig.svc.sweep().await.unwrap(), 1);
+    let id = rig.district.submits.lock()[0].incident_id.clone();
+    let stored = rig.svc.incident(&id).await.unwrap();
+    assert_eq!(stored.state, v1::IncidentState::Queued as i32);
+    assert_eq!(rig.svc.sweep().await.unwrap(), 0, "handed off once");
+    assert_eq!(rig.submits(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claimer_that_vanished_holds_the_call_only_until_its_lease_lapses() {
+    let rig = Rig::new(None);
+    // A claimer (another replica, or this process before a crash) created the record and died
+    // holding the lease, before any submit.
+    let report = call("c-1");
+    let valid = crate::validate::report(&report).unwrap();
+    let incident = crate::store::routed_incident(
+        "inc-vanished".into(),
+        &valid,
+        crate::store::Placement {
+            district_id: "nc-d07".into(),
+            station_id: "nc-st2".into(),
+            sub_bureau_id: "nancheng".into(),
+            routed_to_nearest: false,
+        },
+        Timestamp(T0),
+        Timestamp(T0),
+    )
+    .unwrap();
+    let lease = Duration::from_millis(IntakeConfig::default().handoff_lease_ms);
+    rig.svc
+        .records()
+        .create(incident, "dead-claimer", lease)
+        .await
+        .unwrap();
+    // Within the lease a redial answers the record and does not submit.
+    let early = rig.svc.report(&report).await.unwrap();
+    assert!(early.duplicate);
+    assert_eq!(rig.submits(), 0);
+    assert_eq!(rig.svc.sweep().await.unwrap(), 0);
+    tokio::time::advance(lease).await;
+    assert_eq!(rig.svc.sweep().await.unwrap(), 1);
+    assert_eq!(rig.submits(), 1);
+    let stored = rig.svc.incident("inc-vanished").await.unwrap();
+    assert_eq!(stored.state, v1::IncidentState::Queued as i32);
+}
+
+#[tokio::test]
+async fn a_restarted_intake_never_reuses_an_incident_id() {
+    // The fault: after a restart the counter began again at inc-00000001 and the district
+    // answered the new call with the old incident.
+    let before = Rig::new(None);
+    let first = before.svc.report(&call("c-1")).await.unwrap();
+    let after = Rig::new(None);
+    let second = after.svc.report(&call("c-2")).await.unwrap();
+    let (a, b) = (
+        first.incident.unwrap().incident_id,
+        second.incident.unwrap().incident_id,
+    );
+    assert!(is_incident_id(&a) && is_incident_id(&b), "{a} {b}");
+    assert_ne!(a, b);
+}
+
+#[tokio::test]
 async fn get_incident_errors() {
     let rig = Rig::new(None);
-    let status = Status::from(rig.svc.incident("").unwrap_err());
+    let status = Status::from(rig.svc.incident("").await.unwrap_err());
     assert_eq!(
         (status.code(), violated_field(&status).as_deref()),
         (Code::InvalidArgument, Some("incident_id"))
     );
-    let status = Status::from(rig.svc.incident("inc-99999999").unwrap_err());
+    let status = Status::from(rig.svc.incident("inc-99999999").await.unwrap_err());
     assert_eq!(status.code(), Code::NotFound);
     assert!(status.message().contains("inc-99999999"));
 }
@@ -399,18 +507,16 @@ async fn updates_apply_only_with_a_higher_revision() {
         .incident
         .unwrap();
     let (dispatched, on_scene) = dispatched_and_on_scene(&inc);
-    assert!(rig.svc.apply_update(&on_scene).unwrap());
-    assert!(!rig.svc.apply_update(&dispatched).unwrap());
-    assert!(!rig.svc.apply_update(&inc).unwrap());
-    let stored = rig.svc.incident(&inc.incident_id).unwrap();
+    assert!(rig.svc.apply_update(&on_scene).await.unwrap());
+    assert!(!rig.svc.apply_update(&dispatched).await.unwrap());
+    assert!(!rig.svc.apply_update(&inc).await.unwrap());
+    let stored = rig.svc.incident(&inc.incident_id).await.unwrap();
     assert_eq!(stored, on_scene);
     assert_eq!(stored.times.unwrap().on_scene_at, at_ms(T0 + 240_000));
     let mut broken = on_scene.clone();
     broken.incident_id.clear();
-    assert_eq!(
-        rig.svc.apply_update(&broken).unwrap_err().field,
-        "incident_id"
-    );
+    let status = Status::from(rig.svc.apply_update(&broken).await.unwrap_err());
+    assert_eq!(violated_field(&status).as_deref(), Some("incident_id"));
 }
 
 fn update(inc: &v1::Incident) -> v1::Publication {
@@ -421,12 +527,17 @@ fn update(inc: &v1::Incident) -> v1::Publication {
         body: Some(v1::NoticeBody {
             kind: Some(Kind::IncidentUpdate(inc.clone())),
         }),
+        publication_id: String::new(),
     }
 }
 
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     for _ in 0..500 {
-        if cond() {
+        if cond().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -471,6 +582,7 @@ async fn follow_updates_tracks_the_command_center_feed_through_the_notification_
         body: Some(v1::NoticeBody {
             kind: Some(Kind::DispatchOrder(v1::DispatchOrder::default())),
         }),
+        publication_id: String::new(),
     };
     let mut malformed = on_scene.clone();
     malformed.location = None;
@@ -487,11 +599,11 @@ async fn follow_updates_tracks_the_command_center_feed_through_the_notification_
     NotifyPort::publish(&notify, v1::PublishRequest { publications })
         .await
         .unwrap();
-    eventually("marker applied", || {
-        rig.svc.incident(&marker.incident_id).unwrap().revision == 3
+    eventually("marker applied", || async {
+        rig.svc.incident(&marker.incident_id).await.unwrap().revision == 3
     })
     .await;
-    assert_eq!(rig.svc.incident(&first.incident_id).unwrap(), on_scene);
+    assert_eq!(rig.svc.incident(&first.incident_id).await.unwrap(), on_scene);
 
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), follower)
@@ -528,6 +640,7 @@ fn notice(seq: u64, inc: &v1::Incident) -> Result<v1::Notice, Status> {
         seq,
         published_at: None,
         body: update(inc).body,
+        cursor: format!("7-{seq}"),
     })
 }
 
@@ -551,6 +664,7 @@ async fn follow_updates_reconnects_with_backoff_and_resumes_after_the_last_seq()
                 notice(2, &on_scene),
                 Err(Status::internal("connection reset")),
             ]),
+            Err(Status::out_of_range("resume_after: cursor 7-2 is out of range")),
         ])),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -558,12 +672,13 @@ async fn follow_updates_reconnects_with_backoff_and_resumes_after_the_last_seq()
     let follower = rig.svc.follow_updates(notify.clone(), async {
         let _ = stopped.await;
     });
-    eventually("fourth subscription", || notify.requests.lock().len() == 4).await;
+    eventually("fifth subscription", || async { notify.requests.lock().len() == 5 }).await;
     let requests = notify.requests.lock().clone();
-    let resumes: Vec<u64> = requests.iter().map(|r| r.resume_after).collect();
-    // Failed before any notice: 0 again; after seq 1 the stream ended: resume after 1; after
-    // seq 2 it failed: resume after 2.
-    assert_eq!(resumes, vec![0, 0, 1, 2]);
+    let resumes: Vec<&str> = requests.iter().map(|r| r.resume_after.as_str()).collect();
+    // Failed before any notice: from the oldest again; after notice 1 the stream ended: resume
+    // after its cursor; after notice 2 it failed: after that one's; that cursor out of range:
+    // from the oldest kept, at once.
+    assert_eq!(resumes, vec!["", "", "7-1", "7-2", ""]);
     let role = Some(v1::Audience {
         target: Some(v1::audience::Target::Role(v1::Role::CommandCenter as i32)),
     });
@@ -575,7 +690,7 @@ async fn follow_updates_reconnects_with_backoff_and_resumes_after_the_last_seq()
         waited >= Duration::from_millis(300) && waited < Duration::from_millis(400),
         "{waited:?}"
     );
-    assert_eq!(rig.svc.incident(&inc.incident_id).unwrap(), on_scene);
+    assert_eq!(rig.svc.incident(&inc.incident_id).await.unwrap(), on_scene);
     stop.send(()).unwrap();
     follower.await.unwrap();
 }

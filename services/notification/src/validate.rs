@@ -3,9 +3,10 @@
 //! becomes `InvalidArgument`.
 
 use dispatch_bus::convert::FieldError;
-use dispatch_bus::feed::AudienceKey;
+use dispatch_bus::feed::{AudienceKey, Publication};
 use dispatch_proto::v1;
 use dispatch_proto::v1::audience::Target;
+use dispatch_proto::v1::notice_body::Kind;
 
 /// The feed an audience names. `field` is the audience's own path (`audience`,
 /// `publications[2].audience`).
@@ -34,13 +35,13 @@ pub fn audience_key(
     }
 }
 
-/// Every publication of a `Publish` request as (feed, body), in request order.
+/// Every publication of a `Publish` request, in request order; an empty `publication_id`
+/// becomes `None` (no deduplication).
 ///
 /// Errors: the first bad publication, as `publications[i].audience...` (see [`audience_key`])
-/// or `publications[i].body` (missing, or with no kind set).
-pub fn publications(
-    req: v1::PublishRequest,
-) -> Result<Vec<(AudienceKey, v1::NoticeBody)>, FieldError> {
+/// or `publications[i].body` (missing, with no kind set, or a heartbeat, which only the
+/// server sends).
+pub fn publications(req: v1::PublishRequest) -> Result<Vec<Publication>, FieldError> {
     req.publications
         .into_iter()
         .enumerate()
@@ -50,13 +51,26 @@ pub fn publications(
             let body = p
                 .body
                 .ok_or_else(|| FieldError::new(body_field(), "is required"))?;
-            if body.kind.is_none() {
-                return Err(FieldError::new(
-                    body_field(),
-                    "must set dispatch_order or incident_update",
-                ));
+            match body.kind {
+                Some(Kind::DispatchOrder(_) | Kind::IncidentUpdate(_)) => {}
+                None => {
+                    return Err(FieldError::new(
+                        body_field(),
+                        "must set dispatch_order or incident_update",
+                    ));
+                }
+                Some(Kind::Heartbeat(_)) => {
+                    return Err(FieldError::new(
+                        body_field(),
+                        "must set dispatch_order or incident_update, got a heartbeat (only the server sends those)",
+                    ));
+                }
             }
-            Ok((key, body))
+            Ok(Publication {
+                audience: key,
+                body,
+                id: Some(p.publication_id).filter(|id| !id.is_empty()),
+            })
         })
         .collect()
 }
@@ -113,34 +127,45 @@ mod tests {
         let good = v1::Publication {
             audience: role(1),
             body: Some(v1::NoticeBody {
-                kind: Some(v1::notice_body::Kind::IncidentUpdate(
-                    v1::Incident::default(),
-                )),
+                kind: Some(Kind::IncidentUpdate(v1::Incident::default())),
             }),
+            publication_id: String::new(),
+        };
+        let with_id = v1::Publication {
+            publication_id: "inc-1/3".into(),
+            ..good.clone()
         };
         let no_body = v1::Publication {
             audience: officer("a"),
             body: None,
+            publication_id: String::new(),
         };
         let empty_body = v1::Publication {
-            audience: officer("a"),
             body: Some(v1::NoticeBody { kind: None }),
+            ..no_body.clone()
+        };
+        let heartbeat = v1::Publication {
+            body: Some(v1::NoticeBody {
+                kind: Some(Kind::Heartbeat(v1::Heartbeat {})),
+            }),
+            ..no_body.clone()
         };
         let bad_officer = v1::Publication {
             audience: officer(""),
-            body: good.body.clone(),
+            ..good.clone()
         };
         let req = |ps: Vec<v1::Publication>| v1::PublishRequest { publications: ps };
-        assert_eq!(
-            publications(req(vec![good.clone(), good.clone()]))
-                .unwrap()
-                .len(),
-            2
-        );
+        let ok = publications(req(vec![good.clone(), with_id])).unwrap();
+        let ids: Vec<Option<&str>> = ok.iter().map(|p| p.id.as_deref()).collect();
+        assert_eq!(ids, vec![None, Some("inc-1/3")]);
+        assert_eq!(ok[0].audience, AudienceKey::CommandCenter);
         let e = publications(req(vec![good.clone(), no_body])).unwrap_err();
         assert_eq!(e.field, "publications[1].body");
         let e = publications(req(vec![good.clone(), good.clone(), empty_body])).unwrap_err();
         assert_eq!(e.field, "publications[2].body");
+        let e = publications(req(vec![good.clone(), heartbeat])).unwrap_err();
+        assert_eq!(e.field, "publications[1].body");
+        assert!(e.rule.contains("heartbeat"), "{}", e.rule);
         let e = publications(req(vec![bad_officer, good])).unwrap_err();
         assert_eq!(e.field, "publications[0].audience.officer_id");
     }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use dispatch_core::TravelModel;
+use dispatch_core::clock::MIN_EPOCH_MS;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,13 @@ pub struct Config {
     /// Cluster seconds per real second: 1 in production; the load-test harness runs a scaled
     /// clock, and a separately started cluster must use the scenario's scale.
     pub clock_scale: f64,
+    /// Cluster epoch, ms since the Unix epoch: on a scaled clock, cluster time is
+    /// `clock_epoch_ms + (wall time - clock_epoch_ms) x clock_scale`
+    /// ([`dispatch_core::ScaledClock::anchored`]). Every process of a cluster of separate
+    /// processes on a scaled clock needs the same value, or each would count from its own start
+    /// and response times would mix clocks; the embedded cluster (`all`) takes its own start
+    /// when unset. Unused at scale 1.
+    pub clock_epoch_ms: Option<i64>,
     /// ETA model of the dispatch rule.
     pub travel: TravelModel,
     /// Officers on each district's roster (default 20: 346 officers in Nancheng's 17
@@ -32,6 +40,19 @@ pub struct Config {
     pub investigators_per_squad: u32,
     /// Actix arbiters (threads) the district actors are spread over.
     pub arbiters: usize,
+    /// Intake: incident ids, hand-off leases and deadlines, sweeper, retention.
+    pub intake: dispatch_intake::IntakeConfig,
+    /// Redis, the system of record of a multi-process cluster; unset: every service keeps its
+    /// state in process memory (the embedded default, lost with the process).
+    pub redis: RedisSettings,
+}
+
+/// Where Redis is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`; unset: in-memory backends.
+    pub url: Option<String>,
 }
 
 /// Addresses of the other services, `host:port`.
@@ -79,10 +100,13 @@ impl Default for Config {
             peers: Peers::default(),
             map: MapSource::default(),
             clock_scale: 1.0,
+            clock_epoch_ms: None,
             travel: TravelModel::default(),
             officers_per_district: 20,
             investigators_per_squad: 6,
             arbiters: 2,
+            intake: dispatch_intake::IntakeConfig::default(),
+            redis: RedisSettings::default(),
         }
     }
 }
@@ -150,13 +174,28 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks the rules: clock scale finite and > 0, travel model valid, at least one officer
-    /// per district, one investigator per squad and one arbiter.
+    /// Checks the rules: clock scale finite and > 0, clock epoch (when given) at least
+    /// [`dispatch_core::clock::MIN_EPOCH_MS`] (milliseconds, not seconds), travel model valid, at
+    /// least one officer per district, one investigator per squad and one arbiter.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.intake.validate().map_err(|e| anyhow::anyhow!(e))?;
+        if let Some(url) = &self.redis.url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            anyhow::bail!("redis.url must start with redis:// or rediss://, got {url:?}");
+        }
         if !self.clock_scale.is_finite() || self.clock_scale <= 0.0 {
             anyhow::bail!(
                 "clock_scale must be a finite number > 0, got {}",
                 self.clock_scale
+            );
+        }
+        if let Some(epoch) = self.clock_epoch_ms
+            && epoch < MIN_EPOCH_MS
+        {
+            anyhow::bail!(
+                "clock_epoch_ms must be milliseconds since the Unix epoch, at least \
+                 {MIN_EPOCH_MS} (2001-09-09T01:46:40Z), got {epoch}: was it given in seconds?"
             );
         }
         self.travel
@@ -173,18 +212,44 @@ impl Config {
         }
         Ok(())
     }
+
+    /// Whether the clock is scaled (anything but the wall clock's 1).
+    pub fn scaled_clock(&self) -> bool {
+        self.clock_scale != 1.0
+    }
+
+    /// Checks that this configuration can run one service among separate processes: on a
+    /// scaled clock the cluster epoch must be given, the same for every process (the embedded
+    /// cluster may start its clock from its own start instead).
+    ///
+    /// Errors: the scale is not 1 and `clock_epoch_ms` is unset.
+    pub fn validate_separate_process(&self) -> anyhow::Result<()> {
+        if self.scaled_clock() && self.clock_epoch_ms.is_none() {
+            anyhow::bail!(
+                "clock_epoch_ms is not set but clock_scale is {}: every process of the cluster \
+                 needs the same --clock-epoch-ms (or DISPATCH_CLOCK_EPOCH_MS), e.g. \
+                 `--clock-epoch-ms $(date +%s%3N)` computed once for all of them, or each \
+                 process would count cluster time from its own start",
+                self.clock_scale
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The configuration's top-level keys; other `DISPATCH_*` variables are not ours.
-const TOP_LEVEL_KEYS: [&str; 8] = [
+const TOP_LEVEL_KEYS: [&str; 11] = [
     "listen",
     "peers",
     "map",
     "clock_scale",
+    "clock_epoch_ms",
     "travel",
     "officers_per_district",
     "investigators_per_squad",
     "arbiters",
+    "intake",
+    "redis",
 ];
 
 /// Environment values are strings; numbers and booleans are passed as such so they fit typed
@@ -266,6 +331,69 @@ mod tests {
         );
         let err = Config::load(None, env(&[("DISPATCH_TRAVEL__SPEED", "3")])).unwrap_err();
         assert!(err.to_string().contains("speed"), "{err}");
+    }
+
+    #[test]
+    fn clock_epoch_layers_from_file_and_environment() {
+        let dir =
+            std::env::temp_dir().join(format!("dispatch-config-epoch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "clock_scale = 60.0\nclock_epoch_ms = 1764000000000\n",
+        )
+        .unwrap();
+        assert_eq!(Config::default().clock_epoch_ms, None);
+        let c = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(c.clock_epoch_ms, Some(1_764_000_000_000));
+        let c = Config::load(
+            Some(&file),
+            env(&[("DISPATCH_CLOCK_EPOCH_MS", "1764000123456")]),
+        )
+        .unwrap();
+        assert_eq!(c.clock_epoch_ms, Some(1_764_000_123_456)); // env beats file
+        assert_eq!(c.clock_scale, 60.0);
+    }
+
+    #[test]
+    fn bad_clock_epochs_are_named() {
+        // Seconds where milliseconds are meant.
+        let err =
+            Config::load(None, env(&[("DISPATCH_CLOCK_EPOCH_MS", "1764000000")])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("clock_epoch_ms")
+                && text.contains("got 1764000000")
+                && text.contains("(from DISPATCH_CLOCK_EPOCH_MS)"),
+            "{text}"
+        );
+        let err = Config::load(None, env(&[("DISPATCH_CLOCK_EPOCH_MS", "soon")])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("clock_epoch_ms") && text.contains("DISPATCH_CLOCK_EPOCH_MS"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_separate_process_on_a_scaled_clock_needs_the_epoch() {
+        let scaled = Config {
+            clock_scale: 60.0,
+            ..Config::default()
+        };
+        let err = scaled.validate_separate_process().unwrap_err().to_string();
+        assert!(
+            err.contains("--clock-epoch-ms") && err.contains("clock_scale is 60"),
+            "{err}"
+        );
+        let anchored = Config {
+            clock_epoch_ms: Some(1_764_000_000_000),
+            ..scaled
+        };
+        assert!(anchored.validate_separate_process().is_ok());
+        // The wall clock needs no epoch.
+        assert!(Config::default().validate_separate_process().is_ok());
     }
 
     #[test]

@@ -9,14 +9,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_rt::Arbiter;
-use dispatch_bus::feed::{FeedHub, FeedLimits};
+use dispatch_bus::feed::{FeedHub, FeedLimits, FeedStore};
 use dispatch_bus::ports::InProcess;
 use dispatch_case_squad::CaseSquadService;
 use dispatch_core::TravelModel;
 use dispatch_core::clock::{SharedClock, WallClock};
+use dispatch_district::journal::MemoryJournal;
 use dispatch_district::{DistrictGrpc, DistrictNode, NodeConfig, Outbox};
 use dispatch_geo_router::GeoRouterService;
-use dispatch_intake::{IntakeConfig, IntakeService};
+use dispatch_intake::{IntakeConfig, IntakeService, MemoryRecords};
 use dispatch_map::CityMap;
 use dispatch_notification::NotificationService;
 use dispatch_proto::service_names;
@@ -45,6 +46,8 @@ pub struct ClusterConfig {
     pub arbiters: usize,
     /// Where to serve; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// Intake's hand-off leases, deadlines, sweeper and retention.
+    pub intake: IntakeConfig,
 }
 
 impl Default for ClusterConfig {
@@ -56,6 +59,7 @@ impl Default for ClusterConfig {
             investigators_per_squad: 6,
             arbiters: 2,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            intake: IntakeConfig::default(),
         }
     }
 }
@@ -105,18 +109,22 @@ impl EmbeddedCluster {
             NodeConfig {
                 travel: config.travel,
                 officers_per_district: config.officers_per_district,
+                ..NodeConfig::default()
             },
             clock.clone(),
             outbox,
+            Arc::new(MemoryJournal::new()),
             config.arbiters,
         )
+        .await
         .map_err(|e| anyhow::anyhow!(e))?;
         let district = Arc::new(DistrictGrpc::new(node.clone()));
         let intake = Arc::new(IntakeService::new(
             Arc::new(InProcess(geo.clone())),
             Arc::new(InProcess(district.clone())),
+            Arc::new(MemoryRecords::new()),
             clock.clone(),
-            IntakeConfig::default(),
+            config.intake.clone(),
         ));
 
         let stop = CancellationToken::new();
@@ -124,6 +132,8 @@ impl EmbeddedCluster {
         intake.follow_updates(Arc::new(InProcess(notification.clone())), async move {
             follow_stop.cancelled().await
         });
+        let sweep_stop = stop.clone();
+        intake.spawn_sweeper(async move { sweep_stop.cancelled().await });
 
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;

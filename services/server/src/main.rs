@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use dispatch_core::clock::SharedClock;
 use dispatch_map::CityMap;
 use dispatch_server::config::Config;
 use dispatch_server::standalone::{self, ServiceKind};
@@ -33,6 +34,11 @@ struct Cli {
     /// Cluster seconds per real second (1 in production).
     #[arg(long, global = true, allow_negative_numbers = true)]
     clock_scale: Option<f64>,
+    /// Cluster epoch, ms since the Unix epoch, from which a scaled clock counts; every process
+    /// of a separately started cluster on a scaled clock needs the same value, e.g.
+    /// `$(date +%s%3N)` computed once.
+    #[arg(long, global = true, allow_negative_numbers = true)]
+    clock_epoch_ms: Option<i64>,
     /// Peer address of intake.
     #[arg(long, global = true)]
     intake: Option<String>,
@@ -48,6 +54,10 @@ struct Cli {
     /// Peer address of notification.
     #[arg(long, global = true)]
     notification: Option<String>,
+    /// Redis URL (`redis://host:port/db`): every service keeps its state there (the system of
+    /// record of a multi-process cluster); without it, state lives in process memory.
+    #[arg(long, global = true, env = "DISPATCH_REDIS__URL", hide_env_values = true)]
+    redis: Option<String>,
     /// Print the resulting configuration as TOML and exit.
     #[arg(long, global = true)]
     print_config: bool,
@@ -79,6 +89,12 @@ impl Cli {
         }
         if let Some(v) = self.clock_scale {
             c.clock_scale = v;
+        }
+        if let Some(v) = &self.redis {
+            c.redis.url = Some(v.clone());
+        }
+        if let Some(v) = self.clock_epoch_ms {
+            c.clock_epoch_ms = Some(v);
         }
         for (flag, slot) in [
             (&self.intake, &mut c.peers.intake),
@@ -119,6 +135,19 @@ fn main() -> std::process::ExitCode {
         }
     }
     let command = cli.command.unwrap_or(Command::All);
+    // A clock that cannot be built (a separate process on a scaled clock without the shared
+    // epoch, an epoch ahead of this host's clock) is bad input too.
+    let clock = match command {
+        Command::All => standalone::embedded_clock(&config),
+        Command::Run { .. } => standalone::clock(&config),
+    };
+    let clock = match clock {
+        Ok(clock) => clock,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     // A map that cannot load is bad input (exit 2), found before anything starts.
     let map = match command {
         Command::All
@@ -139,7 +168,7 @@ fn main() -> std::process::ExitCode {
             .build()
             .unwrap_or_else(|e| panic!("cannot build the tokio runtime: {e}"))
     });
-    let result = system.block_on(serve(command, config, map));
+    let result = system.block_on(serve(command, config, clock, map));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -149,7 +178,12 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(command: Command, config: Config, map: Option<Arc<CityMap>>) -> anyhow::Result<()> {
+async fn serve(
+    command: Command,
+    config: Config,
+    clock: SharedClock,
+    map: Option<Arc<CityMap>>,
+) -> anyhow::Result<()> {
     match command {
         Command::All => {
             let map = match map {
@@ -159,12 +193,13 @@ async fn serve(command: Command, config: Config, map: Option<Arc<CityMap>>) -> a
             let cluster = EmbeddedCluster::start(
                 map,
                 ClusterConfig {
-                    clock: standalone::clock(&config)?,
+                    clock,
                     travel: config.travel,
                     officers_per_district: config.officers_per_district,
                     investigators_per_squad: config.investigators_per_squad,
                     arbiters: config.arbiters,
                     listen: config.listen,
+                    intake: config.intake.clone(),
                 },
             )
             .await?;
@@ -176,6 +211,7 @@ async fn serve(command: Command, config: Config, map: Option<Arc<CityMap>>) -> a
             standalone::run_service(
                 service,
                 &config,
+                clock,
                 map,
                 listener,
                 dispatch_runtime::shutdown_signal(),

@@ -13,9 +13,13 @@ use dispatch_bus::feed::{FeedHub, FeedLimits};
 use dispatch_bus::ports::{RouterPort, channel};
 use dispatch_case_squad::CaseSquadService;
 use dispatch_core::ScaledClock;
-use dispatch_core::clock::{SharedClock, WallClock};
+use dispatch_core::clock::{Error as ClockError, SharedClock, WallClock};
 use dispatch_district::{DistrictNode, NodeConfig, Outbox};
-use dispatch_intake::{IntakeConfig, IntakeService};
+use dispatch_bus::redis_conn;
+use dispatch_district::DistrictGrpc;
+use dispatch_district::journal::{Journal, MemoryJournal, RedisJournal};
+use dispatch_runtime::{Probe, ServeOptions};
+use dispatch_intake::{IncidentRecords, IntakeService, MemoryRecords, RedisRecords};
 use dispatch_map::CityMap;
 use dispatch_proto::v1;
 use dispatch_proto::v1::case_squad_client::CaseSquadClient;
@@ -44,15 +48,37 @@ pub enum ServiceKind {
     Notification,
 }
 
-/// The cluster clock of `config`: the wall clock at scale 1, a scaled clock otherwise.
+/// The clock of one service among separate processes: the wall clock at scale 1, otherwise a
+/// clock scaled from the configured epoch, which every process of the cluster shares.
+///
+/// Errors: a scaled clock without `clock_epoch_ms` (see [`Config::validate_separate_process`]),
+/// or a scale or epoch [`ScaledClock::anchored`] refuses.
 pub fn clock(config: &Config) -> anyhow::Result<SharedClock> {
-    if config.clock_scale == 1.0 {
-        Ok(Arc::new(WallClock))
-    } else {
-        Ok(Arc::new(
-            ScaledClock::new(config.clock_scale).map_err(|e| anyhow::anyhow!(e))?,
-        ))
+    config.validate_separate_process()?;
+    embedded_clock(config)
+}
+
+/// The clock of a process that is the whole cluster (`dispatch-server all`): as [`clock`], but
+/// a scaled clock without a configured epoch starts from now, since no other process needs to
+/// agree with it.
+///
+/// Errors: a scale or epoch [`ScaledClock`] refuses, naming the key.
+pub fn embedded_clock(config: &Config) -> anyhow::Result<SharedClock> {
+    if !config.scaled_clock() {
+        return Ok(Arc::new(WallClock));
     }
+    let clock = match config.clock_epoch_ms {
+        Some(epoch) => ScaledClock::anchored(epoch, config.clock_scale),
+        None => ScaledClock::new(config.clock_scale),
+    }
+    .map_err(|e| {
+        let key = match e {
+            ClockError::Scale(_) => "clock_scale",
+            _ => "clock_epoch_ms",
+        };
+        anyhow::anyhow!("{key}: {e}")
+    })?;
+    Ok(Arc::new(clock))
 }
 
 /// Loads the map of `source`: the built-in map when no GeoJSON is given.
@@ -66,6 +92,53 @@ pub fn load_map(source: &MapSource) -> anyhow::Result<CityMap> {
             source.population.as_deref(),
         )?),
     }
+}
+
+/// How a service of `config` serves: with Redis configured, health reports NOT_SERVING while
+/// Redis does not answer a `PING`, and SERVING again when it does.
+///
+/// Errors: a malformed Redis URL.
+pub fn serve_options(config: &Config) -> anyhow::Result<ServeOptions> {
+    let mut options = ServeOptions::default();
+    if let Some(url) = &config.redis.url {
+        let con = redis_conn::connect(url)?;
+        let probe: Probe = Arc::new(move || {
+            let con = con.clone();
+            Box::pin(async move { redis_conn::ping(&con).await })
+        });
+        options.dependency = Some(probe);
+    }
+    Ok(options)
+}
+
+/// The district journal of `config`: in Redis when `redis.url` is set, else in memory.
+///
+/// Errors: a malformed Redis URL.
+pub fn journal(config: &Config) -> anyhow::Result<Arc<dyn Journal>> {
+    Ok(match &config.redis.url {
+        Some(url) => Arc::new(RedisJournal::connect(url)?),
+        None => Arc::new(MemoryJournal::new()),
+    })
+}
+
+/// Intake's records of `config`: in Redis when `redis.url` is set, else in memory. Closed
+/// incidents are kept `intake.retention_s` seconds of cluster time (converted to real time for
+/// Redis's expiry with `clock`).
+///
+/// Errors: a malformed Redis URL.
+pub fn intake_records(
+    config: &Config,
+    clock: &SharedClock,
+) -> anyhow::Result<Arc<dyn IncidentRecords>> {
+    Ok(match &config.redis.url {
+        Some(url) => {
+            // Cluster seconds to real time (u64 seconds fit f64 exactly below 2^53).
+            #[allow(clippy::cast_precision_loss)]
+            let retention = clock.real_duration(config.intake.retention_s as f64);
+            Arc::new(RedisRecords::connect(url, retention)?)
+        }
+        None => Arc::new(MemoryRecords::new()),
+    })
 }
 
 /// Asks the geo-router at `addr` for the directory, retrying until [`DIRECTORY_WAIT`] passes.
@@ -86,19 +159,19 @@ pub async fn fetch_directory(addr: &str) -> anyhow::Result<v1::ListDistrictsResp
     Ok(directory)
 }
 
-/// Runs one service on `listener` until `shutdown` resolves. District must run inside an
-/// actix system (its actors live on arbiters). The geo-router serves `map`, or loads the map of
-/// `config` when none is given.
+/// Runs one service on `listener` until `shutdown` resolves, stamping time with `clock` (see
+/// [`clock`]). District must run inside an actix system (its actors live on arbiters). The
+/// geo-router serves `map`, or loads the map of `config` when none is given.
 ///
 /// Errors: configuration, map loading, the directory not reachable, or the server failing.
 pub async fn run_service(
     kind: ServiceKind,
     config: &Config,
+    clock: SharedClock,
     map: Option<Arc<CityMap>>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let clock = clock(config)?;
     let peers = &config.peers;
     match kind {
         ServiceKind::GeoRouter => {
@@ -129,13 +202,23 @@ pub async fn run_service(
                 NodeConfig {
                     travel: config.travel,
                     officers_per_district: config.officers_per_district,
+                    ..NodeConfig::default()
                 },
                 clock,
                 outbox,
+                journal(config)?,
                 config.arbiters,
             )
+            .await
             .map_err(|e| anyhow::anyhow!(e))?;
-            let result = dispatch_district::run(listener, node, shutdown).await;
+            let result = dispatch_runtime::serve_with(
+                listener,
+                DistrictGrpc::new(node).routes(),
+                &[dispatch_proto::service_names::DISTRICT],
+                shutdown,
+                serve_options(config)?,
+            )
+            .await;
             for arbiter in arbiters {
                 arbiter.stop();
             }
@@ -145,8 +228,9 @@ pub async fn run_service(
             let intake = Arc::new(IntakeService::new(
                 Arc::new(GeoRouterClient::new(channel(&peers.geo_router)?)),
                 Arc::new(DistrictServiceClient::new(channel(&peers.district)?)),
+                intake_records(config, &clock)?,
                 clock,
-                IntakeConfig::default(),
+                config.intake.clone(),
             ));
             let stop = tokio_util::sync::CancellationToken::new();
             let follow_stop = stop.clone();
@@ -154,10 +238,21 @@ pub async fn run_service(
                 Arc::new(NotificationClient::new(channel(&peers.notification)?)),
                 async move { follow_stop.cancelled().await },
             );
-            let result = dispatch_intake::run(listener, intake, async move {
-                shutdown.await;
-                stop.cancel();
-            })
+            let sweep_stop = stop.clone();
+            intake.spawn_sweeper(async move { sweep_stop.cancelled().await });
+            let routes = tonic::service::Routes::new(
+                dispatch_proto::v1::intake_server::IntakeServer::from_arc(intake),
+            );
+            let result = dispatch_runtime::serve_with(
+                listener,
+                routes,
+                &[dispatch_proto::service_names::INTAKE],
+                async move {
+                    shutdown.await;
+                    stop.cancel();
+                },
+                serve_options(config)?,
+            )
             .await;
             result?;
         }

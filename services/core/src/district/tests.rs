@@ -200,6 +200,29 @@ fn submit_is_idempotent_on_the_incident_id() {
 }
 
 #[test]
+fn an_id_known_with_another_call_is_refused_and_changes_nothing() {
+    // The fault this guards against: intake restarted, reused an id, and the district answered
+    // the new call with the old incident while the free officer stayed free.
+    let mut d = district(&[("o1", Some(north(0.01))), ("o2", Some(north(0.02)))]);
+    let first = routed("I1", Category::Theft, 0.0, scene());
+    d.submit(first, at(1.0)).unwrap();
+    let before = d.clone();
+    let mut reused = routed("I1", Category::ViolentCrime, 5.0, north(0.03));
+    reused.call_id = "call-from-after-a-restart".into();
+    let err = d.submit(reused, at(6.0)).unwrap_err();
+    assert_eq!(
+        err,
+        Error::IdTaken {
+            incident_id: "I1".into(),
+            known_call_id: "call-I1".into(),
+            call_id: "call-from-after-a-restart".into(),
+        }
+    );
+    assert_eq!(d, before, "a refused submit changes nothing");
+    assert_eq!(d.officer("o2").unwrap().status, OfficerStatus::Available);
+}
+
+#[test]
 fn full_cycle_stamps_every_step_and_repeats_are_no_ops() {
     let mut d = district(&[("o1", Some(north(0.01)))]);
     let (i, _) = d

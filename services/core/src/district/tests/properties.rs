@@ -148,14 +148,11 @@ fn dispatch_for(d: &DistrictState, seen: &Seen, officer: &str, pick: Pick) -> St
     }
 }
 
-/// Applies one operation; returns the effects and the incident the call answered with, if any.
-fn apply(
-    d: &mut DistrictState,
-    seen: &mut Seen,
-    op: &Op,
-) -> Result<(Vec<Effect>, Option<Incident>), Error> {
+/// The command an operation sends, if any (a tick only moves time; a resubmit of nothing is
+/// nothing).
+fn command(d: &DistrictState, seen: &mut Seen, op: &Op) -> Option<Command> {
     let now = seen.now;
-    match *op {
+    Some(match *op {
         Op::Submit {
             category,
             offset,
@@ -166,62 +163,93 @@ fn apply(
             let incident = routed(&id, Category::ALL[category], received, place(offset));
             seen.revision.insert(id, incident.revision);
             seen.submitted.push(incident.clone());
-            let (i, e) = d.submit(incident, now)?;
-            Ok((e, Some(i)))
+            Command::Submit(Box::new(incident))
         }
         Op::Resubmit(i) => {
-            let Some(incident) = seen.submitted.get(i % seen.submitted.len().max(1)) else {
-                return Ok((Vec::new(), None));
-            };
-            let (i, e) = d.submit(incident.clone(), now)?;
-            Ok((e, Some(i)))
+            Command::Submit(Box::new(
+                seen.submitted
+                    .get(i % seen.submitted.len().max(1))?
+                    .clone(),
+            ))
         }
         Op::SetStatus {
             officer,
             status,
             location,
-        } => {
-            let (_, e) = d.set_officer_status(
-                &officer_id(officer),
-                STATUSES[status],
-                location.map(place),
-                now,
-            )?;
-            Ok((e, None))
-        }
-        Op::Report { officer, location } => Ok((
-            d.report_location(&officer_id(officer), place(location), now)?,
-            None,
-        )),
+        } => Command::SetStatus {
+            officer_id: officer_id(officer),
+            status: STATUSES[status],
+            location: location.map(place),
+        },
+        Op::Report { officer, location } => Command::ReportLocation {
+            officer_id: officer_id(officer),
+            location: place(location),
+        },
         Op::Ack(o, p) => {
-            let o = officer_id(o);
-            let (i, e) = d.acknowledge(&o, &dispatch_for(d, seen, &o, p), now)?;
-            Ok((e, Some(i)))
+            let officer_id = officer_id(o);
+            let dispatch_id = dispatch_for(d, seen, &officer_id, p);
+            Command::Acknowledge {
+                officer_id,
+                dispatch_id,
+            }
         }
         Op::Arrive(o, p) => {
-            let o = officer_id(o);
-            let (i, e) = d.arrive(&o, &dispatch_for(d, seen, &o, p), now)?;
-            Ok((e, Some(i)))
+            let officer_id = officer_id(o);
+            let dispatch_id = dispatch_for(d, seen, &officer_id, p);
+            Command::Arrive {
+                officer_id,
+                dispatch_id,
+            }
         }
         Op::Clear(o, p, disposition) => {
-            let o = officer_id(o);
-            let dispatch = dispatch_for(d, seen, &o, p);
-            let (i, e) = d.clear(&o, &dispatch, DISPOSITIONS[disposition], now)?;
-            Ok((e, Some(i)))
+            let officer_id = officer_id(o);
+            let dispatch_id = dispatch_for(d, seen, &officer_id, p);
+            Command::Clear {
+                officer_id,
+                dispatch_id,
+                disposition: DISPOSITIONS[disposition],
+            }
         }
-        Op::Cancel(i) => {
-            let id = seen
+        Op::Cancel(i) => Command::Cancel {
+            incident_id: seen
                 .submitted
                 .get(i % seen.submitted.len().max(1))
-                .map_or("I0".to_owned(), |i| i.id.clone());
-            let (i, e) = d.cancel(&id, now)?;
-            Ok((e, Some(i)))
-        }
+                .map_or("I0".to_owned(), |i| i.id.clone()),
+        },
         Op::Tick(s) => {
             seen.now = now.plus_seconds(f64::from(s));
-            Ok((Vec::new(), None))
+            return None;
         }
-    }
+    })
+}
+
+/// What one applied operation gave: its effects, the incident it answered with (if any), and
+/// the log entry of an accepted command.
+type Applied = (Vec<Effect>, Option<Incident>, Option<Entry>);
+
+/// Applies one operation through [`DistrictState::apply`], as the actor does; returns the
+/// effects, the incident the call answered with (if any), and the log entry of an accepted
+/// command.
+fn apply(
+    d: &mut DistrictState,
+    seen: &mut Seen,
+    op: &Op,
+) -> Result<Applied, Error> {
+    let Some(command) = command(d, seen, op) else {
+        return Ok((Vec::new(), None, None));
+    };
+    let at = seen.now;
+    let (reply, effects) = d.apply(&command, at)?;
+    let answer = match reply {
+        Reply::Incident(i) => Some(i),
+        Reply::Officer(_) | Reply::Done => None,
+    };
+    let entry = Entry {
+        at,
+        command,
+        effects: effects.clone(),
+    };
+    Ok((effects, answer, Some(entry)))
 }
 
 /// The effects of one successful call agree with each other and with the state.
@@ -380,7 +408,7 @@ proptest! {
         for op in &ops {
             let before = d.clone();
             match apply(&mut d, &mut seen, op) {
-                Ok((effects, answer)) => check_effects(&d, &mut seen, &effects, answer.as_ref())?,
+                Ok((effects, answer, _)) => check_effects(&d, &mut seen, &effects, answer.as_ref())?,
                 Err(err) => {
                     prop_assert_eq!(&d, &before, "failed call {:?} ({}) changed the state", op, err);
                     prop_assert!(!err.to_string().is_empty());
@@ -389,6 +417,57 @@ proptest! {
             check_invariants(&d, &seen)?;
         }
     }
+}
+
+/// A district's state stores as JSON (its snapshot) and comes back equal.
+fn through_json(d: &DistrictState) -> DistrictState {
+    let json = serde_json::to_string(d).unwrap();
+    serde_json::from_str(&json).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Event sourcing (DESIGN.md section 5): a new owner that loads a snapshot taken at any
+    /// point and replays the accepted commands logged after it rebuilds the district exactly,
+    /// and each replayed command has exactly the effects it had the first time.
+    #[test]
+    fn a_snapshot_plus_the_log_after_it_rebuilds_the_district_exactly(
+        ops in prop::collection::vec(op(), 1..120),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut d = DistrictState::new("d1".into(), DistrictConfig::default());
+        for id in OFFICERS {
+            d.add_officer(Officer::off_duty(id.into(), "d1".into(), T0));
+        }
+        let mut seen = Seen::new();
+        let cut = cut.index(ops.len() + 1);
+        let mut snapshot = None;
+        let mut log = Vec::new();
+        for (n, op) in ops.iter().enumerate() {
+            if n == cut {
+                snapshot = Some(through_json(&d));
+            }
+            if let Ok((_, _, Some(entry))) = apply(&mut d, &mut seen, op)
+                && snapshot.is_some()
+            {
+                log.push(through_json_entry(&entry));
+            }
+        }
+        let mut rebuilt = snapshot.unwrap_or_else(|| through_json(&d));
+        let mut replayed_effects = Vec::new();
+        for entry in &log {
+            let (_, effects) = rebuilt.apply(&entry.command, entry.at).unwrap();
+            replayed_effects.push(effects);
+        }
+        prop_assert_eq!(&rebuilt, &d);
+        let logged: Vec<_> = log.iter().map(|e| e.effects.clone()).collect();
+        prop_assert_eq!(replayed_effects, logged);
+    }
+}
+
+fn through_json_entry(e: &Entry) -> Entry {
+    serde_json::from_str(&serde_json::to_string(e).unwrap()).unwrap()
 }
 
 /// The generator reaches the interesting states: without this the properties could pass on
@@ -412,7 +491,7 @@ fn generated_runs_reach_every_lifecycle_state() {
         }
         let mut seen = Seen::new();
         for op in &ops {
-            if let Ok((effects, _)) = apply(&mut d, &mut seen, op) {
+            if let Ok((effects, _, _)) = apply(&mut d, &mut seen, op) {
                 cases += effects
                     .iter()
                     .filter(|e| matches!(e, Effect::OpenCase(_)))

@@ -1,0 +1,154 @@
+//! A district's requests as data: what its event log records and what a new owner replays.
+//!
+//! DESIGN.md section 5: "District state is event-sourced (events + periodic snapshot), so a new
+//! owner rebuilds the actor exactly." [`DistrictState`] is deterministic (no clock, no
+//! randomness), so the log need only hold each accepted [`Command`] with the cluster time it
+//! was applied at: replaying the same commands at the same times from the same snapshot gives
+//! the same state and the same effects. A refused command changes nothing, so only accepted
+//! ones are logged.
+
+use serde::{Deserialize, Serialize};
+
+use super::{DistrictState, Effect, Result};
+use crate::{Disposition, Incident, LatLng, Officer, OfficerStatus, Timestamp};
+
+/// One request to a district, as its log records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// [`DistrictState::submit`]. Boxed: an incident is many times the size of the other
+    /// commands.
+    Submit(Box<Incident>),
+    /// [`DistrictState::set_officer_status`].
+    SetStatus {
+        /// The officer.
+        officer_id: String,
+        /// Available, Busy or OffDuty.
+        status: OfficerStatus,
+        /// Position at the change, WGS84.
+        location: Option<LatLng>,
+    },
+    /// [`DistrictState::report_location`].
+    ReportLocation {
+        /// The officer.
+        officer_id: String,
+        /// Where, WGS84.
+        location: LatLng,
+    },
+    /// [`DistrictState::acknowledge`].
+    Acknowledge {
+        /// The officer.
+        officer_id: String,
+        /// The dispatch.
+        dispatch_id: String,
+    },
+    /// [`DistrictState::arrive`].
+    Arrive {
+        /// The officer.
+        officer_id: String,
+        /// The dispatch.
+        dispatch_id: String,
+    },
+    /// [`DistrictState::clear`].
+    Clear {
+        /// The officer.
+        officer_id: String,
+        /// The dispatch.
+        dispatch_id: String,
+        /// How it ended.
+        disposition: Disposition,
+    },
+    /// [`DistrictState::cancel`].
+    Cancel {
+        /// The incident.
+        incident_id: String,
+    },
+}
+
+/// What a command answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// The incident the command was about, as it now stands.
+    Incident(Incident),
+    /// The officer the command was about, as they now stand.
+    Officer(Officer),
+    /// Nothing (a position report).
+    Done,
+}
+
+/// One entry of a district's log: a command accepted at `at` (cluster time), and the effects it
+/// had, in order. The effects are kept so a new owner delivers those not yet delivered without
+/// replaying from the beginning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// When the command was applied, cluster time.
+    pub at: Timestamp,
+    /// The command.
+    pub command: Command,
+    /// Its effects, in the order they were given.
+    pub effects: Vec<Effect>,
+}
+
+impl DistrictState {
+    /// Applies `command` at `now`: the one entry point the actor and a replay share.
+    ///
+    /// Errors: those of the method the command names; nothing changes then.
+    pub fn apply(&mut self, command: &Command, now: Timestamp) -> Result<(Reply, Vec<Effect>)> {
+        match command {
+            Command::Submit(incident) => self
+                .submit(incident.as_ref().clone(), now)
+                .map(|(i, e)| (Reply::Incident(i), e)),
+            Command::SetStatus {
+                officer_id,
+                status,
+                location,
+            } => self
+                .set_officer_status(officer_id, *status, *location, now)
+                .map(|(o, e)| (Reply::Officer(o), e)),
+            Command::ReportLocation {
+                officer_id,
+                location,
+            } => self
+                .report_location(officer_id, *location, now)
+                .map(|e| (Reply::Done, e)),
+            Command::Acknowledge {
+                officer_id,
+                dispatch_id,
+            } => self
+                .acknowledge(officer_id, dispatch_id, now)
+                .map(|(i, e)| (Reply::Incident(i), e)),
+            Command::Arrive {
+                officer_id,
+                dispatch_id,
+            } => self
+                .arrive(officer_id, dispatch_id, now)
+                .map(|(i, e)| (Reply::Incident(i), e)),
+            Command::Clear {
+                officer_id,
+                dispatch_id,
+                disposition,
+            } => self
+                .clear(officer_id, dispatch_id, *disposition, now)
+                .map(|(i, e)| (Reply::Incident(i), e)),
+            Command::Cancel { incident_id } => self
+                .cancel(incident_id, now)
+                .map(|(i, e)| (Reply::Incident(i), e)),
+        }
+    }
+
+    /// Replays logged entries in order, as a new owner does after loading a snapshot.
+    ///
+    /// Errors: the first entry that does not apply, with its index; the state then holds every
+    /// entry before it. An entry of an accepted command always applies to the state it was
+    /// accepted in, so an error means the log and the snapshot do not belong together.
+    pub fn replay<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = &'a Entry>,
+    ) -> std::result::Result<usize, (usize, super::Error)> {
+        let mut n = 0;
+        for entry in entries {
+            self.apply(&entry.command, entry.at).map_err(|e| (n, e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,130 @@
+//! The two destinations of effects and what one call to each carries.
+//!
+//! Each lane carries its own item type, made from an [`Effect`] by a move (no copy) in
+//! [`crate::Outbox::emit`], so a lane can only ever hold what its destination accepts.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use dispatch_bus::convert::{incident_to_wire, order_to_wire};
+use dispatch_bus::ports::{CasePort, NotifyPort};
+use dispatch_core::Incident;
+use dispatch_core::district::{DispatchOrder, Effect};
+use dispatch_proto::v1;
+use tonic::Status;
+
+use super::dead_letter::Lane;
+
+/// A destination: the port a lane calls and how many items one call carries.
+pub(super) trait Destination: Send + Sync + 'static {
+    /// What the lane holds; back into an [`Effect`] for dead letters.
+    type Item: Into<Effect> + Clone + Send + Sync + 'static;
+    /// The lane of this destination.
+    const LANE: Lane;
+    /// Most items one call carries.
+    const BATCH: usize;
+    /// One call delivering `items`, in order; all or nothing.
+    fn send(&self, items: &[Self::Item]) -> impl Future<Output = Result<(), Status>> + Send;
+}
+
+/// A publication for the notification service.
+#[derive(Debug, Clone)]
+pub(super) enum Notice {
+    /// For the officer's terminal.
+    Order(DispatchOrder),
+    /// For the command center (and intake's record).
+    IncidentChanged(Incident),
+}
+
+impl Notice {
+    fn publication(&self) -> v1::Publication {
+        use v1::audience::Target;
+        use v1::notice_body::Kind;
+        // The id makes a retried publication land once in its feed: a dispatch id names one
+        // order, and an incident's revision is bumped at every change it publishes.
+        let (target, kind, id) = match self {
+            Notice::Order(o) => (
+                Target::OfficerId(o.officer_id.clone()),
+                Kind::DispatchOrder(order_to_wire(o)),
+                o.dispatch_id.clone(),
+            ),
+            Notice::IncidentChanged(i) => (
+                Target::Role(v1::Role::CommandCenter as i32),
+                Kind::IncidentUpdate(incident_to_wire(i)),
+                format!("{}@{}", i.id, i.revision),
+            ),
+        };
+        v1::Publication {
+            audience: Some(v1::Audience {
+                target: Some(target),
+            }),
+            body: Some(v1::NoticeBody { kind: Some(kind) }),
+            publication_id: id,
+        }
+    }
+}
+
+impl From<Notice> for Effect {
+    fn from(n: Notice) -> Effect {
+        match n {
+            Notice::Order(o) => Effect::Order(o),
+            Notice::IncidentChanged(i) => Effect::IncidentChanged(i),
+        }
+    }
+}
+
+/// A cleared incident for its station's case squad.
+#[derive(Debug, Clone)]
+pub(super) struct Case(pub Incident);
+
+impl From<Case> for Effect {
+    fn from(c: Case) -> Effect {
+        Effect::OpenCase(c.0)
+    }
+}
+
+/// The notification service, through its port.
+pub(super) struct Notify(pub Arc<dyn NotifyPort>);
+
+impl Destination for Notify {
+    type Item = Notice;
+    const LANE: Lane = Lane::Notification;
+    // One `Publish` per batch keeps calls few under load (a cross-thread or network hop costs
+    // far more than a publication; STACK.md). 256 publications with intake's 1,000-character
+    // descriptions stay under 1 MiB, a quarter of tonic's 4 MiB default message limit.
+    const BATCH: usize = 256;
+
+    fn send(&self, items: &[Notice]) -> impl Future<Output = Result<(), Status>> + Send {
+        let req = v1::PublishRequest {
+            publications: items.iter().map(Notice::publication).collect(),
+        };
+        let port = self.0.clone();
+        async move { port.publish(req).await.map(drop) }
+    }
+}
+
+/// The case squad, through its port.
+pub(super) struct Cases(pub Arc<dyn CasePort>);
+
+impl Destination for Cases {
+    type Item = Case;
+    const LANE: Lane = Lane::CaseSquad;
+    // `OpenCase` takes one incident.
+    const BATCH: usize = 1;
+
+    fn send(&self, items: &[Case]) -> impl Future<Output = Result<(), Status>> + Send {
+        let port = self.0.clone();
+        let requests: Vec<v1::OpenCaseRequest> = items
+            .iter()
+            .map(|c| v1::OpenCaseRequest {
+                incident: Some(incident_to_wire(&c.0)),
+            })
+            .collect();
+        async move {
+            for req in requests {
+                port.open_case(req).await?;
+            }
+            Ok(())
+        }
+    }
+}
