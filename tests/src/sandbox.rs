@@ -1,9 +1,11 @@
-//! Separate processes on loopback: one `dispatch-server run <service>` per service.
+//! Separate processes on loopback: one `dispatch-server run <service>` per service, each of
+//! which a test may kill (`SIGKILL`), stop gracefully (`SIGTERM`), pause (`SIGSTOP`/`SIGCONT`)
+//! and start again on the same address.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -11,10 +13,33 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::{Endpoints, eventually};
 
+/// The services, by the name `dispatch-server run` takes, with their health service names.
+pub const SERVICES: [(&str, &str); 5] = [
+    ("intake", dispatch_proto::service_names::INTAKE),
+    ("geo-router", dispatch_proto::service_names::GEO_ROUTER),
+    ("district", dispatch_proto::service_names::DISTRICT),
+    ("case-squad", dispatch_proto::service_names::CASE_SQUAD),
+    ("notification", dispatch_proto::service_names::NOTIFICATION),
+];
+
+/// How long a service may take to report SERVING (the district and case squad first fetch the
+/// directory; the district rebuilds its journals).
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+struct Service {
+    name: &'static str,
+    health_name: &'static str,
+    addr: SocketAddr,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
 /// The five services, each its own child process; killed on drop.
 #[derive(Debug)]
 pub struct ProcessCluster {
-    children: Vec<(String, Child)>,
+    bin: PathBuf,
+    services: Vec<Service>,
     /// Where each service answers.
     pub endpoints: Endpoints,
 }
@@ -24,45 +49,58 @@ fn free_port() -> std::io::Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
+/// Sends `signal` (`TERM`, `STOP`, `CONT`, ...) to `pid` with the `kill` command (the
+/// workspace forbids `unsafe`, so no libc call).
+fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed: {status}");
+    Ok(())
+}
+
 impl ProcessCluster {
     /// Starts the five services from the `dispatch-server` binary at `bin`, with extra
-    /// arguments `extra` for every process (e.g. `--map`), and waits until every one reports
-    /// SERVING (at most 60 s; the district and case squad first fetch the directory).
+    /// arguments `extra` for every process (e.g. `--map`, `--redis`), and waits until every one
+    /// reports SERVING (at most 60 s each).
     ///
     /// Errors: a port cannot be reserved, a process cannot start or exits, or health never
     /// reports SERVING.
     pub async fn start(bin: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let names = [
-            ("intake", dispatch_proto::service_names::INTAKE),
-            ("geo-router", dispatch_proto::service_names::GEO_ROUTER),
-            ("district", dispatch_proto::service_names::DISTRICT),
-            ("case-squad", dispatch_proto::service_names::CASE_SQUAD),
-            ("notification", dispatch_proto::service_names::NOTIFICATION),
-        ];
         let mut addrs = Vec::new();
-        for _ in &names {
+        for _ in &SERVICES {
             addrs.push(free_port()?);
         }
-        let peer_flags: Vec<String> = names
+        let peer_flags: Vec<String> = SERVICES
             .iter()
             .zip(&addrs)
             .flat_map(|((name, _), addr)| [format!("--{name}"), addr.to_string()])
             .collect();
-        let mut children = Vec::new();
-        for ((name, _), addr) in names.iter().zip(&addrs) {
-            let child = Command::new(bin)
-                .args(["run", name, "--listen", &addr.to_string()])
-                .args(&peer_flags)
-                .args(extra)
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .spawn()
-                .map_err(|e| anyhow::anyhow!("cannot start {} {name}: {e}", bin.display()))?;
-            children.push((name.to_string(), child));
-        }
+        let services = SERVICES
+            .iter()
+            .zip(&addrs)
+            .map(|((name, health_name), addr)| {
+                let mut args: Vec<String> = vec![
+                    "run".into(),
+                    (*name).into(),
+                    "--listen".into(),
+                    addr.to_string(),
+                ];
+                args.extend(peer_flags.iter().cloned());
+                args.extend(extra.iter().map(|s| (*s).to_owned()));
+                Service {
+                    name,
+                    health_name,
+                    addr: *addr,
+                    args,
+                    child: None,
+                }
+            })
+            .collect();
         let url = |i: usize| format!("http://{}", addrs[i]);
-        let cluster = Self {
-            children,
+        let mut cluster = Self {
+            bin: bin.to_owned(),
+            services,
             endpoints: Endpoints {
                 intake: url(0),
                 geo_router: url(1),
@@ -71,47 +109,156 @@ impl ProcessCluster {
                 notification: url(4),
             },
         };
-        for (i, (name, service)) in names.iter().enumerate() {
-            let endpoint = url(i);
-            eventually(Duration::from_secs(60), || {
-                let endpoint = endpoint.clone();
-                async move {
-                    let channel = tonic::transport::Channel::from_shared(endpoint)?
-                        .connect()
-                        .await?;
-                    let mut client = HealthClient::new(channel);
-                    let status = client
-                        .check(HealthCheckRequest {
-                            service: service.to_string(),
-                        })
-                        .await?
-                        .into_inner()
-                        .status;
-                    anyhow::ensure!(
-                        status == ServingStatus::Serving as i32,
-                        "{name} not serving yet"
-                    );
-                    Ok(())
-                }
-            })
-            .await?;
+        for i in 0..cluster.services.len() {
+            cluster.spawn(i)?;
+        }
+        for i in 0..cluster.services.len() {
+            cluster.wait_serving(i).await?;
         }
         Ok(cluster)
     }
 
-    /// Whether every child is still running.
+    fn index(&self, name: &str) -> anyhow::Result<usize> {
+        self.services
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| anyhow::anyhow!("no service {name:?}"))
+    }
+
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let s = &mut self.services[i];
+        let child = Command::new(&self.bin)
+            .args(&s.args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {} {}: {e}", self.bin.display(), s.name))?;
+        s.child = Some(child);
+        Ok(())
+    }
+
+    async fn wait_serving(&self, i: usize) -> anyhow::Result<()> {
+        let s = &self.services[i];
+        let (endpoint, name, health_name) = (format!("http://{}", s.addr), s.name, s.health_name);
+        eventually(READY_WITHIN, || {
+            let endpoint = endpoint.clone();
+            async move {
+                let channel = tonic::transport::Channel::from_shared(endpoint)?
+                    .connect()
+                    .await?;
+                let status = HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: health_name.to_string(),
+                    })
+                    .await?
+                    .into_inner()
+                    .status;
+                anyhow::ensure!(
+                    status == ServingStatus::Serving as i32,
+                    "{name} not serving yet"
+                );
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    fn pid(&self, name: &str) -> anyhow::Result<u32> {
+        let i = self.index(name)?;
+        self.services[i]
+            .child
+            .as_ref()
+            .map(Child::id)
+            .ok_or_else(|| anyhow::anyhow!("{name} is not running"))
+    }
+
+    /// `kill -9` of service `name`; returns once it is gone.
+    ///
+    /// Errors: no such service, or it is not running.
+    pub fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let i = self.index(name)?;
+        let mut child = self.services[i]
+            .child
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("{name} is not running"))?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Starts service `name` again on its address and waits until it reports SERVING.
+    ///
+    /// Errors: no such service, it is still running, or it does not come up.
+    pub async fn restart(&mut self, name: &str) -> anyhow::Result<()> {
+        let i = self.index(name)?;
+        anyhow::ensure!(self.services[i].child.is_none(), "{name} is still running");
+        self.spawn(i)?;
+        self.wait_serving(i).await
+    }
+
+    /// `SIGTERM` to service `name`, then waits at most `within` for it to exit; returns its
+    /// exit status and how long it took.
+    ///
+    /// Errors: no such service, not running, or still running after `within` (then killed).
+    pub async fn terminate(
+        &mut self,
+        name: &str,
+        within: Duration,
+    ) -> anyhow::Result<(ExitStatus, Duration)> {
+        let pid = self.pid(name)?;
+        let i = self.index(name)?;
+        let started = Instant::now();
+        signal(pid, "TERM")?;
+        let mut child = self.services[i]
+            .child
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("{name} is not running"))?;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok((status, started.elapsed()));
+            }
+            if started.elapsed() > within {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!("{name} still running {within:?} after SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `SIGSTOP` to service `name`: it holds its sockets but answers nothing.
+    ///
+    /// Errors: no such service, or not running.
+    pub fn pause(&self, name: &str) -> anyhow::Result<()> {
+        signal(self.pid(name)?, "STOP")
+    }
+
+    /// `SIGCONT` to service `name`.
+    ///
+    /// Errors: no such service, or not running.
+    pub fn resume(&self, name: &str) -> anyhow::Result<()> {
+        signal(self.pid(name)?, "CONT")
+    }
+
+    /// Whether every service is running (none exited by itself).
     pub fn all_running(&mut self) -> bool {
-        self.children
-            .iter_mut()
-            .all(|(_, c)| matches!(c.try_wait(), Ok(None)))
+        self.services.iter_mut().all(|s| {
+            s.child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        })
     }
 }
 
 impl Drop for ProcessCluster {
     fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+        for s in &mut self.services {
+            if let Some(child) = &mut s.child {
+                // A paused child would not die of SIGKILL until continued on some kernels.
+                let _ = signal(child.id(), "CONT");
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }

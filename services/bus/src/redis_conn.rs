@@ -37,14 +37,25 @@ pub fn connect(url: &str) -> Result<ConnectionManager, RedisError> {
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_min_delay(Duration::from_millis(20))
         .set_max_delay(Duration::from_millis(500))
-        .set_number_of_retries(6);
+        // One reconnect try per command: the retry loop of [`retry`] paces the rest, so a
+        // command against a Redis that is down fails within about RETRY_FOR, not many times it.
+        .set_number_of_retries(1);
     ConnectionManager::new_lazy_with_config(client, config)
 }
 
 /// Errors worth sending the command again for: the connection broke, was refused or timed
-/// out; not a refusal by the server (a script error, a wrong type).
+/// out, or the server asks to be asked again (`LOADING` its AOF after a restart, `TRYAGAIN`,
+/// `MASTERDOWN`, `READONLY` during a failover); not a refusal of the command itself (a script
+/// error, a wrong type).
 pub fn is_transient(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(
+            e.code(),
+            Some("LOADING" | "TRYAGAIN" | "MASTERDOWN" | "READONLY")
+        )
 }
 
 /// Runs `op` and runs it again after a transient error (20 ms doubling to 500 ms, for at most

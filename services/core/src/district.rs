@@ -109,7 +109,9 @@ pub enum Error {
     },
     /// The submitted incident's id is already taken here by another call: an id reused after
     /// a restart must never be answered with the old incident (and nobody dispatched).
-    #[error("incident id {incident_id:?} is already taken by call {known_call_id:?}, not {call_id:?}")]
+    #[error(
+        "incident id {incident_id:?} is already taken by call {known_call_id:?}, not {call_id:?}"
+    )]
     IdTaken {
         /// The incident id.
         incident_id: String,

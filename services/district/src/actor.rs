@@ -327,7 +327,9 @@ pub struct GetSnapshot;
 fn incident(reply: Reply) -> Result<Incident> {
     match reply {
         Reply::Incident(i) => Ok(i),
-        other => Err(Error::BadReply(format!("expected an incident, got {other:?}"))),
+        other => Err(Error::BadReply(format!(
+            "expected an incident, got {other:?}"
+        ))),
     }
 }
 
@@ -335,7 +337,9 @@ fn incident(reply: Reply) -> Result<Incident> {
 fn officer(reply: Reply) -> Result<Officer> {
     match reply {
         Reply::Officer(o) => Ok(o),
-        other => Err(Error::BadReply(format!("expected an officer, got {other:?}"))),
+        other => Err(Error::BadReply(format!(
+            "expected an officer, got {other:?}"
+        ))),
     }
 }
 

@@ -139,7 +139,10 @@ impl MemoryJournal {
 
     /// Entries held for `district` (for tests of trimming).
     pub fn held(&self, district: &str) -> usize {
-        self.logs.lock().get(district).map_or(0, |l| l.entries.len())
+        self.logs
+            .lock()
+            .get(district)
+            .map_or(0, |l| l.entries.len())
     }
 }
 

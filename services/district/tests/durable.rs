@@ -187,9 +187,16 @@ async fn a_node_that_died_is_rebuilt_exactly_and_its_undelivered_orders_are_deli
         first.node.submit(routed(id)).await.unwrap();
     }
     let before = first.node.snapshot(D1).await.unwrap();
-    assert_eq!(before.active.len(), 1, "I1 dispatched to the only officer on duty");
+    assert_eq!(
+        before.active.len(),
+        1,
+        "I1 dispatched to the only officer on duty"
+    );
     assert_eq!(before.queue.len(), 2);
-    assert!(down.orders().is_empty(), "notification was down: nothing delivered");
+    assert!(
+        down.orders().is_empty(),
+        "notification was down: nothing delivered"
+    );
     first.crash().await;
 
     let up = Arc::new(Terminals::default());

@@ -68,7 +68,11 @@ fn history(d: &mut DistrictState) -> Vec<Entry> {
         ));
     }
     for (n, id) in ["I1", "I2", "I3"].iter().enumerate() {
-        log.push(step(d, Command::Submit(Box::new(routed(id, t(10.0 + n as f64)))), t(11.0 + n as f64)));
+        log.push(step(
+            d,
+            Command::Submit(Box::new(routed(id, t(10.0 + n as f64)))),
+            t(11.0 + n as f64),
+        ));
     }
     log.push(step(
         d,
@@ -97,7 +101,10 @@ async fn appends_are_numbered_and_a_reopen_gets_them_back(j: Arc<dyn Journal>) {
     let mut d = fresh();
     let log = history(&mut d);
     for (n, entry) in log.iter().enumerate() {
-        assert_eq!(j.append("d1", first.epoch, entry).await.unwrap(), n as u64 + 1);
+        assert_eq!(
+            j.append("d1", first.epoch, entry).await.unwrap(),
+            n as u64 + 1
+        );
     }
     let again = j.open("d1").await.unwrap();
     assert!(again.epoch > first.epoch);
@@ -161,7 +168,11 @@ async fn a_snapshot_and_the_delivered_mark_trim_and_rebuild_exactly(j: Arc<dyn J
     let loaded = j.open("d1").await.unwrap();
     assert_eq!(loaded.delivered, 5);
     let seqs: Vec<u64> = loaded.entries.iter().map(|(s, _)| *s).collect();
-    assert_eq!(seqs, [4, 5, 6, 7], "entries after min(snapshot 3, delivered 5)");
+    assert_eq!(
+        seqs,
+        [4, 5, 6, 7],
+        "entries after min(snapshot 3, delivered 5)"
+    );
     // A new owner rebuilds the district exactly from snapshot + tail.
     let (snap_seq, mut rebuilt) = loaded.snapshot.clone().unwrap();
     let tail: Vec<&Entry> = loaded

@@ -226,13 +226,11 @@ async fn submitted_incidents_are_checked_and_dispatched_once() {
     let waiting = submit(&f, routed("i1", D1)).await.expect("queued");
     assert_eq!(waiting.state, v1::IncidentState::Queued as i32);
     // Signing on dispatches it; a resubmit changes nothing.
-    let mut orders = Box::pin(
-        follow(
-            f.hub.clone(),
-            AudienceKey::Officer("town-d01-o01".into()),
-            None,
-        ),
-    );
+    let mut orders = Box::pin(follow(
+        f.hub.clone(),
+        AudienceKey::Officer("town-d01-o01".into()),
+        None,
+    ));
     sign_on(&f, "town-d01-o01").await.expect("sign on");
     let again = submit(&f, routed("i1", D1)).await.expect("idempotent");
     assert_eq!(again.state, v1::IncidentState::Dispatched as i32);

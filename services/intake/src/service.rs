@@ -29,6 +29,8 @@ use crate::validate::{self, ValidCall};
 pub struct IntakeService {
     router: Arc<dyn RouterPort>,
     handoff: Arc<Handoff>,
+    /// Monotonic ULIDs: time-ordered even within one millisecond of this process.
+    ids: parking_lot::Mutex<ulid::Generator>,
     clock: SharedClock,
     config: IntakeConfig,
 }
@@ -67,6 +69,7 @@ impl IntakeService {
         Self {
             router,
             handoff,
+            ids: parking_lot::Mutex::new(ulid::Generator::new()),
             clock,
             config,
         }
@@ -75,6 +78,13 @@ impl IntakeService {
     /// The record store this service keeps its incidents in.
     pub fn records(&self) -> &Arc<dyn IncidentRecords> {
         &self.handoff.records
+    }
+
+    /// The next id: monotonic within this process, random across processes (ULID).
+    fn next_ulid(&self) -> Ulid {
+        let mut ids = self.ids.lock();
+        // Overflow needs 2^80 ids in one millisecond; a fresh random ULID is still unique.
+        ids.generate().unwrap_or_else(|_| Ulid::generate())
     }
 
     fn lease(&self) -> Duration {
@@ -101,36 +111,44 @@ impl IntakeService {
     ) -> Result<v1::ReportIncidentResponse> {
         let call = validate::report(req)?;
         let received_at = self.clock.now();
-        let (incident, duplicate) = match self.records().find_call(&call.call_id).await? {
-            Some(known) => (self.known(&call, known).await?, true),
-            None => {
-                let route = self
-                    .router
-                    .route(v1::RouteRequest {
-                        location: Some(latlng_to_wire(call.location)),
-                    });
-                let deadline = self.config.router_deadline_ms;
-                let route = tokio::time::timeout(Duration::from_millis(deadline), route)
-                    .await
-                    .map_err(|_| Error::Deadline {
-                        peer: "geo-router",
-                        ms: deadline,
-                    })??;
-                let placement = placement(route)?;
-                let routed_at = self.clock.now();
-                let id = format!("{}{}", self.config.incident_id_prefix, Ulid::generate());
-                let incident = routed_incident(id, &call, placement, received_at, routed_at)?;
-                let token = Ulid::generate().to_string();
-                match self.records().create(incident, &token, self.lease()).await? {
-                    Created::New(incident) => (self.hand_off(incident, token).await?, false),
-                    Created::Existing(known) => (self.known(&call, known).await?, true),
+        // Routing first and then creating (which answers the known record of a repeated call
+        // atomically) spares a new call a look-up round trip to the record store; a repeat is
+        // routed for nothing, which costs an in-memory look-up at the geo-router.
+        let route = self.router.route(v1::RouteRequest {
+            location: Some(latlng_to_wire(call.location)),
+        });
+        let deadline = self.config.router_deadline_ms;
+        let route = tokio::time::timeout(Duration::from_millis(deadline), route)
+            .await
+            .map_err(|_| Error::Deadline {
+                peer: "geo-router",
+                ms: deadline,
+            })?;
+        let route = match route {
+            Ok(route) => route,
+            // A repeat of a known call is answered even when its point no longer routes (the
+            // map changed) or the router is down: it was routed when it was first reported.
+            Err(status) => match self.records().find_call(&call.call_id).await? {
+                Some(known) => {
+                    return Ok(answer(self.known(&call, known).await?, true));
                 }
-            }
+                None => return Err(status.into()),
+            },
         };
-        Ok(v1::ReportIncidentResponse {
-            incident: Some(incident_to_wire(&incident)),
-            duplicate,
-        })
+        let placement = placement(route)?;
+        let routed_at = self.clock.now();
+        let id = format!("{}{}", self.config.incident_id_prefix, self.next_ulid());
+        let incident = routed_incident(id, &call, placement, received_at, routed_at)?;
+        let token = Ulid::generate().to_string();
+        let (incident, duplicate) = match self
+            .records()
+            .create(incident, &token, self.lease())
+            .await?
+        {
+            Created::New(incident) => (self.hand_off(incident, token).await?, false),
+            Created::Existing(known) => (self.known(&call, known).await?, true),
+        };
+        Ok(answer(incident, duplicate))
     }
 
     /// A repeated report of a known call: checks its content, and hands the incident off again
@@ -210,7 +228,10 @@ impl IntakeService {
     /// the district was down when the call came), and purges closed incidents older than
     /// `retention_s`. Several intake replicas may sweep the same records: the lease lets one
     /// attempt at a time through, and the district is idempotent on the incident id.
-    pub fn spawn_sweeper(self: &Arc<Self>, shutdown: impl Future + Send + 'static) -> JoinHandle<()> {
+    pub fn spawn_sweeper(
+        self: &Arc<Self>,
+        shutdown: impl Future + Send + 'static,
+    ) -> JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -239,8 +260,7 @@ impl IntakeService {
         let mut handed = 0;
         for id in self.records().stranded(256).await? {
             let token = Ulid::generate().to_string();
-            let Some(incident) = self.records().take_lease(&id, &token, self.lease()).await?
-            else {
+            let Some(incident) = self.records().take_lease(&id, &token, self.lease()).await? else {
                 continue;
             };
             tracing::info!(incident_id = %id, district = %incident.district_id,
@@ -295,6 +315,13 @@ impl Handoff {
                 Err(e)
             }
         }
+    }
+}
+
+fn answer(incident: Incident, duplicate: bool) -> v1::ReportIncidentResponse {
+    v1::ReportIncidentResponse {
+        incident: Some(incident_to_wire(&incident)),
+        duplicate,
     }
 }
 

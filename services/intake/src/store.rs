@@ -356,7 +356,10 @@ mod tests {
         assert_eq!(store.len(), 1);
         assert_eq!(store.find_call("c1"), Some(&first));
         // While the lease lives nobody else may take it.
-        assert_eq!(store.take_lease("inc-a", "t3", secs(t0, 5), secs(t0, 15)), None);
+        assert_eq!(
+            store.take_lease("inc-a", "t3", secs(t0, 5), secs(t0, 15)),
+            None
+        );
         assert!(store.stranded(secs(t0, 5), 10).is_empty());
     }
 
@@ -367,14 +370,28 @@ mod tests {
         store.create(incident("inc-a", "c1"), "t1", secs(t0, 10));
         // The claimer crashed: after expiry the record is stranded and one taker gets it.
         assert_eq!(store.stranded(secs(t0, 10), 10), ["inc-a"]);
-        assert!(store.take_lease("inc-a", "t2", secs(t0, 10), secs(t0, 20)).is_some());
-        assert_eq!(store.take_lease("inc-a", "t3", secs(t0, 11), secs(t0, 21)), None);
+        assert!(
+            store
+                .take_lease("inc-a", "t2", secs(t0, 10), secs(t0, 20))
+                .is_some()
+        );
+        assert_eq!(
+            store.take_lease("inc-a", "t3", secs(t0, 11), secs(t0, 21)),
+            None
+        );
         // The late first claimer ending does not release the new holder's lease.
         store.handoff_done("inc-a", "t1", None);
-        assert_eq!(store.take_lease("inc-a", "t3", secs(t0, 12), secs(t0, 22)), None);
+        assert_eq!(
+            store.take_lease("inc-a", "t3", secs(t0, 12), secs(t0, 22)),
+            None
+        );
         // The holder failed: released at once, taken by the next report.
         store.handoff_done("inc-a", "t2", None);
-        assert!(store.take_lease("inc-a", "t3", secs(t0, 12), secs(t0, 22)).is_some());
+        assert!(
+            store
+                .take_lease("inc-a", "t3", secs(t0, 12), secs(t0, 22))
+                .is_some()
+        );
     }
 
     #[test]
@@ -389,7 +406,10 @@ mod tests {
             .unwrap();
         let now = store.handoff_done("inc-a", "t1", Some(queued)).unwrap();
         assert_eq!(now.state, IncidentState::Queued);
-        assert_eq!(store.take_lease("inc-a", "t2", secs(t0, 60), secs(t0, 70)), None);
+        assert_eq!(
+            store.take_lease("inc-a", "t2", secs(t0, 60), secs(t0, 70)),
+            None
+        );
         assert!(store.stranded(secs(t0, 60), 10).is_empty());
     }
 
@@ -469,7 +489,11 @@ mod tests {
         }
         closed.disposition = Some(Disposition::Resolved);
         assert!(store.apply_update(closed));
-        assert_eq!(store.purge_closed(Timestamp(5_000)), 0, "closed at 5,000, not before");
+        assert_eq!(
+            store.purge_closed(Timestamp(5_000)),
+            0,
+            "closed at 5,000, not before"
+        );
         assert_eq!(store.purge_closed(Timestamp(5_001)), 1);
         assert_eq!(store.get("inc-closed"), None);
         assert_eq!(store.find_call("c-closed"), None);

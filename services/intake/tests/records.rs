@@ -76,12 +76,21 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 
 async fn first_report_creates_a_second_gets_the_record(r: Arc<dyn IncidentRecords>) {
     let a = incident("inc-a", "c-1", T0);
-    assert_eq!(r.create(a.clone(), "t1", LONG).await.unwrap(), Created::New(a.clone()));
+    assert_eq!(
+        r.create(a.clone(), "t1", LONG).await.unwrap(),
+        Created::New(a.clone())
+    );
     // A concurrent report of the same call routed it and named it otherwise.
     let b = incident("inc-b", "c-1", T0 + 5);
-    assert_eq!(r.create(b, "t2", LONG).await.unwrap(), Created::Existing(a.clone()));
+    assert_eq!(
+        r.create(b, "t2", LONG).await.unwrap(),
+        Created::Existing(a.clone())
+    );
     // The same command sent again after a lost reply: still this attempt's record.
-    assert_eq!(r.create(a.clone(), "t1", LONG).await.unwrap(), Created::New(a.clone()));
+    assert_eq!(
+        r.create(a.clone(), "t1", LONG).await.unwrap(),
+        Created::New(a.clone())
+    );
     assert_eq!(r.find_call("c-1").await.unwrap(), Some(a.clone()));
     assert_eq!(r.get("inc-a").await.unwrap(), Some(a));
     assert_eq!(r.get("inc-b").await.unwrap(), None);
@@ -100,7 +109,10 @@ async fn a_lease_lets_one_attempt_through_and_only_its_holder_releases_it(
     r.handoff_done("inc-a", "t2", None).await.unwrap();
     assert_eq!(r.take_lease("inc-a", "t3", LONG).await.unwrap(), None);
     // t1 failed: free at once, stranded, and taken by exactly one next attempt.
-    assert_eq!(r.handoff_done("inc-a", "t1", None).await.unwrap(), Some(a.clone()));
+    assert_eq!(
+        r.handoff_done("inc-a", "t1", None).await.unwrap(),
+        Some(a.clone())
+    );
     assert_eq!(r.stranded(10).await.unwrap(), ["inc-a"]);
     assert_eq!(r.take_lease("inc-a", "t3", LONG).await.unwrap(), Some(a));
     assert_eq!(r.take_lease("inc-a", "t4", LONG).await.unwrap(), None);
@@ -124,21 +136,36 @@ async fn records_only_move_forward_and_leave_the_sweep_once_taken(r: Arc<dyn Inc
     let queued = advanced(&a, &[IncidentState::Queued]);
     let dispatched = advanced(&a, &[IncidentState::Queued, IncidentState::Dispatched]);
     assert_eq!(
-        r.handoff_done("inc-a", "t1", Some(queued.clone())).await.unwrap(),
+        r.handoff_done("inc-a", "t1", Some(queued.clone()))
+            .await
+            .unwrap(),
         Some(queued.clone())
     );
-    assert!(r.stranded(10).await.unwrap().is_empty(), "the district has it");
+    assert!(
+        r.stranded(10).await.unwrap().is_empty(),
+        "the district has it"
+    );
     assert_eq!(r.take_lease("inc-a", "t2", LONG).await.unwrap(), None);
     assert!(r.apply_update(dispatched.clone()).await.unwrap());
     assert!(!r.apply_update(queued).await.unwrap(), "older revision");
-    assert!(!r.apply_update(dispatched.clone()).await.unwrap(), "same revision");
+    assert!(
+        !r.apply_update(dispatched.clone()).await.unwrap(),
+        "same revision"
+    );
     assert_eq!(r.get("inc-a").await.unwrap(), Some(dispatched));
-    assert!(!r.apply_update(incident("inc-x", "c-x", T0)).await.unwrap(), "unknown");
+    assert!(
+        !r.apply_update(incident("inc-x", "c-x", T0)).await.unwrap(),
+        "unknown"
+    );
     assert_eq!(r.get("inc-x").await.unwrap(), None);
 }
 
 async fn stranded_lists_the_oldest_call_first(r: Arc<dyn IncidentRecords>) {
-    for (id, call, at) in [("inc-b", "c-b", T0 + 2_000), ("inc-a", "c-a", T0), ("inc-c", "c-c", T0 + 1_000)] {
+    for (id, call, at) in [
+        ("inc-b", "c-b", T0 + 2_000),
+        ("inc-a", "c-a", T0),
+        ("inc-c", "c-c", T0 + 1_000),
+    ] {
         r.create(incident(id, call, at), "t", LONG).await.unwrap();
         r.handoff_done(id, "t", None).await.unwrap();
     }
@@ -220,14 +247,19 @@ async fn a_redis_restart_loses_nothing_acknowledged_and_the_backend_reconnects()
     server.restart().unwrap();
     assert_eq!(r.find_call("c-1").await.unwrap(), Some(queued));
     let b = incident("inc-b", "c-2", T0);
-    assert_eq!(r.create(b.clone(), "t", LONG).await.unwrap(), Created::New(b));
+    assert_eq!(
+        r.create(b.clone(), "t", LONG).await.unwrap(),
+        Created::New(b)
+    );
 }
 
 #[tokio::test]
 async fn while_redis_is_down_calls_fail_as_unavailable_and_work_again_after() {
     let mut server = redis();
     let r = on_redis(&server, LONG);
-    r.create(incident("inc-a", "c-1", T0), "t", LONG).await.unwrap();
+    r.create(incident("inc-a", "c-1", T0), "t", LONG)
+        .await
+        .unwrap();
     server.stop().unwrap();
     let err = r.find_call("c-1").await.unwrap_err();
     assert_eq!(tonic::Status::from(err).code(), tonic::Code::Unavailable);
@@ -259,7 +291,13 @@ async fn closed_records_leave_redis_after_the_retention_and_open_ones_stay() {
     .await;
     assert_eq!(r.find_call("c-closed").await.unwrap(), None);
     assert!(r.get("inc-open").await.unwrap().is_some());
-    assert!(r.stranded(10).await.unwrap().iter().all(|id| id != "inc-closed"));
+    assert!(
+        r.stranded(10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|id| id != "inc-closed")
+    );
 }
 
 #[tokio::test]
@@ -279,6 +317,9 @@ async fn memory_purges_closed_records_after_the_retention() {
     let cleared_at = cleared.times.cleared_at.unwrap();
     assert!(r.apply_update(cleared).await.unwrap());
     assert_eq!(r.purge_closed(cleared_at).await.unwrap(), 0);
-    assert_eq!(r.purge_closed(Timestamp(cleared_at.0 + 1)).await.unwrap(), 1);
+    assert_eq!(
+        r.purge_closed(Timestamp(cleared_at.0 + 1)).await.unwrap(),
+        1
+    );
     assert_eq!(r.find_call("c-closed").await.unwrap(), None);
 }

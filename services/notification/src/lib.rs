@@ -29,6 +29,7 @@ use dispatch_bus::feed::{self, AudienceKey, Cursor, FeedStore};
 use dispatch_proto::service_names;
 use dispatch_proto::v1;
 use dispatch_proto::v1::notification_server::{Notification, NotificationServer};
+use dispatch_runtime::ServeOptions;
 use futures::Stream;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -277,13 +278,32 @@ pub async fn run_service(
     service: NotificationService,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    run_with(listener, service, shutdown, ServeOptions::default()).await
+}
+
+/// [`run_service`] with serving `options` (drain bound, a dependency probe for health).
+///
+/// Errors: the transport error that ended serving.
+pub async fn run_with(
+    listener: TcpListener,
+    service: NotificationService,
+    shutdown: impl Future<Output = ()> + Send,
+    options: ServeOptions,
+) -> Result<(), tonic::transport::Error> {
     let store = service.store.clone();
     let routes = Routes::new(NotificationServer::new(service));
     let shutdown = async move {
         shutdown.await;
         store.close();
     };
-    dispatch_runtime::serve(listener, routes, &[service_names::NOTIFICATION], shutdown).await
+    dispatch_runtime::serve_with(
+        listener,
+        routes,
+        &[service_names::NOTIFICATION],
+        shutdown,
+        options,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
-use tonic_health::pb::health_server::HealthServer;
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
 /// Installs a `tracing` subscriber writing to stderr, filtered by `RUST_LOG`, or by
@@ -145,7 +145,14 @@ pub async fn serve(
     service_names: &[&'static str],
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    serve_with(listener, routes, service_names, shutdown, ServeOptions::default()).await
+    serve_with(
+        listener,
+        routes,
+        service_names,
+        shutdown,
+        ServeOptions::default(),
+    )
+    .await
 }
 
 /// Serves `routes` on `listener` together with the gRPC health service (every name in

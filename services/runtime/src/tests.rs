@@ -5,9 +5,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::server::HealthReporter;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tonic_health::server::HealthReporter;
 
 use super::*;
 

@@ -45,6 +45,13 @@ pub struct Config {
     /// Redis, the system of record of a multi-process cluster; unset: every service keeps its
     /// state in process memory (the embedded default, lost with the process).
     pub redis: RedisSettings,
+    /// The district node's outbox: lane capacity, tries before a dead letter, call deadline,
+    /// backoff (milliseconds).
+    pub outbox: dispatch_district::outbox::OutboxConfig,
+    /// After SIGTERM, how long running calls may finish before the process closes what is
+    /// still open and exits, milliseconds (default 10,000: well inside Kubernetes' default 30 s
+    /// grace period).
+    pub drain_ms: u64,
 }
 
 /// Where Redis is.
@@ -107,6 +114,8 @@ impl Default for Config {
             arbiters: 2,
             intake: dispatch_intake::IntakeConfig::default(),
             redis: RedisSettings::default(),
+            outbox: dispatch_district::outbox::OutboxConfig::default(),
+            drain_ms: 10_000,
         }
     }
 }
@@ -179,6 +188,12 @@ impl Config {
     /// least one officer per district, one investigator per squad and one arbiter.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.intake.validate().map_err(|e| anyhow::anyhow!(e))?;
+        self.outbox
+            .validate()
+            .map_err(|e| anyhow::anyhow!("outbox: {e}"))?;
+        if self.drain_ms == 0 {
+            anyhow::bail!("drain_ms must be > 0");
+        }
         if let Some(url) = &self.redis.url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
@@ -238,7 +253,7 @@ impl Config {
 }
 
 /// The configuration's top-level keys; other `DISPATCH_*` variables are not ours.
-const TOP_LEVEL_KEYS: [&str; 11] = [
+const TOP_LEVEL_KEYS: [&str; 13] = [
     "listen",
     "peers",
     "map",
@@ -250,6 +265,8 @@ const TOP_LEVEL_KEYS: [&str; 11] = [
     "arbiters",
     "intake",
     "redis",
+    "outbox",
+    "drain_ms",
 ];
 
 /// Environment values are strings; numbers and booleans are passed as such so they fit typed

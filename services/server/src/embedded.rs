@@ -9,15 +9,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_rt::Arbiter;
-use dispatch_bus::feed::{FeedHub, FeedLimits, FeedStore};
 use dispatch_bus::ports::InProcess;
 use dispatch_case_squad::CaseSquadService;
 use dispatch_core::TravelModel;
 use dispatch_core::clock::{SharedClock, WallClock};
-use dispatch_district::journal::MemoryJournal;
 use dispatch_district::{DistrictGrpc, DistrictNode, NodeConfig, Outbox};
 use dispatch_geo_router::GeoRouterService;
-use dispatch_intake::{IntakeConfig, IntakeService, MemoryRecords};
+use dispatch_intake::{IntakeConfig, IntakeService};
 use dispatch_map::CityMap;
 use dispatch_notification::NotificationService;
 use dispatch_proto::service_names;
@@ -30,6 +28,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
+
+use crate::backends;
 
 /// What an embedded cluster is made of.
 #[derive(Debug, Clone)]
@@ -48,6 +48,9 @@ pub struct ClusterConfig {
     pub listen: SocketAddr,
     /// Intake's hand-off leases, deadlines, sweeper and retention.
     pub intake: IntakeConfig,
+    /// Redis URL: intake's records and the district journals live there (the system of
+    /// record); `None`: in process memory.
+    pub redis_url: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -60,6 +63,7 @@ impl Default for ClusterConfig {
             arbiters: 2,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             intake: IntakeConfig::default(),
+            redis_url: None,
         }
     }
 }
@@ -71,6 +75,7 @@ pub struct EmbeddedCluster {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     arbiters: Vec<Arbiter>,
     node: DistrictNode,
+    outbox: Outbox,
 }
 
 impl std::fmt::Debug for EmbeddedCluster {
@@ -93,17 +98,22 @@ impl EmbeddedCluster {
         let geo = Arc::new(GeoRouterService::new(map.clone()));
         let directory = dispatch_geo_router::directory(&map);
 
-        let hub = Arc::new(FeedHub::new(clock.clone(), FeedLimits::default()));
+        let redis = config.redis_url.as_deref();
+        let hub = backends::feed_store(redis, clock.clone()).await?;
         let notification = Arc::new(NotificationService::new(hub.clone()));
-        let cases = Arc::new(CaseSquadService::from_directory(
-            &directory,
-            config.investigators_per_squad,
+        let case_store =
+            backends::case_store(redis, &directory, config.investigators_per_squad).await?;
+        let cases = Arc::new(CaseSquadService::with_store(
+            case_store,
+            None,
             clock.clone(),
         ));
         let outbox = Outbox::spawn(
             Arc::new(InProcess(notification.clone())),
             Arc::new(InProcess(cases.clone())),
         );
+        let journal = backends::journal(redis)?;
+        let records = backends::intake_records(redis, &clock, &config.intake)?;
         let (node, arbiters) = DistrictNode::start_on_new_arbiters(
             &directory,
             NodeConfig {
@@ -112,8 +122,8 @@ impl EmbeddedCluster {
                 ..NodeConfig::default()
             },
             clock.clone(),
-            outbox,
-            Arc::new(MemoryJournal::new()),
+            outbox.clone(),
+            journal,
             config.arbiters,
         )
         .await
@@ -122,10 +132,20 @@ impl EmbeddedCluster {
         let intake = Arc::new(IntakeService::new(
             Arc::new(InProcess(geo.clone())),
             Arc::new(InProcess(district.clone())),
-            Arc::new(MemoryRecords::new()),
+            records,
             clock.clone(),
             config.intake.clone(),
         ));
+
+        // The case squad checks each case's incident against intake's records. Intake is built
+        // after the case squad (intake -> district -> outbox -> case squad), so the lookup is
+        // set now; the cycle lives as long as the process.
+        if cases
+            .set_lookup(Arc::new(InProcess(intake.clone())))
+            .is_err()
+        {
+            anyhow::bail!("case squad lookup set twice");
+        }
 
         let stop = CancellationToken::new();
         let follow_stop = stop.clone();
@@ -170,6 +190,7 @@ impl EmbeddedCluster {
             server,
             arbiters,
             node,
+            outbox,
         })
     }
 
@@ -195,6 +216,13 @@ impl EmbeddedCluster {
         }
         for arbiter in self.arbiters {
             arbiter.stop();
+        }
+        // The delivered-mark tracker stops with the last node handle, before the flush: what
+        // the flush gives up on must not be marked delivered.
+        drop(self.node);
+        let report = self.outbox.flush(std::time::Duration::from_secs(2)).await;
+        if report.left() > 0 {
+            tracing::warn!(left = report.left(), "effects not delivered at shutdown");
         }
     }
 }

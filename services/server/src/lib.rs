@@ -8,6 +8,7 @@
 //!
 //! Both modes run the same service code; only the adapters behind the ports differ.
 
+pub mod backends;
 pub mod config;
 pub mod embedded;
 pub mod standalone;

@@ -56,7 +56,12 @@ struct Cli {
     notification: Option<String>,
     /// Redis URL (`redis://host:port/db`): every service keeps its state there (the system of
     /// record of a multi-process cluster); without it, state lives in process memory.
-    #[arg(long, global = true, env = "DISPATCH_REDIS__URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "DISPATCH_REDIS__URL",
+        hide_env_values = true
+    )]
     redis: Option<String>,
     /// Print the resulting configuration as TOML and exit.
     #[arg(long, global = true)]
@@ -200,6 +205,7 @@ async fn serve(
                     arbiters: config.arbiters,
                     listen: config.listen,
                     intake: config.intake.clone(),
+                    redis_url: config.redis.url.clone(),
                 },
             )
             .await?;

@@ -9,25 +9,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use dispatch_bus::feed::{FeedHub, FeedLimits};
 use dispatch_bus::ports::{RouterPort, channel};
 use dispatch_case_squad::CaseSquadService;
+use dispatch_case_squad::IncidentLookup;
 use dispatch_core::ScaledClock;
 use dispatch_core::clock::{Error as ClockError, SharedClock, WallClock};
-use dispatch_district::{DistrictNode, NodeConfig, Outbox};
-use dispatch_bus::redis_conn;
 use dispatch_district::DistrictGrpc;
-use dispatch_district::journal::{Journal, MemoryJournal, RedisJournal};
-use dispatch_runtime::{Probe, ServeOptions};
-use dispatch_intake::{IncidentRecords, IntakeService, MemoryRecords, RedisRecords};
+use dispatch_district::outbox::MemoryDeadLetters;
+use dispatch_district::{DistrictNode, NodeConfig, Outbox};
+use dispatch_intake::IntakeService;
 use dispatch_map::CityMap;
+use dispatch_notification::NotificationService;
 use dispatch_proto::v1;
 use dispatch_proto::v1::case_squad_client::CaseSquadClient;
 use dispatch_proto::v1::district_service_client::DistrictServiceClient;
 use dispatch_proto::v1::geo_router_client::GeoRouterClient;
+use dispatch_proto::v1::intake_client::IntakeClient;
 use dispatch_proto::v1::notification_client::NotificationClient;
 use tokio::net::TcpListener;
 
+use crate::backends;
 use crate::config::{Config, MapSource};
 
 /// How long a service waits for the geo-router's directory at start-up.
@@ -94,53 +95,6 @@ pub fn load_map(source: &MapSource) -> anyhow::Result<CityMap> {
     }
 }
 
-/// How a service of `config` serves: with Redis configured, health reports NOT_SERVING while
-/// Redis does not answer a `PING`, and SERVING again when it does.
-///
-/// Errors: a malformed Redis URL.
-pub fn serve_options(config: &Config) -> anyhow::Result<ServeOptions> {
-    let mut options = ServeOptions::default();
-    if let Some(url) = &config.redis.url {
-        let con = redis_conn::connect(url)?;
-        let probe: Probe = Arc::new(move || {
-            let con = con.clone();
-            Box::pin(async move { redis_conn::ping(&con).await })
-        });
-        options.dependency = Some(probe);
-    }
-    Ok(options)
-}
-
-/// The district journal of `config`: in Redis when `redis.url` is set, else in memory.
-///
-/// Errors: a malformed Redis URL.
-pub fn journal(config: &Config) -> anyhow::Result<Arc<dyn Journal>> {
-    Ok(match &config.redis.url {
-        Some(url) => Arc::new(RedisJournal::connect(url)?),
-        None => Arc::new(MemoryJournal::new()),
-    })
-}
-
-/// Intake's records of `config`: in Redis when `redis.url` is set, else in memory. Closed
-/// incidents are kept `intake.retention_s` seconds of cluster time (converted to real time for
-/// Redis's expiry with `clock`).
-///
-/// Errors: a malformed Redis URL.
-pub fn intake_records(
-    config: &Config,
-    clock: &SharedClock,
-) -> anyhow::Result<Arc<dyn IncidentRecords>> {
-    Ok(match &config.redis.url {
-        Some(url) => {
-            // Cluster seconds to real time (u64 seconds fit f64 exactly below 2^53).
-            #[allow(clippy::cast_precision_loss)]
-            let retention = clock.real_duration(config.intake.retention_s as f64);
-            Arc::new(RedisRecords::connect(url, retention)?)
-        }
-        None => Arc::new(MemoryRecords::new()),
-    })
-}
-
 /// Asks the geo-router at `addr` for the directory, retrying until [`DIRECTORY_WAIT`] passes.
 pub async fn fetch_directory(addr: &str) -> anyhow::Result<v1::ListDistrictsResponse> {
     let client = GeoRouterClient::new(channel(addr)?);
@@ -173,6 +127,7 @@ pub async fn run_service(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let peers = &config.peers;
+    let drain = Duration::from_millis(config.drain_ms);
     match kind {
         ServiceKind::GeoRouter => {
             let map = match map {
@@ -182,21 +137,44 @@ pub async fn run_service(
             dispatch_geo_router::run(listener, map, shutdown).await?;
         }
         ServiceKind::Notification => {
-            let hub = Arc::new(FeedHub::new(clock, FeedLimits::default()));
-            dispatch_notification::run(listener, hub, shutdown).await?;
+            let url = config.redis.url.as_deref();
+            let store = backends::feed_store(url, clock).await?;
+            dispatch_notification::run_with(
+                listener,
+                NotificationService::new(store),
+                shutdown,
+                backends::serve_options(url, drain)?,
+            )
+            .await?;
         }
         ServiceKind::CaseSquad => {
             let directory = fetch_directory(&peers.geo_router).await?;
-            let service =
-                CaseSquadService::from_directory(&directory, config.investigators_per_squad, clock);
-            dispatch_case_squad::run(listener, Arc::new(service), shutdown).await?;
+            let url = config.redis.url.as_deref();
+            let store =
+                backends::case_store(url, &directory, config.investigators_per_squad).await?;
+            let lookup: Arc<dyn IncidentLookup> =
+                Arc::new(IntakeClient::new(channel(&peers.intake)?));
+            let service = CaseSquadService::with_store(store, Some(lookup), clock);
+            let routes = tonic::service::Routes::new(
+                dispatch_proto::v1::case_squad_server::CaseSquadServer::new(service),
+            );
+            dispatch_runtime::serve_with(
+                listener,
+                routes,
+                &[dispatch_proto::service_names::CASE_SQUAD],
+                shutdown,
+                backends::serve_options(url, drain)?,
+            )
+            .await?;
         }
         ServiceKind::District => {
             let directory = fetch_directory(&peers.geo_router).await?;
-            let outbox = Outbox::spawn(
+            let outbox = Outbox::start(
                 Arc::new(NotificationClient::new(channel(&peers.notification)?)),
                 Arc::new(CaseSquadClient::new(channel(&peers.case_squad)?)),
-            );
+                config.outbox,
+                Arc::new(MemoryDeadLetters::default()),
+            )?;
             let (node, arbiters) = DistrictNode::start_on_new_arbiters(
                 &directory,
                 NodeConfig {
@@ -205,8 +183,8 @@ pub async fn run_service(
                     ..NodeConfig::default()
                 },
                 clock,
-                outbox,
-                journal(config)?,
+                outbox.clone(),
+                backends::journal(config.redis.url.as_deref())?,
                 config.arbiters,
             )
             .await
@@ -216,11 +194,20 @@ pub async fn run_service(
                 DistrictGrpc::new(node).routes(),
                 &[dispatch_proto::service_names::DISTRICT],
                 shutdown,
-                serve_options(config)?,
+                backends::serve_options(config.redis.url.as_deref(), drain)?,
             )
             .await;
             for arbiter in arbiters {
                 arbiter.stop();
+            }
+            // Effects not out by then stay undelivered in the journal (past the delivered
+            // mark), and the next owner delivers them: the flush only shortens that list.
+            let report = outbox.flush(Duration::from_secs(2)).await;
+            if report.left() > 0 {
+                tracing::warn!(
+                    left = report.left(),
+                    "effects left to the next owner at shutdown"
+                );
             }
             result?;
         }
@@ -228,7 +215,7 @@ pub async fn run_service(
             let intake = Arc::new(IntakeService::new(
                 Arc::new(GeoRouterClient::new(channel(&peers.geo_router)?)),
                 Arc::new(DistrictServiceClient::new(channel(&peers.district)?)),
-                intake_records(config, &clock)?,
+                backends::intake_records(config.redis.url.as_deref(), &clock, &config.intake)?,
                 clock,
                 config.intake.clone(),
             ));
@@ -251,7 +238,7 @@ pub async fn run_service(
                     shutdown.await;
                     stop.cancel();
                 },
-                serve_options(config)?,
+                backends::serve_options(config.redis.url.as_deref(), drain)?,
             )
             .await;
             result?;

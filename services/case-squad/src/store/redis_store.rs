@@ -31,8 +31,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use dispatch_bus::redis_conn;
 use dispatch_core::Timestamp;
-use redis::RedisError;
 use redis::aio::ConnectionManager;
+use redis::{RedisError, RetryMethod};
 
 use super::{CaseStore, SquadListing};
 use crate::book::{self, CaseKind, CaseRecord, Opened};
@@ -100,11 +100,18 @@ fn kind_name(kind: CaseKind) -> &'static str {
     }
 }
 
-/// A Redis error as ours: a broken, refused or timed-out connection is a passing outage,
-/// anything else (a script error, a wrong type) is not.
-fn failed(what: String) -> impl FnOnce(RedisError) -> Error {
+/// A Redis error as ours. A passing outage: a broken, refused or timed-out connection, and a
+/// server that asks to wait (`LOADING` its AOF after a restart, `MASTERDOWN`, `TRYAGAIN`) or
+/// has just become a replica (`READONLY`, a failover). Anything else (a script error, a wrong
+/// type) is not.
+pub(super) fn failed(what: String) -> impl FnOnce(RedisError) -> Error {
     move |e| {
-        if redis_conn::is_transient(&e) {
+        let passing = redis_conn::is_transient(&e)
+            || matches!(
+                e.retry_method(),
+                RetryMethod::WaitAndRetry | RetryMethod::RefreshSlotsAndRetry
+            );
+        if passing {
             Error::Unavailable(format!("{what}: redis unavailable: {e}"))
         } else {
             Error::Store(format!("{what}: {e}"))

@@ -353,3 +353,27 @@ async fn redis_down_is_unavailable_and_cases_open_again_after_restart() {
     assert_eq!(second.case.opened_at, Timestamp(3));
     assert_eq!(store.get("case-d1").await.unwrap(), first.case);
 }
+
+#[test]
+fn redis_errors_map_to_unavailable_only_when_they_may_pass() {
+    let server = |code: &str| {
+        let e = redis::RedisError::from((
+            redis::ErrorKind::Server(match code {
+                "LOADING" => redis::ServerErrorKind::BusyLoading,
+                "READONLY" => redis::ServerErrorKind::ReadOnly,
+                _ => redis::ServerErrorKind::ResponseError,
+            }),
+            "from the server",
+        ));
+        super::redis_store::failed("test".into())(e)
+    };
+    assert!(matches!(server("LOADING"), Error::Unavailable(_)));
+    assert!(matches!(server("READONLY"), Error::Unavailable(_)));
+    assert!(matches!(server("ERR"), Error::Store(_)));
+    let refused =
+        redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+    assert!(matches!(
+        super::redis_store::failed("test".into())(refused),
+        Error::Unavailable(_)
+    ));
+}

@@ -122,7 +122,8 @@ impl RedisJournal {
     ///
     /// Errors: [`Error::Unavailable`] for a malformed `url`.
     pub fn connect(url: &str) -> Result<Self> {
-        let con = redis_conn::connect(url).map_err(|e| Error::Unavailable(format!("{url}: {e}")))?;
+        let con =
+            redis_conn::connect(url).map_err(|e| Error::Unavailable(format!("{url}: {e}")))?;
         Ok(Self {
             con,
             append: Script::new(APPEND),
@@ -163,7 +164,12 @@ impl Journal for RedisJournal {
         let k = keys(district);
         // Taking the epoch is not idempotent, but a lost reply only skips an epoch: the next
         // open takes a higher one, and nobody holds the skipped one.
-        let epoch: u64 = self.con.clone().incr(&k.epoch, 1).await.map_err(unavailable)?;
+        let epoch: u64 = self
+            .con
+            .clone()
+            .incr(&k.epoch, 1)
+            .await
+            .map_err(unavailable)?;
         let (snap, delivered, log): (Vec<Option<String>>, Option<u64>, StreamRangeReply) =
             redis_conn::retry("journal load", || {
                 let mut con = self.con.clone();
@@ -175,7 +181,10 @@ impl Journal for RedisJournal {
             })
             .await
             .map_err(unavailable)?;
-        let snapshot = match (snap.first().cloned().flatten(), snap.get(1).cloned().flatten()) {
+        let snapshot = match (
+            snap.first().cloned().flatten(),
+            snap.get(1).cloned().flatten(),
+        ) {
             (Some(seq), Some(state)) => {
                 let seq: u64 = seq.parse().map_err(unavailable)?;
                 let state: DistrictState = serde_json::from_str(&state).map_err(unavailable)?;

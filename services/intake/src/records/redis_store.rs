@@ -198,7 +198,8 @@ fn encode(incident: &Incident) -> Vec<u8> {
 fn decode(bytes: &[u8]) -> Result<Incident> {
     let wire = v1::Incident::decode(bytes)
         .map_err(|e| Error::Records(format!("stored incident does not decode: {e}")))?;
-    incident_from_wire(&wire).map_err(|e| Error::Records(format!("stored incident is invalid: {e}")))
+    incident_from_wire(&wire)
+        .map_err(|e| Error::Records(format!("stored incident is invalid: {e}")))
 }
 
 fn millis(d: Duration) -> u64 {
@@ -298,22 +299,23 @@ impl IncidentRecords for RedisRecords {
         if ids.is_empty() {
             return Ok(ids);
         }
-        let (leased, present): (Vec<bool>, Vec<bool>) = redis_conn::retry("intake stranded", || {
-            let mut con = self.con.clone();
-            let mut leases = redis::pipe();
-            let mut records = redis::pipe();
-            for id in &ids {
-                leases.exists(lease_key(id));
-                records.exists(inc_key(id));
-            }
-            async move {
-                let leased: Vec<bool> = leases.query_async(&mut con).await?;
-                let present: Vec<bool> = records.query_async(&mut con).await?;
-                Ok((leased, present))
-            }
-        })
-        .await
-        .map_err(records)?;
+        let (leased, present): (Vec<bool>, Vec<bool>) =
+            redis_conn::retry("intake stranded", || {
+                let mut con = self.con.clone();
+                let mut leases = redis::pipe();
+                let mut records = redis::pipe();
+                for id in &ids {
+                    leases.exists(lease_key(id));
+                    records.exists(inc_key(id));
+                }
+                async move {
+                    let leased: Vec<bool> = leases.query_async(&mut con).await?;
+                    let present: Vec<bool> = records.query_async(&mut con).await?;
+                    Ok((leased, present))
+                }
+            })
+            .await
+            .map_err(records)?;
         let mut out = Vec::new();
         for ((id, leased), present) in ids.into_iter().zip(leased).zip(present) {
             if !present {
@@ -349,4 +351,3 @@ impl IncidentRecords for RedisRecords {
         Ok(keys.len())
     }
 }
-

@@ -165,13 +165,9 @@ fn command(d: &DistrictState, seen: &mut Seen, op: &Op) -> Option<Command> {
             seen.submitted.push(incident.clone());
             Command::Submit(Box::new(incident))
         }
-        Op::Resubmit(i) => {
-            Command::Submit(Box::new(
-                seen.submitted
-                    .get(i % seen.submitted.len().max(1))?
-                    .clone(),
-            ))
-        }
+        Op::Resubmit(i) => Command::Submit(Box::new(
+            seen.submitted.get(i % seen.submitted.len().max(1))?.clone(),
+        )),
         Op::SetStatus {
             officer,
             status,
@@ -230,11 +226,7 @@ type Applied = (Vec<Effect>, Option<Incident>, Option<Entry>);
 /// Applies one operation through [`DistrictState::apply`], as the actor does; returns the
 /// effects, the incident the call answered with (if any), and the log entry of an accepted
 /// command.
-fn apply(
-    d: &mut DistrictState,
-    seen: &mut Seen,
-    op: &Op,
-) -> Result<Applied, Error> {
+fn apply(d: &mut DistrictState, seen: &mut Seen, op: &Op) -> Result<Applied, Error> {
     let Some(command) = command(d, seen, op) else {
         return Ok((Vec::new(), None, None));
     };

@@ -1,0 +1,203 @@
+//! Latency of one call, one at a time, measured side by side in one run:
+//! - a bare tonic unary round trip (the gRPC health `Check` of a server serving nothing else):
+//!   the floor any gRPC call pays on this machine;
+//! - a Redis round trip (`PING`) on the private Redis of this run;
+//! - call -> order on the terminal: `ReportIncident` sent until the dispatch order arrives on
+//!   the officer's `Subscribe` stream, against the embedded cluster with its state in memory,
+//!   and again with its state in Redis (intake's records, the district journals).
+//!
+//! Each sample is one call on otherwise idle connections (concurrency 1); between samples the
+//! officer acknowledges, arrives and clears, untimed, so every call finds them free.
+//!
+//! Run: `cargo bench -p dispatch-server --bench call_latency` (needs `redis-server`; set
+//! `CALLS=N` for another sample count, default 400).
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dispatch_map::CityMap;
+use dispatch_proto::v1;
+use dispatch_redis_test::RedisServer;
+use dispatch_server::{ClusterConfig, EmbeddedCluster};
+use dispatch_tests::Endpoints;
+use dispatch_tests::flow::{self, Clients};
+use hdrhistogram::Histogram;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+struct Figures {
+    name: &'static str,
+    hist: Histogram<u64>,
+}
+
+impl Figures {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            hist: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+        }
+    }
+    fn record(&mut self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.hist.saturating_record(us);
+    }
+    fn p(&self, q: f64) -> f64 {
+        self.hist.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+async fn bare_tonic(calls: usize) -> Figures {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(incoming),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    let mut f = Figures::new("bare tonic unary round trip");
+    for i in 0..calls + 20 {
+        let t = Instant::now();
+        let _ = client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+        if i >= 20 {
+            f.record(t.elapsed());
+        }
+    }
+    server.abort();
+    f
+}
+
+async fn redis_ping(url: &str, calls: usize) -> Figures {
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let mut f = Figures::new("redis PING round trip");
+    for i in 0..calls + 20 {
+        let t = Instant::now();
+        let _: String = redis::cmd("PING").query_async(&mut con).await.unwrap();
+        if i >= 20 {
+            f.record(t.elapsed());
+        }
+    }
+    f
+}
+
+async fn call_to_order(
+    name: &'static str,
+    map: Arc<CityMap>,
+    redis_url: Option<String>,
+    calls: usize,
+) -> (Figures, Figures) {
+    let redis_url_set = redis_url.is_some();
+    let cluster = EmbeddedCluster::start(
+        map,
+        ClusterConfig {
+            redis_url,
+            ..ClusterConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut c = Clients::connect(&Endpoints::all_at(cluster.addr()))
+        .await
+        .unwrap();
+    let stage = flow::stage(&mut c, 1).await.unwrap();
+    let center = stage.district.center.unwrap();
+    let officer = stage.officers[0].clone();
+    let mut orders = flow::subscribe(&mut c, &officer).await.unwrap();
+    flow::sign_on(&mut c, &officer, center).await.unwrap();
+    let mut f = Figures::new(name);
+    let mut answered = Figures::new(if redis_url_set {
+        "ReportIncident answered, Redis"
+    } else {
+        "ReportIncident answered, in memory"
+    });
+    let run = format!(
+        "{:x}",
+        Instant::now().elapsed().as_nanos() ^ std::process::id() as u128
+    );
+    for i in 0..calls + 20 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let t = Instant::now();
+        flow::report(
+            &mut c,
+            &format!("bench-{run}-{name:.3}-{i}"),
+            v1::IncidentCategory::Theft,
+            center,
+        )
+        .await
+        .unwrap();
+        let report_took = t.elapsed();
+        let order = flow::next_order(&mut orders).await.unwrap();
+        if i >= 20 {
+            f.record(t.elapsed());
+            answered.record(report_took);
+        }
+        flow::work_order(&mut c, &order, v1::Disposition::Resolved)
+            .await
+            .unwrap();
+    }
+    cluster.shutdown().await;
+    (f, answered)
+}
+
+fn main() {
+    let calls: usize = std::env::var("CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let map = Arc::new(CityMap::builtin().unwrap());
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+    let url = redis.url();
+    let figures = system.block_on(async move {
+        let bare = bare_tonic(calls).await;
+        let ping = redis_ping(&url, calls).await;
+        let (mem, mem_answered) =
+            call_to_order("call -> order, in memory", map.clone(), None, calls).await;
+        let (red, red_answered) =
+            call_to_order("call -> order, Redis", map, Some(url.clone()), calls).await;
+        vec![bare, ping, mem, red, mem_answered, red_answered]
+    });
+    println!("\n{calls} samples each, one at a time, loopback, this machine");
+    println!("{:<34} {:>9} {:>9}", "what", "p50 ms", "p99 ms");
+    for f in &figures {
+        println!("{:<34} {:>9.3} {:>9.3}", f.name, f.p(0.5), f.p(0.99));
+    }
+    let (bare, rtt, mem, red) = (&figures[0], &figures[1], &figures[2], &figures[3]);
+    println!(
+        "\nin memory / bare tonic p50: {:.2}x;  Redis / in memory p50: {:.2}x",
+        mem.p(0.5) / bare.p(0.5),
+        red.p(0.5) / mem.p(0.5)
+    );
+    let budget = mem.p(0.5) + 3.0 * rtt.p(0.5);
+    println!(
+        "target Redis p50 <= in-memory p50 + 3 Redis round trips = {:.3} ms: {} ({:.3} ms, {:.1} round trips over in memory)",
+        budget,
+        if red.p(0.5) <= budget {
+            "met"
+        } else {
+            "NOT met"
+        },
+        red.p(0.5),
+        (red.p(0.5) - mem.p(0.5)) / rtt.p(0.5)
+    );
+}

@@ -1,0 +1,328 @@
+//! The five services as separate processes over a private Redis (AOF, fsync always), under a
+//! steady flow of calls with officer terminals playing along, while every service in turn, and
+//! Redis itself, is killed with `SIGKILL` and started again; then `SIGTERM` with terminals
+//! still connected. The rule above all others: no call is lost or silently dropped.
+//!
+//! Slow (about a minute): it runs once, not per backend; the embedded in-memory mode has no
+//! process to kill.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dispatch_proto::v1;
+use dispatch_proto::v1::case_squad_client::CaseSquadClient;
+use dispatch_proto::v1::district_service_client::DistrictServiceClient;
+use dispatch_proto::v1::intake_client::IntakeClient;
+use dispatch_proto::v1::notification_client::NotificationClient;
+use dispatch_redis_test::{Options, RedisServer};
+use dispatch_tests::eventually;
+use dispatch_tests::flow::{self, Clients};
+use dispatch_tests::sandbox::ProcessCluster;
+use futures::StreamExt;
+use std::sync::Mutex;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+/// Calls the platform makes, one every [`CALL_EVERY`].
+const CALLS: usize = 80;
+const CALL_EVERY: Duration = Duration::from_millis(100);
+/// Every fifth call is cleared as a criminal case, so the case squad has work.
+const CASE_EVERY: usize = 5;
+
+/// What the terminals saw: per incident, the dispatch id of every order notice they received
+/// (a notice delivered twice shows twice).
+type Orders = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
+
+fn retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Cancelled
+            | Code::Internal
+    )
+}
+
+/// Runs `op` until it answers something other than a retryable status (the platform and the
+/// terminals keep trying through restarts), each try under a 2 s deadline.
+async fn persist<T, F, Fut>(what: &str, mut op: F) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    for _ in 0..600 {
+        match tokio::time::timeout(Duration::from_secs(2), op()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(s)) if !retryable(&s) => return Err(s),
+            Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("{what}: still failing after 600 tries");
+}
+
+/// One officer's terminal: holds the order feed open, resumes from its last cursor after any
+/// break, and works every new order (acknowledge, arrive, clear), retrying through restarts.
+async fn terminal(
+    notification: Channel,
+    district: Channel,
+    officer: String,
+    orders: Orders,
+    case_every: usize,
+) {
+    let mut notify = NotificationClient::new(notification);
+    let mut district = DistrictServiceClient::new(district);
+    let mut cursor = String::new();
+    let mut seen = HashSet::new();
+    loop {
+        let req = v1::SubscribeRequest {
+            audience: Some(v1::Audience {
+                target: Some(v1::audience::Target::OfficerId(officer.clone())),
+            }),
+            resume_after: cursor.clone(),
+            from_latest: false,
+        };
+        let mut stream = match notify.subscribe(req).await {
+            Ok(s) => s.into_inner(),
+            Err(s) => {
+                if s.code() == Code::OutOfRange {
+                    cursor.clear();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        while let Some(item) = stream.next().await {
+            let Ok(notice) = item else { break };
+            cursor.clone_from(&notice.cursor);
+            let Some(v1::notice_body::Kind::DispatchOrder(order)) =
+                notice.body.and_then(|b| b.kind)
+            else {
+                continue;
+            };
+            orders
+                .lock()
+                .unwrap()
+                .entry(order.incident_id.clone())
+                .or_default()
+                .push(order.dispatch_id.clone());
+            if !seen.insert(order.dispatch_id.clone()) {
+                continue;
+            }
+            work(&mut district, &order, case_every).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn work(
+    district: &mut DistrictServiceClient<Channel>,
+    order: &v1::DispatchOrder,
+    case_every: usize,
+) {
+    let (officer_id, dispatch_id) = (order.officer_id.clone(), order.dispatch_id.clone());
+    let n: usize = order
+        .description
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let disposition = if n.is_multiple_of(case_every) {
+        v1::Disposition::CriminalCase
+    } else {
+        v1::Disposition::Resolved
+    };
+    let ack = persist("acknowledge", || {
+        let mut d = district.clone();
+        let req = v1::AcknowledgeDispatchRequest {
+            officer_id: officer_id.clone(),
+            dispatch_id: dispatch_id.clone(),
+        };
+        async move { d.acknowledge_dispatch(req).await }
+    })
+    .await;
+    ack.unwrap_or_else(|s| panic!("acknowledge {dispatch_id}: {s}"));
+    persist("arrive", || {
+        let mut d = district.clone();
+        let req = v1::ArriveOnSceneRequest {
+            officer_id: officer_id.clone(),
+            dispatch_id: dispatch_id.clone(),
+        };
+        async move { d.arrive_on_scene(req).await }
+    })
+    .await
+    .unwrap_or_else(|s| panic!("arrive {dispatch_id}: {s}"));
+    persist("clear", || {
+        let mut d = district.clone();
+        let req = v1::ClearIncidentRequest {
+            officer_id: officer_id.clone(),
+            dispatch_id: dispatch_id.clone(),
+            disposition: disposition as i32,
+        };
+        async move { d.clear_incident(req).await }
+    })
+    .await
+    .unwrap_or_else(|s| panic!("clear {dispatch_id}: {s}"));
+}
+
+/// The 110 platform: `CALLS` calls, each retried with its `call_id` until intake accepts it.
+/// Returns the incident id of every call, in call order.
+async fn platform(intake: Channel, places: Vec<v1::LatLng>) -> Vec<String> {
+    let client = IntakeClient::new(intake);
+    let mut ids = Vec::new();
+    for i in 0..CALLS {
+        let req = v1::ReportIncidentRequest {
+            call_id: format!("fault-{i}"),
+            category: v1::IncidentCategory::Theft as i32,
+            location: Some(places[i % places.len()]),
+            description: format!("call-{i}"),
+        };
+        let answer = persist("report", || {
+            let mut c = client.clone();
+            let req = req.clone();
+            async move { c.report_incident(req).await }
+        })
+        .await
+        .unwrap_or_else(|s| panic!("report fault-{i}: {s}"));
+        ids.push(answer.into_inner().incident.expect("incident").incident_id);
+        tokio::time::sleep(CALL_EVERY).await;
+    }
+    ids
+}
+
+fn channel(addr: &str) -> Channel {
+    Channel::from_shared(addr.to_owned())
+        .expect("uri")
+        .connect_timeout(Duration::from_secs(1))
+        .connect_lazy()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_every_service_and_of_redis_loses_no_call() {
+    let mut redis = RedisServer::start_with(Options {
+        fsync_always: true,
+        ..Options::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let url = redis.url();
+    let bin = Path::new(env!("CARGO_BIN_EXE_dispatch-server"));
+    let mut cluster = ProcessCluster::start(bin, &["--redis", &url])
+        .await
+        .expect("five processes serving");
+    let e = cluster.endpoints.clone();
+    let mut c = Clients::connect(&e).await.expect("connect");
+
+    // Two districts, four officers each, signed on at the district's seed point.
+    let orders: Orders = Arc::default();
+    let mut places = Vec::new();
+    for index in [0, 1] {
+        let stage = flow::stage(&mut c, index).await.expect("stage");
+        let center = stage.district.center.expect("center");
+        places.push(center);
+        for officer in stage.officers.iter().take(4) {
+            flow::sign_on(&mut c, officer, center)
+                .await
+                .expect("sign on");
+            tokio::spawn(terminal(
+                channel(&e.notification),
+                channel(&e.district),
+                officer.clone(),
+                orders.clone(),
+                CASE_EVERY,
+            ));
+        }
+    }
+
+    let calls = tokio::spawn(platform(channel(&e.intake), places));
+    // Every service in turn, then Redis, dies mid-flow and comes back.
+    for name in [
+        "intake",
+        "district",
+        "notification",
+        "case-squad",
+        "geo-router",
+    ] {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        cluster.kill(name).expect("kill -9");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cluster.restart(name).await.expect("restart");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.kill().expect("kill -9 redis");
+    redis.restart().expect("restart redis");
+    let ids = calls.await.expect("platform");
+
+    // No id reused: one incident per call.
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), CALLS, "incident ids reused: {ids:?}");
+    // Every incident reaches on scene and is cleared.
+    let intake = IntakeClient::new(channel(&e.intake));
+    eventually(Duration::from_secs(90), || {
+        let ids = ids.clone();
+        let intake = intake.clone();
+        async move {
+            let mut open = Vec::new();
+            for id in &ids {
+                let i = intake
+                    .clone()
+                    .get_incident(v1::GetIncidentRequest {
+                        incident_id: id.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                let t = i.times.unwrap_or_default();
+                if i.state != v1::IncidentState::Cleared as i32 || t.on_scene_at.is_none() {
+                    open.push(format!("{id}: {:?}", v1::IncidentState::try_from(i.state)));
+                }
+            }
+            anyhow::ensure!(open.is_empty(), "{} not cleared: {open:?}", open.len());
+            Ok(())
+        }
+    })
+    .await
+    .expect("every call cleared");
+    // None dispatched twice (one dispatch per incident, the first), and every order reached
+    // its terminal exactly once, whatever broke between: resumed streams carry on from their
+    // cursor, and a redelivered order lands once in its feed.
+    let seen = orders.lock().unwrap().clone();
+    for id in &ids {
+        let dispatches = seen.get(id).cloned().unwrap_or_default();
+        assert_eq!(dispatches, [format!("{id}-1")], "orders of {id}");
+    }
+    // Every criminal clearance opened its case.
+    let cases = CaseSquadClient::new(channel(&e.case_squad));
+    for (n, id) in ids.iter().enumerate() {
+        if !n.is_multiple_of(CASE_EVERY) {
+            continue;
+        }
+        eventually(Duration::from_secs(30), || {
+            let mut cases = cases.clone();
+            let case_id = format!("case-{id}");
+            async move {
+                cases
+                    .get_case(v1::GetCaseRequest { case_id })
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{s}"))?;
+                Ok(())
+            }
+        })
+        .await
+        .expect("case opened");
+    }
+
+    // SIGTERM with terminals still holding their streams: drained and gone within the bound.
+    for name in ["notification", "district", "intake"] {
+        let (status, took) = cluster
+            .terminate(name, Duration::from_secs(15))
+            .await
+            .expect("exits after SIGTERM");
+        assert!(
+            status.success(),
+            "{name} exited with {status} after {took:?}"
+        );
+    }
+}
