@@ -137,6 +137,21 @@ impl MemoryJournal {
         Self::default()
     }
 
+    /// Runs `write` on `district`'s log when `epoch` owns it.
+    fn owned<T>(
+        &self,
+        district: &str,
+        epoch: u64,
+        write: impl FnOnce(&mut MemoryLog) -> T,
+    ) -> Result<T> {
+        let mut logs = self.logs.lock();
+        let log = logs.entry(district.to_owned()).or_default();
+        if epoch != log.epoch {
+            return Err(fenced(district, epoch, log.epoch));
+        }
+        Ok(write(log))
+    }
+
     /// Entries held for `district` (for tests of trimming).
     pub fn held(&self, district: &str) -> usize {
         self.logs
@@ -170,15 +185,11 @@ impl Journal for MemoryJournal {
     }
 
     async fn append(&self, district: &str, epoch: u64, entry: &Entry) -> Result<u64> {
-        let mut logs = self.logs.lock();
-        let log = logs.entry(district.to_owned()).or_default();
-        if epoch != log.epoch {
-            return Err(fenced(district, epoch, log.epoch));
-        }
-        log.next_seq += 1;
-        let seq = log.next_seq;
-        log.entries.push((seq, entry.clone()));
-        Ok(seq)
+        self.owned(district, epoch, |log| {
+            log.next_seq += 1;
+            log.entries.push((log.next_seq, entry.clone()));
+            log.next_seq
+        })
     }
 
     async fn snapshot(
@@ -188,16 +199,12 @@ impl Journal for MemoryJournal {
         seq: u64,
         state: &DistrictState,
     ) -> Result<()> {
-        let mut logs = self.logs.lock();
-        let log = logs.entry(district.to_owned()).or_default();
-        if epoch != log.epoch {
-            return Err(fenced(district, epoch, log.epoch));
-        }
-        if log.snapshot.as_ref().is_none_or(|(s, _)| *s <= seq) {
-            log.snapshot = Some((seq, state.clone()));
-        }
-        log.trim();
-        Ok(())
+        self.owned(district, epoch, |log| {
+            if log.snapshot.as_ref().is_none_or(|(s, _)| *s <= seq) {
+                log.snapshot = Some((seq, state.clone()));
+            }
+            log.trim();
+        })
     }
 
     async fn delivered(&self, district: &str, seq: u64) -> Result<()> {

@@ -214,13 +214,7 @@ impl IntakeService {
         notify: Arc<dyn NotifyPort>,
         shutdown: impl Future + Send + 'static,
     ) -> JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown => {}
-                () = crate::follow::follow(this, notify) => {}
-            }
-        })
+        spawn_until(shutdown, crate::follow::follow(self.clone(), notify))
     }
 
     /// Spawns the sweeper until `shutdown` resolves: every `sweep_interval_ms` it hands off
@@ -233,12 +227,7 @@ impl IntakeService {
         shutdown: impl Future + Send + 'static,
     ) -> JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown => {}
-                () = this.sweep_forever() => {}
-            }
-        })
+        spawn_until(shutdown, async move { this.sweep_forever().await })
     }
 
     async fn sweep_forever(&self) {
@@ -316,6 +305,19 @@ impl Handoff {
             }
         }
     }
+}
+
+/// Runs `work` as a task until it ends or `shutdown` resolves.
+fn spawn_until(
+    shutdown: impl Future + Send + 'static,
+    work: impl Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown => {}
+            () = work => {}
+        }
+    })
 }
 
 fn answer(incident: Incident, duplicate: bool) -> v1::ReportIncidentResponse {
