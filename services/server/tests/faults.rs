@@ -326,3 +326,125 @@ async fn kill_9_of_every_service_and_of_redis_loses_no_call() {
         );
     }
 }
+
+async fn health(addr: &str, service: &str) -> Option<i32> {
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel(addr));
+    let req = tonic_health::pb::HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    client.check(req).await.ok().map(|r| r.into_inner().status)
+}
+
+/// Health follows Redis: `NOT_SERVING` while it is down (load balancers send calls elsewhere),
+/// `SERVING` again once it is back, without a restart of the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_not_serving_while_redis_is_down_and_serving_after() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+
+    let mut redis = RedisServer::start_with(Options {
+        fsync_always: true,
+        ..Options::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let url = redis.url();
+    let bin = Path::new(env!("CARGO_BIN_EXE_dispatch-server"));
+    let cluster = ProcessCluster::start(bin, &["--redis", &url])
+        .await
+        .expect("five processes serving");
+    let e = cluster.endpoints.clone();
+    let watched = [
+        (e.intake.clone(), dispatch_proto::service_names::INTAKE),
+        (e.district.clone(), dispatch_proto::service_names::DISTRICT),
+        (
+            e.notification.clone(),
+            dispatch_proto::service_names::NOTIFICATION,
+        ),
+        (
+            e.case_squad.clone(),
+            dispatch_proto::service_names::CASE_SQUAD,
+        ),
+    ];
+    let all_are = |status: ServingStatus| {
+        let watched = watched.clone();
+        move || {
+            let watched = watched.clone();
+            async move {
+                for (addr, name) in &watched {
+                    let got = health(addr, name).await;
+                    anyhow::ensure!(got == Some(status as i32), "{name}: {got:?}");
+                }
+                Ok(())
+            }
+        }
+    };
+    redis.stop().expect("stop redis");
+    eventually(Duration::from_secs(30), all_are(ServingStatus::NotServing))
+        .await
+        .expect("not serving while redis is down");
+    redis.restart().expect("restart redis");
+    eventually(Duration::from_secs(30), all_are(ServingStatus::Serving))
+        .await
+        .expect("serving again");
+}
+
+/// The fault issue 5 reproduced: with the district paused past the platform's 1 s deadline,
+/// the report fails, yet the call is handed over once the district runs again, and the
+/// platform's retry answers `duplicate` with the incident the district dispatched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_whose_caller_gave_up_is_still_dispatched_and_its_retry_is_a_duplicate() {
+    let redis = RedisServer::start_with(Options {
+        fsync_always: true,
+        ..Options::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let url = redis.url();
+    let bin = Path::new(env!("CARGO_BIN_EXE_dispatch-server"));
+    let cluster = ProcessCluster::start(bin, &["--redis", &url])
+        .await
+        .expect("five processes serving");
+    let e = cluster.endpoints.clone();
+    let mut c = Clients::connect(&e).await.expect("connect");
+    let stage = flow::stage(&mut c, 0).await.expect("stage");
+    let center = stage.district.center.expect("center");
+    let officer = stage.officers[0].clone();
+    let mut orders = flow::subscribe(&mut c, &officer).await.expect("subscribe");
+    flow::sign_on(&mut c, &officer, center)
+        .await
+        .expect("sign on");
+
+    cluster.pause("district").expect("SIGSTOP district");
+    let req = v1::ReportIncidentRequest {
+        call_id: "paused-1".into(),
+        category: v1::IncidentCategory::ViolentCrime as i32,
+        location: Some(center),
+        description: "robbery in progress".into(),
+    };
+    let mut first = tonic::Request::new(req.clone());
+    first.set_timeout(Duration::from_secs(1));
+    let gave_up = IntakeClient::new(channel(&e.intake))
+        .report_incident(first)
+        .await
+        .expect_err("the district is paused");
+    // The client's deadline, or the server's enforcement of it (tonic answers `Cancelled`).
+    assert!(
+        matches!(gave_up.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{gave_up:?}"
+    );
+    cluster.resume("district").expect("SIGCONT district");
+
+    let order = flow::next_order(&mut orders)
+        .await
+        .expect("dispatched without a retry");
+    let retry = persist("retry", || {
+        let mut intake = IntakeClient::new(channel(&e.intake));
+        let req = req.clone();
+        async move { intake.report_incident(req).await }
+    })
+    .await
+    .expect("retry")
+    .into_inner();
+    assert!(retry.duplicate);
+    let incident = retry.incident.expect("incident");
+    assert_eq!(incident.incident_id, order.incident_id);
+    assert_eq!(order.dispatch_id, format!("{}-1", incident.incident_id));
+}
