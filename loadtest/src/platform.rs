@@ -22,8 +22,10 @@ use crate::draw::{PoissonArrivals, Stream, Weighted, rng_for};
 use crate::geography::Geography;
 use crate::scenario::{Scenario, category_name};
 
-/// Attempts per call; a retry reuses the `call_id`, so intake's idempotency makes it safe.
-pub const CALL_ATTEMPTS: u32 = 3;
+/// Attempts per call, [`RETRY_PAUSE`] apart: about 20 s of retries, long enough to ride out a
+/// service restart (a real 110 platform keeps retrying a call it could not hand over). A retry
+/// reuses the `call_id`, so intake's idempotency makes it safe.
+pub const CALL_ATTEMPTS: u32 = 200;
 
 /// Real pause before a retry.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);

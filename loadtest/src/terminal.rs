@@ -34,8 +34,10 @@ use crate::draw::{Weighted, rng_for_officer, uniform_in};
 use crate::scenario::{TerminalSpec, disposition_name};
 use crate::{Error, Result};
 
-/// Attempts to re-open a broken order stream before the terminal gives up.
-const RESUBSCRIBE_ATTEMPTS: u32 = 10;
+/// Attempts to re-open a broken order stream before the terminal gives up: with
+/// [`RESUBSCRIBE_PAUSE`], about 30 s, so a terminal rides out a restart of the notification
+/// service (or of the whole embedded cluster) and resumes from its cursor.
+const RESUBSCRIBE_ATTEMPTS: u32 = 150;
 
 /// Real pause between re-subscription attempts.
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(200);

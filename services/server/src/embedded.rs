@@ -48,9 +48,12 @@ pub struct ClusterConfig {
     pub listen: SocketAddr,
     /// Intake's hand-off leases, deadlines, sweeper and retention.
     pub intake: IntakeConfig,
-    /// Redis URL: intake's records and the district journals live there (the system of
-    /// record); `None`: in process memory.
+    /// Redis URL: every service's state lives there (the system of record), and health
+    /// follows Redis; `None`: in process memory.
     pub redis_url: Option<String>,
+    /// After shutdown begins, how long running calls may finish before what is still open is
+    /// closed.
+    pub drain: std::time::Duration,
 }
 
 impl Default for ClusterConfig {
@@ -64,6 +67,7 @@ impl Default for ClusterConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             intake: IntakeConfig::default(),
             redis_url: None,
+            drain: dispatch_runtime::DEFAULT_DRAIN,
         }
     }
 }
@@ -76,6 +80,7 @@ pub struct EmbeddedCluster {
     arbiters: Vec<Arbiter>,
     node: DistrictNode,
     outbox: Outbox,
+    drain: std::time::Duration,
 }
 
 impl std::fmt::Debug for EmbeddedCluster {
@@ -164,8 +169,9 @@ impl EmbeddedCluster {
             .add_service(NotificationServer::from_arc(notification));
         let serve_stop = stop.clone();
         let serve_hub = hub;
+        let options = backends::serve_options(config.redis_url.as_deref(), config.drain)?;
         let server = tokio::spawn(async move {
-            dispatch_runtime::serve(
+            dispatch_runtime::serve_with(
                 listener,
                 routes,
                 &[
@@ -180,6 +186,7 @@ impl EmbeddedCluster {
                     // Open terminal streams would hold the drain forever.
                     serve_hub.close();
                 },
+                options,
             )
             .await
         });
@@ -191,6 +198,7 @@ impl EmbeddedCluster {
             arbiters,
             node,
             outbox,
+            drain: config.drain,
         })
     }
 
@@ -204,15 +212,19 @@ impl EmbeddedCluster {
         &self.node
     }
 
-    /// Stops taking calls, ends open streams, lets running calls finish (at most 5 s), then
-    /// stops the district actors.
+    /// Stops taking calls, ends open streams, lets running calls finish (at most the drain
+    /// bound), then stops the district actors.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        match tokio::time::timeout(std::time::Duration::from_secs(5), self.server).await {
+        match tokio::time::timeout(self.drain + std::time::Duration::from_secs(1), self.server)
+            .await
+        {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
             Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
-            Err(_) => tracing::warn!("server did not drain within 5 s"),
+            Err(_) => {
+                tracing::warn!(drain = ?self.drain, "server did not stop within its drain bound")
+            }
         }
         for arbiter in self.arbiters {
             arbiter.stop();

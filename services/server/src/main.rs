@@ -143,7 +143,10 @@ fn main() -> std::process::ExitCode {
     // A clock that cannot be built (a separate process on a scaled clock without the shared
     // epoch, an epoch ahead of this host's clock) is bad input too.
     let clock = match command {
-        Command::All => standalone::embedded_clock(&config),
+        // With Redis the cluster outlives the process: a scaled clock restarted from "now"
+        // would jump against the journals, so it needs the fixed epoch a separate process does.
+        Command::All if config.redis.url.is_none() => standalone::embedded_clock(&config),
+        Command::All => standalone::clock(&config),
         Command::Run { .. } => standalone::clock(&config),
     };
     let clock = match clock {
@@ -206,6 +209,7 @@ async fn serve(
                     listen: config.listen,
                     intake: config.intake.clone(),
                     redis_url: config.redis.url.clone(),
+                    drain: std::time::Duration::from_millis(config.drain_ms),
                 },
             )
             .await?;
