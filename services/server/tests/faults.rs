@@ -194,6 +194,20 @@ async fn platform(intake: Channel, places: Vec<v1::LatLng>) -> Vec<String> {
     ids
 }
 
+/// A private Redis (AOF, fsync always) and the five services over it.
+async fn redis_cluster() -> (RedisServer, ProcessCluster) {
+    let redis = RedisServer::start_with(Options {
+        fsync_always: true,
+        ..Options::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let bin = Path::new(env!("CARGO_BIN_EXE_dispatch-server"));
+    let cluster = ProcessCluster::start(bin, &["--redis", &redis.url()])
+        .await
+        .expect("five processes serving");
+    (redis, cluster)
+}
+
 fn channel(addr: &str) -> Channel {
     Channel::from_shared(addr.to_owned())
         .expect("uri")
@@ -203,16 +217,7 @@ fn channel(addr: &str) -> Channel {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_every_service_and_of_redis_loses_no_call() {
-    let mut redis = RedisServer::start_with(Options {
-        fsync_always: true,
-        ..Options::default()
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    let url = redis.url();
-    let bin = Path::new(env!("CARGO_BIN_EXE_dispatch-server"));
-    let mut cluster = ProcessCluster::start(bin, &["--redis", &url])
-        .await
-        .expect("five processes serving");
+    let (mut redis, mut cluster) = redis_cluster().await;
     let e = cluster.endpoints.clone();
     let mut c = Clients::connect(&e).await.expect("connect");
 
@@ -341,16 +346,7 @@ async fn health(addr: &str, service: &str) -> Option<i32> {
 async fn health_is_not_serving_while_redis_is_down_and_serving_after() {
     use tonic_health::pb::health_check_response::ServingStatus;
 
-    let mut redis = RedisServer::start_with(Options {
-        fsync_always: true,
-        ..Options::default()
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    let url = redis.url();
-    let bin = Path::new(env!("CARGO_BIN_EXE_dispatch-server"));
-    let cluster = ProcessCluster::start(bin, &["--redis", &url])
-        .await
-        .expect("five processes serving");
+    let (mut redis, cluster) = redis_cluster().await;
     let e = cluster.endpoints.clone();
     let watched = [
         (e.intake.clone(), dispatch_proto::service_names::INTAKE),
@@ -392,16 +388,7 @@ async fn health_is_not_serving_while_redis_is_down_and_serving_after() {
 /// platform's retry answers `duplicate` with the incident the district dispatched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_whose_caller_gave_up_is_still_dispatched_and_its_retry_is_a_duplicate() {
-    let redis = RedisServer::start_with(Options {
-        fsync_always: true,
-        ..Options::default()
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    let url = redis.url();
-    let bin = Path::new(env!("CARGO_BIN_EXE_dispatch-server"));
-    let cluster = ProcessCluster::start(bin, &["--redis", &url])
-        .await
-        .expect("five processes serving");
+    let (_redis, cluster) = redis_cluster().await;
     let e = cluster.endpoints.clone();
     let mut c = Clients::connect(&e).await.expect("connect");
     let stage = flow::stage(&mut c, 0).await.expect("stage");
