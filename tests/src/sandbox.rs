@@ -240,6 +240,20 @@ impl ProcessCluster {
         signal(self.pid(name)?, "CONT")
     }
 
+    /// Resident memory of service `name` now, bytes (`VmRSS` of `/proc/<pid>/status`; Linux).
+    ///
+    /// Errors: no such service, not running, or no `/proc`.
+    pub fn rss_bytes(&self, name: &str) -> anyhow::Result<u64> {
+        let pid = self.pid(name)?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("no VmRSS for {name} (pid {pid})"))?;
+        Ok(kib * 1024)
+    }
+
     /// Whether every service is running (none exited by itself).
     pub fn all_running(&mut self) -> bool {
         self.services.iter_mut().all(|s| {

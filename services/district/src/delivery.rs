@@ -1,15 +1,18 @@
 //! The delivered mark of each district's journal: up to which entry every effect has left the
-//! node (delivered, or recorded as a dead letter). A new owner delivers again the effects of the
-//! entries after it; receivers are idempotent (an order by its dispatch id, an incident update by
-//! its revision, a case by its incident), so an effect delivered twice lands once.
+//! node (delivered, or refused by its destination and recorded as a dead letter). A dead letter
+//! that may still be delivered stays parked for the outbox's redrive and holds the mark back, so
+//! after a crash it is delivered again from the journal. A new owner delivers again the effects
+//! of the entries after the mark; receivers are idempotent (an order by its dispatch id, an
+//! incident update by its revision, a case by its incident), so an effect delivered twice lands
+//! once.
 //!
 //! How the mark is found without tagging every effect: each actor records the last entry whose
 //! effects it handed to the outbox ([`Marks::emitted`], written after the hand-over). A tracker
 //! task reads every district's record first, and then the outbox's counters; when no lane holds
-//! an effect at that moment (`pending == 0`), everything handed over before the read has left,
-//! so the records read are safe to store as delivered. Under steady load a lane empties
-//! between batches many times a second; a mark that lags only means more is delivered again
-//! after a crash.
+//! an effect at that moment and none is parked (`undelivered() == 0`), everything handed over
+//! before the read has left, so the records read are safe to store as delivered. Under steady
+//! load a lane empties between batches many times a second; a mark that lags only means more is
+//! delivered again after a crash.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,7 +64,7 @@ pub async fn track(marks: Arc<Marks>, outbox: Outbox, journal: Arc<dyn Journal>)
         // Marks first, then the lanes: see the module docs.
         let read = marks.read();
         let stats = outbox.stats();
-        if stats.notification.pending > 0 || stats.case_squad.pending > 0 {
+        if stats.notification.undelivered() > 0 || stats.case_squad.undelivered() > 0 {
             continue;
         }
         for (district, seq) in read {

@@ -36,7 +36,12 @@
 //!   [`OutboxConfig::max_tries`] tries; any other status is a refusal. After the last try, or at
 //!   once on a refusal, the effect goes to the dead letters: a log line at error level naming
 //!   the lane, destination, effect kind, incident id and last error, a counter increment, and a
-//!   record in the [`DeadLetterSink`].
+//!   record in the [`DeadLetterSink`] (in Redis, the stream of [`RedisDeadLetters`]).
+//! - A dead letter is not the end of an effect that may still be delivered (its lane was full,
+//!   its destination stayed down for every try, the node was shutting down): it is parked, and
+//!   every [`OutboxConfig::redrive_every`] the parked effects go back into their lane
+//!   ([`Outbox::redrive`]), until delivered. Only a refusal is final. While anything is parked
+//!   the journal's delivered mark stays put, so a crash loses nothing parked either.
 //! - While a lane retries, the effects behind it wait: order within a lane is kept, and a
 //!   lane holds at most `lane_capacity` of them.
 //! - [`Outbox::flush`] stops taking effects, lets the lanes drain up to a deadline, then sends
@@ -45,12 +50,14 @@
 //! Receivers are idempotent, so a call retried after it was in fact delivered does no harm:
 //! each publication carries a `publication_id` (the dispatch id of an order,
 //! `{incident_id}@{revision}` of an incident update) that its feed appends once, and the case
-//! squad opens one case per incident. What is in the lanes is lost if the process dies; the
-//! Redis-backed durable streams of a later issue close that gap.
+//! squad opens one case per incident. What is in the lanes or parked when the process dies is
+//! delivered again by the district's next owner from its journal (see the delivered mark in
+//! `delivery.rs`).
 
 mod dead_letter;
 mod destination;
 mod lane;
+mod redis_dead_letters;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,6 +74,7 @@ pub use self::dead_letter::{
 };
 use self::destination::{Case, Cases, Destination, Notice, Notify};
 use self::lane::{Counters, Graveyard, LaneTask, Stop};
+pub use self::redis_dead_letters::RedisDeadLetters;
 
 /// Why the outbox could not start.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -121,6 +129,13 @@ pub struct OutboxConfig {
     /// on-scene target.
     #[serde(with = "millis")]
     pub max_backoff: Duration,
+    /// How often dead letters that may still be delivered ([`Reason::redelivered`]: the lane
+    /// was full, every try failed, the node was shutting down) are sent again into their lane,
+    /// milliseconds in config files; more than 0. Default 10 s: a destination back from an
+    /// outage gets what it missed within seconds, while one still down costs one batch of
+    /// tries per period, not a busy loop. Refused effects are never sent again.
+    #[serde(with = "millis")]
+    pub redrive_every: Duration,
 }
 
 impl Default for OutboxConfig {
@@ -131,6 +146,7 @@ impl Default for OutboxConfig {
             call_deadline: Duration::from_secs(5),
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
+            redrive_every: Duration::from_secs(10),
         }
     }
 }
@@ -163,6 +179,9 @@ impl OutboxConfig {
         }
         if self.min_backoff.is_zero() {
             return fail("min_backoff", "must be more than 0 ms, got 0".into());
+        }
+        if self.redrive_every.is_zero() {
+            return fail("redrive_every", "must be more than 0 ms, got 0".into());
         }
         if self.max_backoff < self.min_backoff {
             return fail(
@@ -200,12 +219,25 @@ pub struct LaneStats {
     pub delivered: u64,
     /// Calls repeated after a transient failure (one per retry, whatever the batch size).
     pub retried: u64,
-    /// Effects sent to the dead letters, for any [`Reason`].
+    /// Effects sent to the dead letters, for any [`Reason`]; once each, however often the
+    /// redrive sends one again.
     pub dead_lettered: u64,
     /// Of `dead_lettered`, effects refused because the lane was full.
     pub overflowed: u64,
     /// Effects in the lane now: waiting or in flight.
     pub pending: u64,
+    /// Dead letters waiting for the next redrive now ([`Reason::redelivered`]).
+    pub parked: u64,
+    /// Dead letters sent again by the redrive, one per effect per redrive.
+    pub redriven: u64,
+}
+
+impl LaneStats {
+    /// Effects this lane still has to deliver: queued, in flight, or parked for the redrive.
+    /// The delivered mark of the journal moves only while this is 0 in every lane.
+    pub fn undelivered(&self) -> u64 {
+        self.pending + self.parked
+    }
 }
 
 /// A snapshot of every lane's counters; see [`Outbox::stats`].
@@ -310,6 +342,8 @@ impl<T: Into<Effect>> LaneSender<T> {
             dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
             overflowed: c.overflowed.load(Ordering::Relaxed),
             pending: c.pending.load(Ordering::Relaxed),
+            parked: c.parked.load(Ordering::Relaxed),
+            redriven: c.redriven.load(Ordering::Relaxed),
         }
     }
 
@@ -366,7 +400,7 @@ impl Outbox {
         let (notification, notification_task) =
             lane(Notify(notify), config, &sink, stop_rx.clone());
         let (case_squad, case_task) = lane(Cases(cases), config, &sink, stop_rx);
-        Outbox {
+        let outbox = Outbox {
             inner: Arc::new(Inner {
                 notification,
                 case_squad,
@@ -377,7 +411,44 @@ impl Outbox {
                     report: None,
                 }),
             }),
+        };
+        tokio::spawn(redrive_every(
+            Arc::downgrade(&outbox.inner),
+            config.redrive_every,
+        ));
+        outbox
+    }
+
+    /// Sends every parked dead letter ([`Reason::redelivered`]) again into its lane, oldest
+    /// first, and answers how many. Does nothing once [`Outbox::flush`] began (they stay
+    /// parked; the journal's delivered mark has not passed them, so the node's next owner
+    /// delivers them again). Called by the outbox every [`OutboxConfig::redrive_every`]; an
+    /// operator's tool or a test may call it sooner.
+    ///
+    /// A lane still full parks what does not fit again, so nothing is lost; effects sent again
+    /// queue behind newer ones, which receivers tolerate (an incident update carries its
+    /// revision, an order its dispatch id, a case its incident).
+    pub fn redrive(&self) -> usize {
+        let inner = &self.inner;
+        if !inner.accepting.load(Ordering::Acquire) {
+            return 0;
         }
+        let mut sent = 0;
+        for graveyard in [&inner.notification.graveyard, &inner.case_squad.graveyard] {
+            let effects = graveyard.take_parked();
+            let n = effects.len();
+            if n == 0 {
+                continue;
+            }
+            // Queued (pending raised) before the gauge is lowered: never in neither.
+            self.emit(effects);
+            graveyard.unpark(n);
+            sent += n;
+        }
+        if sent > 0 {
+            tracing::info!(effects = sent, "dead letters sent again");
+        }
+        sent
     }
 
     /// Queues effects for delivery, each in the lane of its destination, in order. Never
@@ -449,6 +520,21 @@ impl Outbox {
     }
 }
 
+/// Runs [`Outbox::redrive`] every `period` until the outbox is flushed or dropped.
+async fn redrive_every(inner: std::sync::Weak<Inner>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if !inner.accepting.load(Ordering::Acquire) {
+            return;
+        }
+        Outbox { inner }.redrive();
+    }
+}
+
 /// Creates one lane and spawns its task.
 fn lane<D: Destination>(
     destination: D,
@@ -460,6 +546,8 @@ fn lane<D: Destination>(
     let graveyard = Graveyard {
         counters: Arc::new(Counters::default()),
         sink: sink.clone(),
+        parked: Arc::default(),
+        redriving: Arc::default(),
     };
     let task = LaneTask {
         destination,

@@ -14,6 +14,7 @@ use dispatch_core::{
     Category, Incident, IncidentState, LatLng, ManualClock, OfficerStatus, Timestamp,
 };
 use dispatch_district::journal::{Journal, RedisJournal};
+use dispatch_district::outbox::{MemoryDeadLetters, OutboxConfig};
 use dispatch_district::{DistrictNode, Error, NodeConfig, Outbox};
 use dispatch_proto::v1;
 use dispatch_redis_test::{Options, RedisServer};
@@ -114,8 +115,22 @@ struct Node {
 
 impl Node {
     async fn start(journal: Arc<dyn Journal>, terminals: Arc<Terminals>) -> Node {
+        Self::start_with(journal, terminals, OutboxConfig::default()).await
+    }
+
+    async fn start_with(
+        journal: Arc<dyn Journal>,
+        terminals: Arc<Terminals>,
+        config: OutboxConfig,
+    ) -> Node {
         let clock = Arc::new(ManualClock::at(T0));
-        let outbox = Outbox::spawn(terminals, Arc::new(NoCases));
+        let outbox = Outbox::start(
+            terminals,
+            Arc::new(NoCases),
+            config,
+            Arc::new(MemoryDeadLetters::default()),
+        )
+        .unwrap();
         let (node, arbiters) = DistrictNode::start_on_new_arbiters(
             &directory(),
             NodeConfig {
@@ -302,4 +317,55 @@ async fn a_node_whose_districts_were_taken_over_cannot_write() {
     let incident = new.node.submit(routed("I1")).await.unwrap();
     assert_eq!(incident.state, IncidentState::Dispatched);
     eventually("one order", || terminals.orders() == ["I1-1".to_string()]).await;
+}
+
+/// Issue 5: an order dead-lettered after every try (the notification service stayed down) holds
+/// the journal's delivered mark back while it waits for the redrive, so a node that dies before
+/// the redrive loses nothing: its successor delivers the order from the journal.
+#[actix_rt::test]
+async fn a_parked_dead_letter_holds_the_delivered_mark_so_a_crash_loses_nothing() {
+    let server = redis();
+    let journal: Arc<dyn Journal> = Arc::new(RedisJournal::connect(&server.url()).unwrap());
+    let down = Arc::new(Terminals::default());
+    down.down.store(true, Ordering::SeqCst);
+    let config = OutboxConfig {
+        max_tries: 1,
+        redrive_every: Duration::from_secs(3_600),
+        ..OutboxConfig::default()
+    };
+    let first = Node::start_with(journal.clone(), down.clone(), config).await;
+    let officer = format!("{D1}-o01");
+    first
+        .node
+        .set_status(&officer, OfficerStatus::Available, here())
+        .await
+        .unwrap();
+    first.node.submit(routed("I1")).await.unwrap();
+    eventually("the order is dead-lettered and parked", || {
+        let stats = first.outbox.stats().notification;
+        stats.pending == 0 && stats.parked > 0
+    })
+    .await;
+    // Several rounds of the mark tracker (every 250 ms) with nothing in the lanes.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let delivered: Option<u64> = redis::cmd("GET")
+        .arg(format!("district:{D1}:delivered"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    // Entry 1 is the status change (its effects left); entry 2, the submit, holds the order.
+    assert!(
+        delivered.unwrap_or(0) < 2,
+        "mark {delivered:?} passed the parked order"
+    );
+    first.crash().await;
+
+    let up = Arc::new(Terminals::default());
+    let _second = Node::start(journal, up.clone()).await;
+    eventually("the parked order is delivered by the next node", || {
+        up.orders() == ["I1-1".to_string()]
+    })
+    .await;
 }

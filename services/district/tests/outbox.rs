@@ -487,6 +487,19 @@ async fn a_full_lane_dead_letters_the_overflow_and_emit_never_blocks() {
         (stats.delivered, stats.dead_lettered, stats.pending),
         (4, 4, 0)
     );
+    // The overflow was parked, not lost: the next redrive (every 10 s by default) delivers it,
+    // oldest first.
+    assert_eq!(stats.parked, 4);
+    eventually("overflow redriven", || r.notify.labels().len() == 8).await;
+    assert_eq!(
+        r.notify.labels()[4..],
+        ["inc-3@1", "inc-4@1", "inc-5@1", "inc-8@1"]
+    );
+    // The lane holds 2, so a redrive of 4 overflows again and parks 2 for the next one: each
+    // effect is still delivered once.
+    let stats = r.outbox.stats().notification;
+    assert_eq!((stats.delivered, stats.parked, stats.pending), (8, 0, 0));
+    assert_eq!(stats.redriven, 6, "4, then the 2 that overflowed again");
 }
 
 #[tokio::test(start_paused = true)]
@@ -600,6 +613,12 @@ fn config_reads_milliseconds_and_checks_its_rules() {
         OutboxConfig::default()
     );
     assert!(toml::from_str::<OutboxConfig>("lane_capcity = 3").is_err());
+    assert_eq!(
+        OutboxConfig::default().redrive_every,
+        Duration::from_secs(10)
+    );
+    let config: OutboxConfig = toml::from_str("redrive_every = 750").unwrap();
+    assert_eq!(config.redrive_every, Duration::from_millis(750));
 
     assert_eq!(OutboxConfig::default().validate(), Ok(()));
     let field = |c: OutboxConfig| match c.validate() {
@@ -629,6 +648,13 @@ fn config_reads_milliseconds_and_checks_its_rules() {
         }),
         "min_backoff"
     );
+    assert_eq!(
+        field(OutboxConfig {
+            redrive_every: Duration::ZERO,
+            ..d
+        }),
+        "redrive_every"
+    );
     let backwards = OutboxConfig {
         min_backoff: Duration::from_secs(2),
         max_backoff: Duration::from_secs(1),
@@ -657,4 +683,92 @@ async fn start_refuses_a_bad_config() {
         e.to_string(),
         "outbox.lane_capacity: must be 1 to 10000000, got 0"
     );
+}
+
+/// Issue 5: an order dead-lettered while the notification service stayed down past every try
+/// is not lost: it is parked, holds the delivered mark back, and the redrive delivers it once
+/// the service is back, exactly once.
+#[tokio::test(start_paused = true)]
+async fn an_order_dead_lettered_during_a_long_outage_is_delivered_once_the_peer_is_back() {
+    let config = OutboxConfig {
+        max_tries: 3,
+        redrive_every: Duration::from_secs(30),
+        ..OutboxConfig::default()
+    };
+    let r = rig(config, Mode::Fail(Code::Unavailable), Mode::Accept);
+    r.outbox.emit(vec![order("inc-1", "o-7")]);
+    eventually("dead-lettered", || {
+        r.outbox.stats().notification.dead_lettered == 1
+    })
+    .await;
+    let stats = r.outbox.stats().notification;
+    assert_eq!(
+        (stats.pending, stats.parked, stats.undelivered()),
+        (0, 1, 1)
+    );
+    assert!(r.letters.letters()[0].reason.redelivered());
+
+    // Still down at the first redrives: tried again (3 tries each), parked again, never lost,
+    // and recorded once.
+    tokio::time::sleep(Duration::from_secs(65)).await;
+    let stats = r.outbox.stats().notification;
+    assert_eq!(stats.redriven, 2, "{stats:?}");
+    assert_eq!(stats.dead_lettered, 1);
+    assert_eq!(r.letters.recorded(), 1);
+    assert_eq!(stats.parked, 1);
+    assert_eq!(r.notify.calls(), 9);
+    assert!(r.notify.labels().is_empty());
+
+    r.notify.set_mode(Mode::Accept);
+    eventually("delivered after the outage", || {
+        r.notify.labels() == ["inc-1-1"]
+    })
+    .await;
+    let stats = r.outbox.stats().notification;
+    assert_eq!(
+        (stats.delivered, stats.parked, stats.pending, stats.redriven),
+        (1, 0, 0, 3)
+    );
+    // Nothing more is sent: delivered once.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(r.notify.labels(), ["inc-1-1"]);
+}
+
+/// A refusal is final: the effect stays in the dead letters for an operator and is never sent
+/// again, and it does not hold the delivered mark back.
+#[tokio::test(start_paused = true)]
+async fn a_refused_effect_is_never_sent_again() {
+    let r = rig(
+        OutboxConfig::default(),
+        Mode::Accept,
+        Mode::Fail(Code::InvalidArgument),
+    );
+    r.outbox.emit(vec![open_case("inc-9")]);
+    eventually("dead-lettered", || {
+        r.outbox.stats().case_squad.dead_lettered == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let stats = r.outbox.stats().case_squad;
+    assert_eq!(
+        (stats.parked, stats.redriven, stats.undelivered()),
+        (0, 0, 0)
+    );
+    assert_eq!(r.cases.calls(), 1);
+    assert!(!r.letters.letters()[0].reason.redelivered());
+}
+
+/// What a flush leaves is parked and never redriven by the closing outbox: the journal's next
+/// owner delivers it (the delivered mark has not passed it).
+#[tokio::test(start_paused = true)]
+async fn what_a_flush_leaves_stays_parked_and_is_not_redriven() {
+    let r = rig(OutboxConfig::default(), Mode::Hang, Mode::Accept);
+    r.outbox
+        .emit(vec![changed("inc-1", 1), changed("inc-2", 1)]);
+    let report = r.outbox.flush(Duration::from_secs(1)).await;
+    assert_eq!(report.notification_left, 2);
+    assert_eq!(r.outbox.redrive(), 0);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let stats = r.outbox.stats().notification;
+    assert_eq!((stats.parked, stats.redriven), (2, 0));
 }

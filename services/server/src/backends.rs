@@ -10,6 +10,7 @@ use dispatch_bus::redis_conn;
 use dispatch_case_squad::{CaseStore, MemoryCaseStore, RedisCaseStore, book};
 use dispatch_core::clock::SharedClock;
 use dispatch_district::journal::{Journal, MemoryJournal, RedisJournal};
+use dispatch_district::outbox::{DeadLetterSink, MemoryDeadLetters, RedisDeadLetters};
 use dispatch_intake::{IncidentRecords, IntakeConfig, MemoryRecords, RedisRecords};
 use dispatch_proto::v1;
 use dispatch_runtime::{Probe, ServeOptions};
@@ -41,6 +42,17 @@ pub fn journal(redis: Option<&str>) -> anyhow::Result<Arc<dyn Journal>> {
     Ok(match redis {
         Some(url) => Arc::new(RedisJournal::connect(url)?),
         None => Arc::new(MemoryJournal::new()),
+    })
+}
+
+/// Where the district outbox records dead letters: the Redis stream
+/// [`RedisDeadLetters::KEY`] (kept after the node is gone), or the most recent ones in memory.
+///
+/// Errors: a malformed Redis URL.
+pub fn dead_letters(redis: Option<&str>) -> anyhow::Result<Arc<dyn DeadLetterSink>> {
+    Ok(match redis {
+        Some(url) => Arc::new(RedisDeadLetters::connect(url)?),
+        None => Arc::new(MemoryDeadLetters::default()),
     })
 }
 

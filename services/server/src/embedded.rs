@@ -13,6 +13,7 @@ use dispatch_bus::ports::InProcess;
 use dispatch_case_squad::CaseSquadService;
 use dispatch_core::TravelModel;
 use dispatch_core::clock::{SharedClock, WallClock};
+use dispatch_district::outbox::OutboxConfig;
 use dispatch_district::{DistrictGrpc, DistrictNode, NodeConfig, Outbox};
 use dispatch_geo_router::GeoRouterService;
 use dispatch_intake::{IntakeConfig, IntakeService};
@@ -54,6 +55,8 @@ pub struct ClusterConfig {
     /// After shutdown begins, how long running calls may finish before what is still open is
     /// closed.
     pub drain: std::time::Duration,
+    /// The district node's outbox: lanes, tries, deadlines, redrive.
+    pub outbox: OutboxConfig,
 }
 
 impl Default for ClusterConfig {
@@ -68,6 +71,7 @@ impl Default for ClusterConfig {
             intake: IntakeConfig::default(),
             redis_url: None,
             drain: dispatch_runtime::DEFAULT_DRAIN,
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -113,10 +117,12 @@ impl EmbeddedCluster {
             None,
             clock.clone(),
         ));
-        let outbox = Outbox::spawn(
+        let outbox = Outbox::start(
             Arc::new(InProcess(notification.clone())),
             Arc::new(InProcess(cases.clone())),
-        );
+            config.outbox,
+            backends::dead_letters(redis)?,
+        )?;
         let journal = backends::journal(redis)?;
         let records = backends::intake_records(redis, &clock, &config.intake)?;
         let (node, arbiters) = DistrictNode::start_on_new_arbiters(

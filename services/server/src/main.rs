@@ -210,6 +210,7 @@ async fn serve(
                     intake: config.intake.clone(),
                     redis_url: config.redis.url.clone(),
                     drain: std::time::Duration::from_millis(config.drain_ms),
+                    outbox: config.outbox,
                 },
             )
             .await?;

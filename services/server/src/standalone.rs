@@ -15,7 +15,6 @@ use dispatch_case_squad::IncidentLookup;
 use dispatch_core::ScaledClock;
 use dispatch_core::clock::{Error as ClockError, SharedClock, WallClock};
 use dispatch_district::DistrictGrpc;
-use dispatch_district::outbox::MemoryDeadLetters;
 use dispatch_district::{DistrictNode, NodeConfig, Outbox};
 use dispatch_intake::IntakeService;
 use dispatch_map::CityMap;
@@ -173,7 +172,7 @@ pub async fn run_service(
                 Arc::new(NotificationClient::new(channel(&peers.notification)?)),
                 Arc::new(CaseSquadClient::new(channel(&peers.case_squad)?)),
                 config.outbox,
-                Arc::new(MemoryDeadLetters::default()),
+                backends::dead_letters(config.redis.url.as_deref())?,
             )?;
             let (node, arbiters) = DistrictNode::start_on_new_arbiters(
                 &directory,

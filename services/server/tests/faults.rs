@@ -169,17 +169,34 @@ async fn work(
     .unwrap_or_else(|s| panic!("clear {dispatch_id}: {s}"));
 }
 
-/// The 110 platform: `CALLS` calls, each retried with its `call_id` until intake accepts it.
-/// Returns the incident id of every call, in call order.
-async fn platform(intake: Channel, places: Vec<v1::LatLng>) -> Vec<String> {
+/// The 110 platform: `calls` calls, one every `every`, each retried with its `call_id` until
+/// intake accepts it. Returns the incident id of every call, in call order.
+async fn platform(
+    intake: Channel,
+    places: Vec<v1::LatLng>,
+    calls: usize,
+    every: Duration,
+) -> Vec<String> {
+    platform_padded(intake, places, calls, every, 0).await
+}
+
+/// [`platform`] with descriptions `pad` characters longer (the terminals read the call number
+/// from the description's end).
+async fn platform_padded(
+    intake: Channel,
+    places: Vec<v1::LatLng>,
+    calls: usize,
+    every: Duration,
+    pad: usize,
+) -> Vec<String> {
     let client = IntakeClient::new(intake);
     let mut ids = Vec::new();
-    for i in 0..CALLS {
+    for i in 0..calls {
         let req = v1::ReportIncidentRequest {
             call_id: format!("fault-{i}"),
             category: v1::IncidentCategory::Theft as i32,
             location: Some(places[i % places.len()]),
-            description: format!("call-{i}"),
+            description: format!("{}call-{i}", "x".repeat(pad)),
         };
         let answer = persist("report", || {
             let mut c = client.clone();
@@ -189,40 +206,41 @@ async fn platform(intake: Channel, places: Vec<v1::LatLng>) -> Vec<String> {
         .await
         .unwrap_or_else(|s| panic!("report fault-{i}: {s}"));
         ids.push(answer.into_inner().incident.expect("incident").incident_id);
-        tokio::time::sleep(CALL_EVERY).await;
+        tokio::time::sleep(every).await;
     }
     ids
 }
 
 /// A private Redis (AOF, fsync always) and the five services over it.
 async fn redis_cluster() -> (RedisServer, ProcessCluster) {
+    redis_cluster_with(&[]).await
+}
+
+/// [`redis_cluster`] with `extra` arguments for every service.
+async fn redis_cluster_with(extra: &[&str]) -> (RedisServer, ProcessCluster) {
     let redis = RedisServer::start_with(Options {
         fsync_always: true,
         ..Options::default()
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let bin = Path::new(env!("CARGO_BIN_EXE_dispatch-server"));
-    let cluster = ProcessCluster::start(bin, &["--redis", &redis.url()])
+    let url = redis.url();
+    let mut args = vec!["--redis", url.as_str()];
+    args.extend_from_slice(extra);
+    let cluster = ProcessCluster::start(bin, &args)
         .await
         .expect("five processes serving");
     (redis, cluster)
 }
 
-fn channel(addr: &str) -> Channel {
-    Channel::from_shared(addr.to_owned())
-        .expect("uri")
-        .connect_timeout(Duration::from_secs(1))
-        .connect_lazy()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_of_every_service_and_of_redis_loses_no_call() {
-    let (mut redis, mut cluster) = redis_cluster().await;
-    let e = cluster.endpoints.clone();
-    let mut c = Clients::connect(&e).await.expect("connect");
-
-    // Two districts, four officers each, signed on at the district's seed point.
-    let orders: Orders = Arc::default();
+/// Signs on four officers in each of the first two districts, at the district's seed point,
+/// each with a terminal playing along; answers the two seed points.
+async fn staff(
+    e: &dispatch_tests::Endpoints,
+    orders: &Orders,
+    case_every: usize,
+) -> Vec<v1::LatLng> {
+    let mut c = Clients::connect(e).await.expect("connect");
     let mut places = Vec::new();
     for index in [0, 1] {
         let stage = flow::stage(&mut c, index).await.expect("stage");
@@ -237,12 +255,86 @@ async fn kill_9_of_every_service_and_of_redis_loses_no_call() {
                 channel(&e.district),
                 officer.clone(),
                 orders.clone(),
-                CASE_EVERY,
+                case_every,
             ));
         }
     }
+    places
+}
 
-    let calls = tokio::spawn(platform(channel(&e.intake), places));
+/// Waits until every incident of `ids` is cleared and was on scene first.
+async fn all_cleared(intake: &str, ids: &[String], within: Duration) -> anyhow::Result<()> {
+    let intake = IntakeClient::new(channel(intake));
+    eventually(within, || {
+        let intake = intake.clone();
+        async move {
+            let mut open = Vec::new();
+            for id in ids {
+                let i = intake
+                    .clone()
+                    .get_incident(v1::GetIncidentRequest {
+                        incident_id: id.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                let t = i.times.unwrap_or_default();
+                if i.state != v1::IncidentState::Cleared as i32 || t.on_scene_at.is_none() {
+                    open.push(format!("{id}: {:?}", v1::IncidentState::try_from(i.state)));
+                }
+            }
+            anyhow::ensure!(open.is_empty(), "{} not cleared: {open:?}", open.len());
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Waits until the case squad has the case of every incident of `ids` whose call number is a
+/// multiple of `case_every`.
+async fn cases_opened(
+    case_squad: &str,
+    ids: &[String],
+    case_every: usize,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let cases = CaseSquadClient::new(channel(case_squad));
+    for (n, id) in ids.iter().enumerate() {
+        if !n.is_multiple_of(case_every) {
+            continue;
+        }
+        eventually(within, || {
+            let mut cases = cases.clone();
+            let case_id = format!("case-{id}");
+            async move {
+                cases
+                    .get_case(v1::GetCaseRequest { case_id })
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{s}"))?;
+                Ok(())
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+fn channel(addr: &str) -> Channel {
+    Channel::from_shared(addr.to_owned())
+        .expect("uri")
+        .connect_timeout(Duration::from_secs(1))
+        .connect_lazy()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_every_service_and_of_redis_loses_no_call() {
+    let (mut redis, mut cluster) = redis_cluster().await;
+    let e = cluster.endpoints.clone();
+
+    // Two districts, four officers each, signed on at the district's seed point.
+    let orders: Orders = Arc::default();
+    let places = staff(&e, &orders, CASE_EVERY).await;
+
+    let calls = tokio::spawn(platform(channel(&e.intake), places, CALLS, CALL_EVERY));
     // Every service in turn, then Redis, dies mid-flow and comes back.
     for name in [
         "intake",
@@ -265,31 +357,9 @@ async fn kill_9_of_every_service_and_of_redis_loses_no_call() {
     let distinct: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), CALLS, "incident ids reused: {ids:?}");
     // Every incident reaches on scene and is cleared.
-    let intake = IntakeClient::new(channel(&e.intake));
-    eventually(Duration::from_secs(90), || {
-        let ids = ids.clone();
-        let intake = intake.clone();
-        async move {
-            let mut open = Vec::new();
-            for id in &ids {
-                let i = intake
-                    .clone()
-                    .get_incident(v1::GetIncidentRequest {
-                        incident_id: id.clone(),
-                    })
-                    .await?
-                    .into_inner();
-                let t = i.times.unwrap_or_default();
-                if i.state != v1::IncidentState::Cleared as i32 || t.on_scene_at.is_none() {
-                    open.push(format!("{id}: {:?}", v1::IncidentState::try_from(i.state)));
-                }
-            }
-            anyhow::ensure!(open.is_empty(), "{} not cleared: {open:?}", open.len());
-            Ok(())
-        }
-    })
-    .await
-    .expect("every call cleared");
+    all_cleared(&e.intake, &ids, Duration::from_secs(90))
+        .await
+        .expect("every call cleared");
     // None dispatched twice (one dispatch per incident, the first), and every order reached
     // its terminal exactly once, whatever broke between: resumed streams carry on from their
     // cursor, and a redelivered order lands once in its feed.
@@ -299,25 +369,9 @@ async fn kill_9_of_every_service_and_of_redis_loses_no_call() {
         assert_eq!(dispatches, [format!("{id}-1")], "orders of {id}");
     }
     // Every criminal clearance opened its case.
-    let cases = CaseSquadClient::new(channel(&e.case_squad));
-    for (n, id) in ids.iter().enumerate() {
-        if !n.is_multiple_of(CASE_EVERY) {
-            continue;
-        }
-        eventually(Duration::from_secs(30), || {
-            let mut cases = cases.clone();
-            let case_id = format!("case-{id}");
-            async move {
-                cases
-                    .get_case(v1::GetCaseRequest { case_id })
-                    .await
-                    .map_err(|s| anyhow::anyhow!("{s}"))?;
-                Ok(())
-            }
-        })
+    cases_opened(&e.case_squad, &ids, CASE_EVERY, Duration::from_secs(30))
         .await
         .expect("case opened");
-    }
 
     // SIGTERM with terminals still holding their streams: drained and gone within the bound.
     for name in ["notification", "district", "intake"] {
@@ -434,4 +488,191 @@ async fn a_report_whose_caller_gave_up_is_still_dispatched_and_its_retry_is_a_du
     let incident = retry.incident.expect("incident");
     assert_eq!(incident.incident_id, order.incident_id);
     assert_eq!(order.dispatch_id, format!("{}-1", incident.incident_id));
+}
+
+/// Issue 5: with the case squad down for over a minute under a steady flow of calls, orders keep
+/// flowing (every call is dispatched, worked and cleared meanwhile), and every case opens once
+/// the case squad is back, once. The outbox is set to give up after 3 tries and send dead
+/// letters again every 2 s, so the cases pass through the dead letters and the redrive (with
+/// the defaults, 20 tries span about a minute, and the plain retries would carry them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_case_squad_down_for_a_minute_orders_flow_and_cases_open_once_it_is_back() {
+    const CALLS: usize = 30;
+    const EVERY: Duration = Duration::from_secs(2);
+    const CASE_EVERY: usize = 2;
+    let config = std::env::temp_dir().join(format!("dispatch-outbox-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "[outbox]\nmax_tries = 3\nmax_backoff = 500\nredrive_every = 2000\n",
+    )
+    .expect("write config");
+    let config = config.to_str().expect("utf-8 path").to_owned();
+    let (_redis, mut cluster) = redis_cluster_with(&["--config", &config]).await;
+    let e = cluster.endpoints.clone();
+    let orders: Orders = Arc::default();
+    let places = staff(&e, &orders, CASE_EVERY).await;
+
+    cluster.kill("case-squad").expect("kill -9 case squad");
+    let down_since = std::time::Instant::now();
+    let ids = platform(channel(&e.intake), places, CALLS, EVERY).await;
+    // Orders flowed while the case squad was down: every call worked to the end.
+    all_cleared(&e.intake, &ids, Duration::from_secs(60))
+        .await
+        .expect("every call cleared with the case squad down");
+    let down_for = down_since.elapsed();
+    assert!(down_for >= Duration::from_secs(60), "down {down_for:?}");
+    let seen = orders.lock().unwrap().clone();
+    for id in &ids {
+        assert_eq!(seen.get(id).map(Vec::len), Some(1), "orders of {id}");
+    }
+
+    cluster.restart("case-squad").await.expect("restart");
+    cases_opened(&e.case_squad, &ids, CASE_EVERY, Duration::from_secs(60))
+        .await
+        .expect("every case opened once the case squad is back");
+    // Once each: the squads hold exactly the cases of the case clearances.
+    let stage_stations: BTreeSet<String> = {
+        let intake = IntakeClient::new(channel(&e.intake));
+        let mut stations = BTreeSet::new();
+        for id in &ids {
+            let i = intake
+                .clone()
+                .get_incident(v1::GetIncidentRequest {
+                    incident_id: id.clone(),
+                })
+                .await
+                .expect("incident")
+                .into_inner();
+            stations.insert(i.station_id);
+        }
+        stations
+    };
+    let mut held = Vec::new();
+    for station_id in stage_stations {
+        let list = CaseSquadClient::new(channel(&e.case_squad))
+            .list_cases(v1::ListCasesRequest { station_id })
+            .await
+            .expect("list cases")
+            .into_inner();
+        held.extend(list.cases.into_iter().map(|c| c.incident_id));
+    }
+    held.sort();
+    let mut expected: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| n.is_multiple_of(CASE_EVERY))
+        .map(|(_, id)| id.clone())
+        .collect();
+    expected.sort();
+    assert_eq!(held, expected);
+}
+
+/// Issue 5: a subscriber that never reads (here the command center's screen, which gets every
+/// update) neither delays any officer's orders nor grows the notification service's memory: its
+/// stream is cut off with `RESOURCE_EXHAUSTED` once its byte cap (1 MiB) has stayed full for
+/// the grace period (the 20 s heartbeat interval), and it resumes from its last cursor without
+/// a gap or a repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_never_reads_delays_no_order_and_is_cut_off_at_its_byte_cap() {
+    // About 1 KB descriptions, six command-center notices a call: over 5 MB for the screen,
+    // beyond its byte cap (1 MiB) and the client's HTTP/2 stream window (hyper: 2 MiB).
+    const CALLS: usize = 800;
+    const PAD: usize = 950;
+    let (_redis, cluster) = redis_cluster().await;
+    let e = cluster.endpoints.clone();
+    let orders: Orders = Arc::default();
+    let places = staff(&e, &orders, usize::MAX).await;
+    let command_center = v1::SubscribeRequest {
+        audience: Some(v1::Audience {
+            target: Some(v1::audience::Target::Role(v1::Role::CommandCenter as i32)),
+        }),
+        resume_after: String::new(),
+        from_latest: true,
+    };
+    let mut stalled = NotificationClient::new(channel(&e.notification))
+        .subscribe(command_center.clone())
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let rss_before = cluster.rss_bytes("notification").expect("rss");
+
+    let ids = platform_padded(
+        channel(&e.intake),
+        places,
+        CALLS,
+        Duration::from_millis(20),
+        PAD,
+    )
+    .await;
+    all_cleared(&e.intake, &ids, Duration::from_secs(90))
+        .await
+        .expect("every call worked while the screen did not read");
+    let seen = orders.lock().unwrap().clone();
+    for id in &ids {
+        assert_eq!(seen.get(id).map(Vec::len), Some(1), "orders of {id}");
+    }
+    let rss_after = cluster.rss_bytes("notification").expect("rss");
+
+    // Past the grace period, the stalled stream holds at most its cap (plus what the
+    // transport's windows took), then says why it ended.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let mut cursor = String::new();
+    let mut updates: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    let mut repeats = 0;
+    let mut note = |n: &v1::Notice, updates: &mut BTreeMap<String, BTreeSet<u64>>| {
+        if let Some(v1::notice_body::Kind::IncidentUpdate(i)) =
+            n.body.as_ref().and_then(|b| b.kind.as_ref())
+            && !updates
+                .entry(i.incident_id.clone())
+                .or_default()
+                .insert(i.revision)
+        {
+            repeats += 1;
+        }
+    };
+    let mut first_part = 0;
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(5), stalled.next()).await {
+            Ok(Some(Ok(n))) => {
+                first_part += 1;
+                cursor.clone_from(&n.cursor);
+                note(&n, &mut updates);
+            }
+            Ok(Some(Err(status))) => break status,
+            Ok(None) => panic!("stream ended without a status"),
+            Err(_) => panic!("a stalled stream was not cut off"),
+        }
+    };
+    assert_eq!(end.code(), Code::ResourceExhausted, "{end:?}");
+    println!("the stalled screen got {first_part} notices before it was cut off");
+    assert!(first_part < CALLS * 5, "cut off after {first_part} notices");
+
+    // Resumed from its last cursor: the rest, no gap, no repeat, up to every clearance.
+    let mut resumed = NotificationClient::new(channel(&e.notification))
+        .subscribe(v1::SubscribeRequest {
+            resume_after: cursor,
+            from_latest: false,
+            ..command_center
+        })
+        .await
+        .expect("resume")
+        .into_inner();
+    let cleared = |u: &BTreeMap<String, BTreeSet<u64>>| ids.iter().all(|id| u.contains_key(id));
+    while !cleared(&updates) {
+        let n = tokio::time::timeout(Duration::from_secs(10), resumed.next())
+            .await
+            .expect("resumed stream stalled")
+            .expect("resumed stream ended")
+            .expect("notice");
+        note(&n, &mut updates);
+    }
+    assert_eq!(repeats, 0);
+
+    let grown = rss_after.saturating_sub(rss_before);
+    println!(
+        "notification RSS {} -> {} MiB while a screen did not read",
+        rss_before >> 20,
+        rss_after >> 20
+    );
+    assert!(grown < 64 << 20, "notification grew {} MiB", grown >> 20);
 }

@@ -133,6 +133,17 @@ pub enum Reason {
     },
 }
 
+impl Reason {
+    /// True when the effect is still worth delivering and the outbox's redrive sends it again
+    /// ([`crate::OutboxConfig::redrive_every`]): its lane was full, its destination stayed
+    /// down for every try, or the node was shutting down. False for [`Reason::Refused`]: the
+    /// destination said the effect itself is wrong, and sending it again would be refused
+    /// again; it stays in the dead letters for an operator.
+    pub fn redelivered(&self) -> bool {
+        !matches!(self, Reason::Refused { .. })
+    }
+}
+
 /// One effect that was not delivered, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {

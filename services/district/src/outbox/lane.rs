@@ -2,12 +2,14 @@
 //! order, with a deadline on every call, retries with backoff for transient failures, and the
 //! dead-letter record for the rest.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use dispatch_core::district::Effect;
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
@@ -42,6 +44,10 @@ pub(super) struct Counters {
     pub left_at_shutdown: AtomicU64,
     /// Effects accepted into the lane and not yet delivered or dead-lettered.
     pub pending: AtomicU64,
+    /// Dead letters set aside for redelivery and not yet sent again (a gauge).
+    pub parked: AtomicU64,
+    /// Dead letters sent again into the lane by the redrive (one per effect per redrive).
+    pub redriven: AtomicU64,
 }
 
 /// What a lane and [`crate::Outbox::emit`] share to set an effect aside.
@@ -49,21 +55,30 @@ pub(super) struct Counters {
 pub(super) struct Graveyard {
     pub counters: Arc<Counters>,
     pub sink: Arc<dyn DeadLetterSink>,
+    /// Dead letters that may still be delivered ([`Reason::redelivered`]), oldest first, until
+    /// the redrive sends them again.
+    pub parked: Arc<Mutex<Vec<Effect>>>,
+    /// Keys ([`key`]) of the effects the latest redrive sent again.
+    pub redriving: Arc<Mutex<HashSet<String>>>,
+}
+
+/// What tells one effect from another for the redrive: the dispatch id of an order, the
+/// incident and revision of an update, the incident of a case.
+fn key(effect: &Effect) -> String {
+    match effect {
+        Effect::Order(o) => format!("order:{}", o.dispatch_id),
+        Effect::IncidentChanged(i) => format!("update:{}@{}", i.id, i.revision),
+        Effect::OpenCase(i) => format!("case:{}", i.id),
+    }
 }
 
 impl Graveyard {
-    /// Logs, counts and records `effect` as a dead letter.
+    /// Logs, counts and records `effect` as a dead letter, and parks it when it may still be
+    /// delivered. An effect the redrive sent again that fails again is parked again quietly
+    /// (a warning, no second record): one dead letter per effect, however long the outage.
     pub fn bury(&self, effect: Effect, reason: Reason) {
         let letter = DeadLetter::new(effect, reason);
-        tracing::error!(
-            lane = %letter.lane,
-            destination = %letter.destination,
-            kind = %letter.kind,
-            incident = %letter.incident_id,
-            error = %letter.reason,
-            "effect dead-lettered"
-        );
-        self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        let again = self.redriving.lock().contains(&key(&letter.effect));
         match letter.reason {
             Reason::LaneFull { .. } => {
                 self.counters.overflowed.fetch_add(1, Ordering::Relaxed);
@@ -75,13 +90,59 @@ impl Graveyard {
             }
             _ => {}
         }
+        if letter.reason.redelivered() {
+            // Counted before the lane lets go of it (see `bury_taken`), so the delivered mark
+            // never sees it in neither place.
+            self.counters.parked.fetch_add(1, Ordering::Relaxed);
+            self.parked.lock().push(letter.effect.clone());
+        }
+        if again {
+            tracing::warn!(
+                lane = %letter.lane,
+                destination = %letter.destination,
+                kind = %letter.kind,
+                incident = %letter.incident_id,
+                error = %letter.reason,
+                "dead letter sent again still undelivered, parked for the next redrive"
+            );
+            return;
+        }
+        tracing::error!(
+            lane = %letter.lane,
+            destination = %letter.destination,
+            kind = %letter.kind,
+            incident = %letter.incident_id,
+            error = %letter.reason,
+            "effect dead-lettered"
+        );
+        self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
         self.sink.record(letter);
+    }
+
+    /// Takes every parked effect, oldest first. The `parked` gauge is left as it is: the
+    /// caller lowers it with [`Graveyard::unpark`] once the effects are back in a lane.
+    /// The keys of what it takes replace those of the previous redrive, so the set holds at most
+    /// one redrive's effects.
+    pub fn take_parked(&self) -> Vec<Effect> {
+        let effects = std::mem::take(&mut *self.parked.lock());
+        let mut redriving = self.redriving.lock();
+        redriving.clear();
+        redriving.extend(effects.iter().map(key));
+        effects
+    }
+
+    /// Lowers the `parked` gauge by `n` effects sent again, and counts them as redriven.
+    pub fn unpark(&self, n: usize) {
+        let n = n as u64;
+        self.counters.parked.fetch_sub(n, Ordering::Relaxed);
+        self.counters.redriven.fetch_add(n, Ordering::Relaxed);
     }
 
     /// [`Graveyard::bury`] for an effect the lane had taken.
     fn bury_taken(&self, effect: Effect, reason: Reason) {
-        self.counters.pending.fetch_sub(1, Ordering::Relaxed);
+        // Parked first, then no longer pending: the delivered mark never sees a gap.
         self.bury(effect, reason);
+        self.counters.pending.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn delivered(&self, n: usize) {
