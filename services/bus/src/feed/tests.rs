@@ -670,3 +670,87 @@ async fn officer_ids_cannot_escape_their_feed_keys() {
         vec![(1, "for x".into())]
     );
 }
+
+/// A terminal woken by the append of its order reads it from the appending store's memory, the
+/// same notices Redis holds; a gap (another process appended in between) is read from Redis.
+#[tokio::test]
+async fn a_local_waiter_reads_what_this_store_appended_without_a_round_trip() {
+    let mut server = redis_server();
+    let limits = FeedLimits {
+        officer: 100,
+        role: 100,
+    };
+    let store = redis_on(&server, limits).await;
+    let other = redis_on(&server, limits).await;
+    let a = officer("a");
+    let first = store
+        .append(vec![publication(&a, "a1", None)])
+        .await
+        .unwrap()[0];
+    let waiter = waiting(&store, &a, first).await;
+    store
+        .append(vec![
+            publication(&a, "a2", Some("p2")),
+            publication(&a, "a3", Some("p3")),
+        ])
+        .await
+        .unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+    assert!(matches!(woke, Ok(Ok(Ok(())))), "{woke:?}");
+    let from_redis = other.read(&a, Some(first), 10).await.unwrap();
+    assert_eq!(seen(&from_redis), vec![(2, "a2".into()), (3, "a3".into())]);
+    assert_eq!(store.read(&a, Some(first), 10).await.unwrap(), from_redis);
+
+    // Another process appends a4, this one a5: the gap is read from Redis, in order.
+    let third = from_redis[1].cursor.parse::<Cursor>().unwrap();
+    other
+        .append(vec![publication(&a, "a4", None)])
+        .await
+        .unwrap();
+    let fourth = Cursor {
+        position: 4,
+        ..third
+    };
+    let waiter = waiting(&store, &a, fourth).await;
+    store
+        .append(vec![publication(&a, "a5", None)])
+        .await
+        .unwrap();
+    waiter.await.unwrap().unwrap();
+    assert_eq!(
+        seen(&store.read(&a, Some(third), 10).await.unwrap()),
+        vec![(4, "a4".into()), (5, "a5".into())]
+    );
+
+    // Proof that the read after a4 came from memory: with Redis gone it still answers, while a
+    // read from the start, which only Redis can answer, fails.
+    server.stop().unwrap();
+    assert_eq!(
+        seen(&store.read(&a, Some(fourth), 10).await.unwrap()),
+        vec![(5, "a5".into())]
+    );
+    assert!(matches!(
+        store.read(&a, None, 10).await,
+        Err(Error::Unavailable(_))
+    ));
+}
+
+/// A task waiting on `audience` after `at`, still waiting 200 ms after it began (a wake-up
+/// announced by an earlier append may end a wait at once; such a waiter is started again).
+async fn waiting(
+    store: &Arc<dyn FeedStore>,
+    audience: &AudienceKey,
+    at: Cursor,
+) -> tokio::task::JoinHandle<Result<()>> {
+    for _ in 0..20 {
+        let waiter = {
+            let (store, audience) = (store.clone(), audience.clone());
+            tokio::spawn(async move { store.wait(&audience, Some(at)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if !waiter.is_finished() {
+            return waiter;
+        }
+    }
+    panic!("no wait on {audience:?} lasted 200 ms");
+}
