@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dispatch_bus::ports::{CasePort, NoticeStream, NotifyPort};
+use dispatch_bus::ports::{
+    Call, CallOptions, Case, CaseClient, CasePort, NoticeStream, NotifyClient, NotifyPort,
+    PortError,
+};
 use dispatch_core::{
     Category, Incident, IncidentState, LatLng, ManualClock, OfficerStatus, Timestamp,
 };
@@ -45,9 +48,13 @@ impl Terminals {
 
 #[tonic::async_trait]
 impl NotifyPort for Terminals {
-    async fn publish(&self, req: v1::PublishRequest) -> Result<v1::PublishResponse, Status> {
+    async fn publish(
+        &self,
+        _: &Call,
+        req: v1::PublishRequest,
+    ) -> Result<v1::PublishResponse, PortError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(Status::unavailable("notification down"));
+            return Err(Status::unavailable("notification down").into());
         }
         let mut all = self.publications.lock();
         let n = req.publications.len();
@@ -57,8 +64,12 @@ impl NotifyPort for Terminals {
             ..Default::default()
         })
     }
-    async fn subscribe(&self, _: v1::SubscribeRequest) -> Result<NoticeStream, Status> {
-        Err(Status::unimplemented("not used"))
+    async fn subscribe(
+        &self,
+        _: &Call,
+        _: v1::SubscribeRequest,
+    ) -> Result<NoticeStream, PortError> {
+        Err(Status::unimplemented("not used").into())
     }
 }
 
@@ -66,8 +77,8 @@ struct NoCases;
 
 #[tonic::async_trait]
 impl CasePort for NoCases {
-    async fn open_case(&self, _: v1::OpenCaseRequest) -> Result<v1::Case, Status> {
-        Err(Status::unavailable("no case squad in this test"))
+    async fn open_case(&self, _: &Call, _: Incident) -> Result<Case, PortError> {
+        Err(Status::unavailable("no case squad in this test").into())
     }
 }
 
@@ -115,7 +126,11 @@ struct Node {
 impl Node {
     async fn start(journal: Arc<dyn Journal>, terminals: Arc<Terminals>) -> Node {
         let clock = Arc::new(ManualClock::at(T0));
-        let outbox = Outbox::spawn(terminals, Arc::new(NoCases));
+        let options = CallOptions::with_deadline(Duration::from_secs(5));
+        let outbox = Outbox::spawn(
+            NotifyClient::from_port(terminals, options),
+            CaseClient::from_port(Arc::new(NoCases), options),
+        );
         let (node, arbiters) = DistrictNode::start_on_new_arbiters(
             &directory(),
             NodeConfig {
