@@ -8,9 +8,15 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 /// `InvalidArgument` for `field` breaking `rule`; the message reads `"{field}: {rule}"`.
 pub fn invalid_argument(field: &str, rule: impl Into<String>) -> Status {
+    with_field(Code::InvalidArgument, field, rule)
+}
+
+/// A status of `code` for `field` breaking `rule`, with the same message and `BadRequest`
+/// detail as [`invalid_argument`] (a service passing on a peer's refusal keeps its field).
+pub fn with_field(code: Code, field: &str, rule: impl Into<String>) -> Status {
     let rule = rule.into();
     Status::with_error_details(
-        Code::InvalidArgument,
+        code,
         format!("{field}: {rule}"),
         ErrorDetails::with_bad_request_violation(field, rule),
     )

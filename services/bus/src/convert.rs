@@ -13,6 +13,8 @@ use dispatch_core::{
 use dispatch_proto::v1;
 use tonic::Status;
 
+use crate::ports::{Case, CaseKind, Route};
+
 /// A wire field that breaks a rule.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{field}: {rule}")]
@@ -336,6 +338,84 @@ pub fn officer_to_wire(o: &Officer) -> v1::Officer {
         incident_id: o.incident_id.clone().unwrap_or_default(),
         dispatch_id: o.dispatch_id.clone().unwrap_or_default(),
         status_since: Some(timestamp_to_wire(o.status_since)),
+    }
+}
+
+/// The geo-router's answer as a [`Route`]. Errors name the field: `district_id` when empty.
+pub fn route_from_wire(r: v1::RouteResponse) -> Result<Route, FieldError> {
+    if r.district_id.is_empty() {
+        return Err(FieldError::new("district_id", "is required"));
+    }
+    Ok(Route {
+        district_id: r.district_id,
+        station_id: r.station_id,
+        sub_bureau_id: r.sub_bureau_id,
+        outside_map: r.outside_map,
+        distance_outside_m: r.distance_outside_m,
+    })
+}
+
+/// A route to the wire.
+pub fn route_to_wire(r: &Route) -> v1::RouteResponse {
+    v1::RouteResponse {
+        district_id: r.district_id.clone(),
+        station_id: r.station_id.clone(),
+        sub_bureau_id: r.sub_bureau_id.clone(),
+        outside_map: r.outside_map,
+        distance_outside_m: r.distance_outside_m,
+    }
+}
+
+/// A case from the wire. Errors name the field: `case_id` or `incident_id` empty, `kind`
+/// unset or unknown, `opened_at` unset.
+pub fn case_from_wire(c: v1::Case) -> Result<Case, FieldError> {
+    for (field, value) in [("case_id", &c.case_id), ("incident_id", &c.incident_id)] {
+        if value.is_empty() {
+            return Err(FieldError::new(field, "is required"));
+        }
+    }
+    let kind = match v1::CaseKind::try_from(c.kind) {
+        Ok(v1::CaseKind::Criminal) => CaseKind::Criminal,
+        Ok(v1::CaseKind::Administrative) => CaseKind::Administrative,
+        Ok(v1::CaseKind::Unspecified) | Err(_) => {
+            return Err(FieldError::new(
+                "kind",
+                format!(
+                    "must be CASE_KIND_CRIMINAL or CASE_KIND_ADMINISTRATIVE, got {}",
+                    c.kind
+                ),
+            ));
+        }
+    };
+    let opened_at = c
+        .opened_at
+        .as_ref()
+        .map(timestamp_from_wire)
+        .ok_or_else(|| FieldError::new("opened_at", "is required"))?;
+    Ok(Case {
+        case_id: c.case_id,
+        incident_id: c.incident_id,
+        station_id: c.station_id,
+        district_id: c.district_id,
+        kind,
+        investigator_id: c.investigator_id,
+        opened_at,
+    })
+}
+
+/// A case to the wire.
+pub fn case_to_wire(c: &Case) -> v1::Case {
+    v1::Case {
+        case_id: c.case_id.clone(),
+        incident_id: c.incident_id.clone(),
+        station_id: c.station_id.clone(),
+        district_id: c.district_id.clone(),
+        kind: match c.kind {
+            CaseKind::Criminal => v1::CaseKind::Criminal,
+            CaseKind::Administrative => v1::CaseKind::Administrative,
+        } as i32,
+        investigator_id: c.investigator_id.clone(),
+        opened_at: Some(timestamp_to_wire(c.opened_at)),
     }
 }
 

@@ -1,64 +1,169 @@
-//! One trait per dependency between services, with two adapters each:
-//! - gRPC: the generated `*Client<Channel>` implements the port (separate processes);
-//! - in-process: [`InProcess`] wraps the service's own `tonic` implementation and calls it
-//!   directly, without a socket (the embedded single-process mode and tests).
+//! The seams between services, in domain terms.
 //!
-//! Ports carry `dispatch.v1` messages and answer `tonic::Status`, so a caller handles errors
-//! the same way whichever adapter it has.
+//! Each dependency of one service on another is a port: an async trait over domain values
+//! (`dispatch-core`'s [`Incident`], a [`Route`], a [`Case`]) that fails with a typed
+//! [`PortError`] saying what the caller can do (retry, back off, give up), never a bare
+//! `tonic::Status`:
+//!
+//! | port | caller -> callee | client |
+//! |---|---|---|
+//! | [`RouterPort`] | intake -> geo-router | [`RouterClient`] |
+//! | [`DistrictPort`] | intake -> the district's owner node | [`DistrictClient`] |
+//! | [`NotifyPort`] | district -> notification, intake <- notification | [`NotifyClient`] |
+//! | [`CasePort`] | district -> case squad | [`CaseClient`] |
+//!
+//! Callers hold the client, one cheap-clone type per port, built over a gRPC channel
+//! (`grpc`, separate processes), over the service's own implementation in this process
+//! (`in_process`, the embedded mode and tests: no socket, the same `tonic::Request` a gRPC
+//! call would deliver), or over any implementation of the trait (`from_port`: tests' fakes,
+//! Redis-backed implementations). Whichever it is:
+//! - every call runs under the client's deadline ([`CallOptions::deadline`]): the client
+//!   gives up after it with [`PortError::DeadlineExceeded`], and the callee sees it as
+//!   `grpc-timeout` metadata (gRPC sends it as a header; the in-process adapter sets the same
+//!   metadata on the request it hands the service);
+//! - every call carries the caller's trace context ([`crate::trace`]) as `traceparent`
+//!   metadata, read by the handler with [`crate::trace::from_request`].
+//!
+//! The district port also resolves which node owns a district ([`Placement`]) before each
+//! submit; with one node ([`SingleNode`]) that is a check that the district exists.
+//!
+//! [`NotifyPort`] still carries `dispatch.v1` messages (publications, subscriptions and notices)
+//! with a [`PortError`]: the feeds store wire bodies, and domain types for them are left for the
+//! issue that makes notifications cross nodes over Redis. The directory
+//! ([`RouterClient::list_districts`]) is the `dispatch.v1` message every service already
+//! builds its state from.
+
+mod clients;
+mod error;
+mod grpc;
+mod in_process;
+mod placement;
+mod types;
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::time::Duration;
 
+use dispatch_core::{Incident, LatLng};
 use dispatch_proto::v1;
-use dispatch_proto::v1::case_squad_client::CaseSquadClient;
-use dispatch_proto::v1::district_service_client::DistrictServiceClient;
-use dispatch_proto::v1::geo_router_client::GeoRouterClient;
-use dispatch_proto::v1::notification_client::NotificationClient;
-use futures::{Stream, StreamExt};
+use futures::Stream;
+use tonic::Request;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Status};
 
-/// A stream of notices for one audience.
-pub type NoticeStream = Pin<Box<dyn Stream<Item = Result<v1::Notice, Status>> + Send>>;
+pub use self::clients::{CaseClient, DistrictClient, NotifyClient, RouterClient};
+pub use self::error::{PortError, Result};
+pub use self::in_process::InProcess;
+pub use self::placement::{NodeId, Placement, SingleNode};
+pub use self::types::{Case, CaseKind, Route};
+use crate::trace::{self, TraceContext};
+
+/// A stream of notices for one audience; an error ends it.
+pub type NoticeStream = Pin<Box<dyn Stream<Item = Result<v1::Notice>> + Send>>;
+
+/// How a client calls its port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallOptions {
+    /// Longest wait for an answer (for a subscription: for the stream to open). Each client
+    /// documents its default.
+    pub deadline: Duration,
+}
+
+impl CallOptions {
+    /// Calls with `deadline`.
+    pub fn with_deadline(deadline: Duration) -> Self {
+        Self { deadline }
+    }
+}
+
+/// What one call carries besides its arguments: its deadline and the caller's trace context.
+/// Clients make it ([`Call::new`]); port implementations put it on the request they send
+/// ([`Call::request`]), or honour it themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    /// How long the caller waits for the answer.
+    pub deadline: Duration,
+    /// The caller's trace context, if it runs inside one.
+    pub trace: Option<TraceContext>,
+}
+
+impl Call {
+    /// A call under `options`, in the current task's trace context ([`trace::current`]).
+    pub fn new(options: CallOptions) -> Self {
+        Self {
+            deadline: options.deadline,
+            trace: trace::current(),
+        }
+    }
+
+    /// The request of a unary call: `message` with `grpc-timeout` set to the deadline and
+    /// `traceparent` set to the trace context. The gRPC and in-process adapters both use it, so
+    /// a handler sees the same metadata either way.
+    pub fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = self.stream_request(message);
+        request.set_timeout(self.deadline);
+        request
+    }
+
+    /// The request opening a server stream: as [`Call::request`] without `grpc-timeout`,
+    /// which would end the stream at the deadline. The client bounds the opening instead.
+    pub fn stream_request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(trace) = &self.trace {
+            trace.inject(request.metadata_mut());
+        }
+        request
+    }
+}
 
 /// Intake -> geo-router: where is this point.
 #[tonic::async_trait]
 pub trait RouterPort: Send + Sync + 'static {
-    /// See `GeoRouter.Route`.
-    async fn route(&self, req: v1::RouteRequest) -> Result<v1::RouteResponse, Status>;
-    /// See `GeoRouter.ListDistricts`.
-    async fn list_districts(&self) -> Result<v1::ListDistrictsResponse, Status>;
+    /// The district, station and sub-bureau of `location` (see `GeoRouter.Route`).
+    ///
+    /// Errors: [`PortError::Refused`] on `location` for a point more than 2 km off the map;
+    /// [`PortError::Internal`] for a reply without a district; transport errors.
+    async fn route(&self, call: &Call, location: LatLng) -> Result<Route>;
+    /// The whole directory (see `GeoRouter.ListDistricts`).
+    async fn list_districts(&self, call: &Call) -> Result<v1::ListDistrictsResponse>;
 }
 
 /// Intake -> district: take this routed incident.
 #[tonic::async_trait]
 pub trait DistrictPort: Send + Sync + 'static {
-    /// See `DistrictService.SubmitIncident`.
-    async fn submit_incident(&self, req: v1::SubmitIncidentRequest)
-    -> Result<v1::Incident, Status>;
+    /// Hands `incident` (state `ROUTED`, district set) to its district and answers it as the
+    /// district keeps it, e.g. `QUEUED` (see `DistrictService.SubmitIncident`; idempotent on
+    /// the incident id).
+    ///
+    /// Errors: [`PortError::Refused`] naming the field the district refused;
+    /// [`PortError::Internal`] for a reply that is not a valid incident; transport errors.
+    async fn submit(&self, call: &Call, incident: Incident) -> Result<Incident>;
 }
 
 /// District -> notification (publish) and intake/screens <- notification (subscribe).
 #[tonic::async_trait]
 pub trait NotifyPort: Send + Sync + 'static {
-    /// See `Notification.Publish`.
-    async fn publish(&self, req: v1::PublishRequest) -> Result<v1::PublishResponse, Status>;
-    /// See `Notification.Subscribe`.
-    async fn subscribe(&self, req: v1::SubscribeRequest) -> Result<NoticeStream, Status>;
+    /// Appends publications to their audiences' feeds (see `Notification.Publish`).
+    async fn publish(&self, call: &Call, req: v1::PublishRequest) -> Result<v1::PublishResponse>;
+    /// Opens a stream of one audience's notices (see `Notification.Subscribe`); a cursor the
+    /// feed cannot honour is [`PortError::Refused`] with `OutOfRange`.
+    async fn subscribe(&self, call: &Call, req: v1::SubscribeRequest) -> Result<NoticeStream>;
 }
 
 /// District -> case squad: open a case for this cleared incident.
 #[tonic::async_trait]
 pub trait CasePort: Send + Sync + 'static {
-    /// See `CaseSquad.OpenCase`.
-    async fn open_case(&self, req: v1::OpenCaseRequest) -> Result<v1::Case, Status>;
+    /// Opens (or answers the already opened) case of `incident`, cleared as a criminal or
+    /// administrative case (see `CaseSquad.OpenCase`; idempotent on the incident id).
+    ///
+    /// Errors: [`PortError::Refused`] naming the field the case squad refused;
+    /// [`PortError::Internal`] for a reply that is not a valid case; transport errors.
+    async fn open_case(&self, call: &Call, incident: Incident) -> Result<Case>;
 }
 
 /// A lazily connecting channel to `addr` (`host:port` or a full `http://` URI). The connection
 /// is made on first use and re-made after a failure, so services may start in any order.
 ///
 /// Errors: `InvalidArgument` naming `addr` when it is not a valid URI.
-pub fn channel(addr: &str) -> Result<Channel, Status> {
+pub fn channel(addr: &str) -> Result<Channel, tonic::Status> {
     let uri = if addr.contains("://") {
         addr.to_owned()
     } else {
@@ -73,116 +178,13 @@ pub fn channel(addr: &str) -> Result<Channel, Status> {
         .map_err(|e| dispatch_proto::status::invalid_argument("addr", format!("{addr:?}: {e}")))
 }
 
-#[tonic::async_trait]
-impl RouterPort for GeoRouterClient<Channel> {
-    async fn route(&self, req: v1::RouteRequest) -> Result<v1::RouteResponse, Status> {
-        Ok(GeoRouterClient::route(&mut self.clone(), req)
-            .await?
-            .into_inner())
-    }
-    async fn list_districts(&self) -> Result<v1::ListDistrictsResponse, Status> {
-        Ok(
-            GeoRouterClient::list_districts(&mut self.clone(), v1::ListDistrictsRequest {})
-                .await?
-                .into_inner(),
-        )
-    }
-}
-
-#[tonic::async_trait]
-impl DistrictPort for DistrictServiceClient<Channel> {
-    async fn submit_incident(
-        &self,
-        req: v1::SubmitIncidentRequest,
-    ) -> Result<v1::Incident, Status> {
-        Ok(
-            DistrictServiceClient::submit_incident(&mut self.clone(), req)
-                .await?
-                .into_inner(),
-        )
-    }
-}
-
-#[tonic::async_trait]
-impl NotifyPort for NotificationClient<Channel> {
-    async fn publish(&self, req: v1::PublishRequest) -> Result<v1::PublishResponse, Status> {
-        Ok(NotificationClient::publish(&mut self.clone(), req)
-            .await?
-            .into_inner())
-    }
-    async fn subscribe(&self, req: v1::SubscribeRequest) -> Result<NoticeStream, Status> {
-        Ok(NotificationClient::subscribe(&mut self.clone(), req)
-            .await?
-            .into_inner()
-            .boxed())
-    }
-}
-
-#[tonic::async_trait]
-impl CasePort for CaseSquadClient<Channel> {
-    async fn open_case(&self, req: v1::OpenCaseRequest) -> Result<v1::Case, Status> {
-        Ok(CaseSquadClient::open_case(&mut self.clone(), req)
-            .await?
-            .into_inner())
-    }
-}
-
-/// A service called in-process through its own `tonic` implementation.
-#[derive(Debug)]
-pub struct InProcess<T>(pub Arc<T>);
-
-impl<T> Clone for InProcess<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-#[tonic::async_trait]
-impl<T: v1::geo_router_server::GeoRouter> RouterPort for InProcess<T> {
-    async fn route(&self, req: v1::RouteRequest) -> Result<v1::RouteResponse, Status> {
-        Ok(self.0.route(Request::new(req)).await?.into_inner())
-    }
-    async fn list_districts(&self) -> Result<v1::ListDistrictsResponse, Status> {
-        Ok(self
-            .0
-            .list_districts(Request::new(v1::ListDistrictsRequest {}))
-            .await?
-            .into_inner())
-    }
-}
-
-#[tonic::async_trait]
-impl<T: v1::district_service_server::DistrictService> DistrictPort for InProcess<T> {
-    async fn submit_incident(
-        &self,
-        req: v1::SubmitIncidentRequest,
-    ) -> Result<v1::Incident, Status> {
-        Ok(self
-            .0
-            .submit_incident(Request::new(req))
-            .await?
-            .into_inner())
-    }
-}
-
-#[tonic::async_trait]
-impl<T: v1::notification_server::Notification> NotifyPort for InProcess<T> {
-    async fn publish(&self, req: v1::PublishRequest) -> Result<v1::PublishResponse, Status> {
-        Ok(self.0.publish(Request::new(req)).await?.into_inner())
-    }
-    async fn subscribe(&self, req: v1::SubscribeRequest) -> Result<NoticeStream, Status> {
-        Ok(self
-            .0
-            .subscribe(Request::new(req))
-            .await?
-            .into_inner()
-            .boxed())
-    }
-}
-
-#[tonic::async_trait]
-impl<T: v1::case_squad_server::CaseSquad> CasePort for InProcess<T> {
-    async fn open_case(&self, req: v1::OpenCaseRequest) -> Result<v1::Case, Status> {
-        Ok(self.0.open_case(Request::new(req)).await?.into_inner())
+/// Runs `work` under `call`'s deadline: [`PortError::DeadlineExceeded`] when it passes first.
+async fn within<T>(call: &Call, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(call.deadline, work).await {
+        Ok(result) => result,
+        Err(_) => Err(PortError::DeadlineExceeded {
+            after: Some(call.deadline),
+            message: String::new(),
+        }),
     }
 }

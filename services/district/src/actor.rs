@@ -21,6 +21,7 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message,
     ResponseActFuture, WrapFuture,
 };
+use dispatch_bus::trace::TraceContext;
 use dispatch_core::clock::SharedClock;
 use dispatch_core::district::{Command, DistrictState, Entry, Reply};
 use dispatch_core::{Disposition, Incident, LatLng, Officer, OfficerStatus};
@@ -80,9 +81,14 @@ impl DistrictActor {
         }
     }
 
-    /// Applies `command` now; when accepted, appends it and then emits its effects and answers.
-    /// Run it under [`AtomicResponse`], so no other message interleaves with the append.
-    fn execute(&mut self, command: Command) -> ResponseActFuture<Self, Result<Reply>> {
+    /// Applies `command` now; when accepted, appends it and then emits its effects (in the
+    /// caller's `trace`, when it sent one) and answers. Run it under [`AtomicResponse`], so no
+    /// other message interleaves with the append.
+    fn execute(
+        &mut self,
+        command: Command,
+        trace: Option<TraceContext>,
+    ) -> ResponseActFuture<Self, Result<Reply>> {
         if self.rebuilding {
             let district = self.state.id().to_owned();
             return Box::pin(actix::fut::ready(Err(Error::Journal(
@@ -110,7 +116,7 @@ impl DistrictActor {
             move |(appended, entry), act, ctx| match appended {
                 Ok(seq) => {
                     act.seq = seq;
-                    act.outbox.emit(entry.effects);
+                    act.outbox.emit_traced(entry.effects, trace);
                     act.emitted.store(seq, Ordering::Release);
                     act.since_snapshot += 1;
                     if act.since_snapshot >= act.snapshot_every {
@@ -139,8 +145,19 @@ impl DistrictActor {
         command: Command,
         answer: fn(Reply) -> Result<T>,
     ) -> AtomicResponse<Self, Result<T>> {
+        self.respond_traced(command, None, answer)
+    }
+
+    /// [`DistrictActor::respond`] for a request made in `trace`.
+    fn respond_traced<T: 'static>(
+        &mut self,
+        command: Command,
+        trace: Option<TraceContext>,
+        answer: fn(Reply) -> Result<T>,
+    ) -> AtomicResponse<Self, Result<T>> {
         AtomicResponse::new(Box::pin(
-            self.execute(command).map(move |r, _, _| r.and_then(answer)),
+            self.execute(command, trace)
+                .map(move |r, _, _| r.and_then(answer)),
         ))
     }
 
@@ -255,7 +272,12 @@ impl Actor for DistrictActor {
 /// Take a routed incident (idempotent on its id).
 #[derive(Message)]
 #[rtype(result = "Result<Incident>")]
-pub struct Submit(pub Incident);
+pub struct Submit {
+    /// The incident, `ROUTED` to this district.
+    pub incident: Incident,
+    /// The submitter's trace context: what the submit causes is published in it.
+    pub trace: Option<TraceContext>,
+}
 
 /// Sign on, sign off, or start a self-initiated task.
 #[derive(Message)]
@@ -346,7 +368,7 @@ fn officer(reply: Reply) -> Result<Officer> {
 impl Handler<Submit> for DistrictActor {
     type Result = AtomicResponse<Self, Result<Incident>>;
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
-        self.respond(Command::Submit(Box::new(msg.0)), incident)
+        self.respond_traced(Command::Submit(Box::new(msg.incident)), msg.trace, incident)
     }
 }
 

@@ -192,10 +192,13 @@ impl DistrictNode {
         self.districts.keys()
     }
 
-    /// Hands a routed incident to its district (idempotent on the incident id).
+    /// Hands a routed incident to its district (idempotent on the incident id). What it causes
+    /// (the order, the incident's updates) is published in the caller's trace context
+    /// ([`dispatch_bus::trace::current`]).
     pub async fn submit(&self, incident: Incident) -> Result<Incident> {
         let addr = self.district(&incident.district_id)?;
-        addr.send(Submit(incident)).await?
+        let trace = dispatch_bus::trace::current();
+        addr.send(Submit { incident, trace }).await?
     }
 
     /// Sets an officer Available, Busy or OffDuty.

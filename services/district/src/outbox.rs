@@ -29,11 +29,11 @@
 //! - [`Outbox::emit`] never blocks or awaits. When a lane is full, the effect is not queued: it
 //!   goes to the dead letters at once, with an error log line and an increment of the lane's
 //!   `dead_lettered` and `overflowed` counters. Nothing is dropped silently.
-//! - Every call has a deadline ([`OutboxConfig::call_deadline`]); a call that does not answer in
-//!   time is a failed try with `DeadlineExceeded`.
-//! - A transient failure (Unavailable, DeadlineExceeded, ResourceExhausted, Aborted, Unknown,
-//!   Internal, Cancelled) is retried with exponential backoff (`backon`) up to
-//!   [`OutboxConfig::max_tries`] tries; any other status is a refusal. After the last try, or at
+//! - Every call has a deadline ([`OutboxConfig::call_deadline`], set on the clients); a call
+//!   that does not answer in time is a failed try with [`PortError::DeadlineExceeded`].
+//! - A transient failure ([`PortError::is_transient`]: unavailable, deadline exceeded,
+//!   overloaded, internal) is retried with exponential backoff (`backon`) up to
+//!   [`OutboxConfig::max_tries`] tries; a [`PortError::Refused`] is not. After the last try, or at
 //!   once on a refusal, the effect goes to the dead letters: a log line at error level naming
 //!   the lane, destination, effect kind, incident id and last error, a counter increment, and a
 //!   record in the [`DeadLetterSink`] (in Redis, the stream of [`RedisDeadLetters`]).
@@ -63,7 +63,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dispatch_bus::ports::{CasePort, NotifyPort};
+#[cfg(doc)]
+use dispatch_bus::ports::PortError;
+use dispatch_bus::ports::{CaseClient, NotifyClient};
+use dispatch_bus::trace::TraceContext;
 use dispatch_core::district::Effect;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -72,7 +75,7 @@ use tokio::task::JoinHandle;
 pub use self::dead_letter::{
     DeadLetter, DeadLetterSink, EffectKind, Lane, MemoryDeadLetters, Reason,
 };
-use self::destination::{Case, Cases, Destination, Notice, Notify};
+use self::destination::{Case, Cases, Destination, Notice, Notify, Traced};
 use self::lane::{Counters, Graveyard, LaneTask, Stop};
 pub use self::redis_dead_letters::RedisDeadLetters;
 
@@ -284,8 +287,8 @@ pub struct Outbox {
 }
 
 struct Inner {
-    notification: LaneSender<Notice>,
-    case_squad: LaneSender<Case>,
+    notification: LaneSender<Traced<Notice>>,
+    case_squad: LaneSender<Traced<Case>>,
     /// False once a flush began.
     accepting: AtomicBool,
     stop: watch::Sender<Stop>,
@@ -367,7 +370,7 @@ impl std::fmt::Debug for Outbox {
 impl Outbox {
     /// Starts the lanes on the current Tokio runtime with [`OutboxConfig::default`] and a
     /// [`MemoryDeadLetters`] of its default capacity.
-    pub fn spawn(notify: Arc<dyn NotifyPort>, cases: Arc<dyn CasePort>) -> Outbox {
+    pub fn spawn(notify: NotifyClient, cases: CaseClient) -> Outbox {
         Self::start_checked(
             notify,
             cases,
@@ -377,12 +380,12 @@ impl Outbox {
     }
 
     /// Starts the lanes on the current Tokio runtime with `config`, recording dead letters in
-    /// `dead_letters`.
+    /// `dead_letters`. Every call of `notify` and `cases` takes `config.call_deadline`.
     ///
     /// Errors: [`Error::Config`] when `config` breaks a rule ([`OutboxConfig::validate`]).
     pub fn start(
-        notify: Arc<dyn NotifyPort>,
-        cases: Arc<dyn CasePort>,
+        notify: NotifyClient,
+        cases: CaseClient,
         config: OutboxConfig,
         dead_letters: Arc<dyn DeadLetterSink>,
     ) -> Result<Outbox> {
@@ -391,11 +394,13 @@ impl Outbox {
     }
 
     fn start_checked(
-        notify: Arc<dyn NotifyPort>,
-        cases: Arc<dyn CasePort>,
+        notify: NotifyClient,
+        cases: CaseClient,
         config: OutboxConfig,
         sink: Arc<dyn DeadLetterSink>,
     ) -> Outbox {
+        let notify = notify.with_deadline(config.call_deadline);
+        let cases = cases.with_deadline(config.call_deadline);
         let (stop, stop_rx) = watch::channel(Stop::Running);
         let (notification, notification_task) =
             lane(Notify(notify), config, &sink, stop_rx.clone());
@@ -455,15 +460,28 @@ impl Outbox {
     /// blocks: an effect that finds its lane full, or comes after [`Outbox::flush`] began,
     /// goes to the dead letters (logged at error level and counted).
     pub fn emit(&self, effects: Vec<Effect>) {
+        self.emit_traced(effects, None);
+    }
+
+    /// [`Outbox::emit`] for effects caused by a request made in `trace`: the calls delivering
+    /// them continue that trace.
+    pub fn emit_traced(&self, effects: Vec<Effect>, trace: Option<TraceContext>) {
         let inner = &self.inner;
         for effect in effects {
             let accepting = inner.accepting.load(Ordering::Acquire);
+            let notice = |item| Traced { item, trace };
             match effect {
-                Effect::Order(o) => inner.notification.push(Notice::Order(o), accepting),
+                Effect::Order(o) => inner.notification.push(notice(Notice::Order(o)), accepting),
                 Effect::IncidentChanged(i) => inner
                     .notification
-                    .push(Notice::IncidentChanged(i), accepting),
-                Effect::OpenCase(i) => inner.case_squad.push(Case(i), accepting),
+                    .push(notice(Notice::IncidentChanged(i)), accepting),
+                Effect::OpenCase(i) => inner.case_squad.push(
+                    Traced {
+                        item: Case(i),
+                        trace,
+                    },
+                    accepting,
+                ),
             }
         }
     }

@@ -7,6 +7,7 @@ use dispatch_bus::convert::{
     FieldError, disposition_from_wire, incident_from_wire, incident_to_wire, latlng_from_wire,
     officer_status_from_wire, officer_to_wire,
 };
+use dispatch_bus::trace;
 use dispatch_core::district::Error as DomainError;
 use dispatch_core::{IncidentState, OfficerStatus};
 use dispatch_proto::v1;
@@ -14,6 +15,7 @@ use dispatch_proto::v1::district_service_server::{DistrictService, DistrictServi
 use futures::StreamExt;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::actor::Step;
 use crate::{DistrictNode, Error};
@@ -64,25 +66,15 @@ fn required(value: &str, field: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl DistrictService for DistrictGrpc {
+    /// Takes the incident in the caller's trace (`traceparent`), recorded as `trace_id` on
+    /// the handler's span; the order and updates it causes are published in that trace.
     async fn submit_incident(
         &self,
         request: Request<v1::SubmitIncidentRequest>,
     ) -> Result<Response<v1::Incident>, Status> {
-        let wire = request
-            .into_inner()
-            .incident
-            .ok_or_else(|| FieldError::new("incident", "is required"))?;
-        let incident = incident_from_wire(&wire).map_err(|e| e.within("incident"))?;
-        required(&incident.district_id, "incident.district_id")?;
-        if incident.state != IncidentState::Routed {
-            return Err(FieldError::new(
-                "incident.state",
-                format!("must be INCIDENT_STATE_ROUTED, got {:?}", incident.state),
-            )
-            .into());
-        }
-        let incident = self.node.submit(incident).await.map_err(to_status)?;
-        Ok(Response::new(incident_to_wire(&incident)))
+        let span = trace::handler_span("DistrictService.SubmitIncident", &request);
+        let context = trace::from_request(&request).map(|c| c.child());
+        trace::scope_opt(context, self.submit(request).instrument(span)).await
     }
 
     async fn update_officer_status(
@@ -190,6 +182,27 @@ impl DistrictService for DistrictGrpc {
 }
 
 impl DistrictGrpc {
+    async fn submit(
+        &self,
+        request: Request<v1::SubmitIncidentRequest>,
+    ) -> Result<Response<v1::Incident>, Status> {
+        let wire = request
+            .into_inner()
+            .incident
+            .ok_or_else(|| FieldError::new("incident", "is required"))?;
+        let incident = incident_from_wire(&wire).map_err(|e| e.within("incident"))?;
+        required(&incident.district_id, "incident.district_id")?;
+        if incident.state != IncidentState::Routed {
+            return Err(FieldError::new(
+                "incident.state",
+                format!("must be INCIDENT_STATE_ROUTED, got {:?}", incident.state),
+            )
+            .into());
+        }
+        let incident = self.node.submit(incident).await.map_err(to_status)?;
+        Ok(Response::new(incident_to_wire(&incident)))
+    }
+
     async fn step(
         &self,
         officer_id: &str,

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use dispatch_bus::ports::PortError;
 use dispatch_core::district::Effect;
 use dispatch_core::{Category, Incident, IncidentState, LatLng, Timestamp};
 use dispatch_district::outbox::{DeadLetter, DeadLetterSink, Reason, RedisDeadLetters};
@@ -54,15 +55,19 @@ async fn every_dead_letter_lands_in_the_stream_with_its_effect_and_whether_it_is
         Effect::OpenCase(cleared("inc-1")),
         Reason::GaveUp {
             tries: 20,
-            code: tonic::Code::Unavailable,
-            message: "case squad down".into(),
+            error: PortError::Unavailable {
+                message: "case squad down".into(),
+            },
         },
     );
     let refused = DeadLetter::new(
         Effect::OpenCase(cleared("inc-2")),
         Reason::Refused {
-            code: tonic::Code::InvalidArgument,
-            message: "incident.station_id: unknown station".into(),
+            error: PortError::Refused {
+                code: tonic::Code::InvalidArgument,
+                field: Some("incident.station_id".into()),
+                message: "incident.station_id: unknown station".into(),
+            },
         },
     );
     sink.record(gave_up);
@@ -87,7 +92,7 @@ async fn every_dead_letter_lands_in_the_stream_with_its_effect_and_whether_it_is
     assert_eq!(first["incident"], "inc-1");
     assert_eq!(
         first["reason"],
-        "gave up after 20 tries, last error Unavailable: case squad down"
+        "gave up after 20 tries, last error: unavailable: case squad down"
     );
     assert_eq!(first["redelivered"], "1");
     let effect: Effect = serde_json::from_str(&first["effect"]).unwrap();

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dispatch_bus::ports::{CasePort, NoticeStream, NotifyPort};
+use dispatch_bus::ports::{
+    Call, CallOptions, Case, CaseClient, CasePort, NoticeStream, NotifyClient, NotifyPort,
+    PortError,
+};
 use dispatch_core::{
     Category, Incident, IncidentState, LatLng, ManualClock, OfficerStatus, Timestamp,
 };
@@ -46,9 +49,13 @@ impl Terminals {
 
 #[tonic::async_trait]
 impl NotifyPort for Terminals {
-    async fn publish(&self, req: v1::PublishRequest) -> Result<v1::PublishResponse, Status> {
+    async fn publish(
+        &self,
+        _: &Call,
+        req: v1::PublishRequest,
+    ) -> Result<v1::PublishResponse, PortError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(Status::unavailable("notification down"));
+            return Err(Status::unavailable("notification down").into());
         }
         let mut all = self.publications.lock();
         let n = req.publications.len();
@@ -58,8 +65,12 @@ impl NotifyPort for Terminals {
             ..Default::default()
         })
     }
-    async fn subscribe(&self, _: v1::SubscribeRequest) -> Result<NoticeStream, Status> {
-        Err(Status::unimplemented("not used"))
+    async fn subscribe(
+        &self,
+        _: &Call,
+        _: v1::SubscribeRequest,
+    ) -> Result<NoticeStream, PortError> {
+        Err(Status::unimplemented("not used").into())
     }
 }
 
@@ -67,8 +78,8 @@ struct NoCases;
 
 #[tonic::async_trait]
 impl CasePort for NoCases {
-    async fn open_case(&self, _: v1::OpenCaseRequest) -> Result<v1::Case, Status> {
-        Err(Status::unavailable("no case squad in this test"))
+    async fn open_case(&self, _: &Call, _: Incident) -> Result<Case, PortError> {
+        Err(Status::unavailable("no case squad in this test").into())
     }
 }
 
@@ -124,9 +135,10 @@ impl Node {
         config: OutboxConfig,
     ) -> Node {
         let clock = Arc::new(ManualClock::at(T0));
+        let options = CallOptions::with_deadline(Duration::from_secs(5));
         let outbox = Outbox::start(
-            terminals,
-            Arc::new(NoCases),
+            NotifyClient::from_port(terminals, options),
+            CaseClient::from_port(Arc::new(NoCases), options),
             config,
             Arc::new(MemoryDeadLetters::default()),
         )

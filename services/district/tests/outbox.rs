@@ -9,7 +9,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dispatch_bus::ports::{CasePort, NoticeStream, NotifyPort};
+use dispatch_bus::ports::{
+    Call, CallOptions, Case, CaseClient, CaseKind, CasePort, NoticeStream, NotifyClient,
+    NotifyPort, PortError,
+};
+use dispatch_bus::trace::TraceContext;
 use dispatch_core::district::{DispatchOrder, Effect};
 use dispatch_core::{Category, Incident, IncidentState, LatLng, Timestamp};
 use dispatch_district::outbox::{
@@ -43,6 +47,8 @@ struct Fake<T> {
     name: &'static str,
     mode: Mutex<Mode>,
     calls: AtomicUsize,
+    /// The trace context of each call.
+    traces: Mutex<Vec<Option<TraceContext>>>,
     received: Mutex<Vec<(Instant, T)>>,
 }
 
@@ -56,6 +62,7 @@ impl<T: Clone> Fake<T> {
             name,
             mode: Mutex::new(mode),
             calls: AtomicUsize::new(0),
+            traces: Mutex::new(Vec::new()),
             received: Mutex::new(Vec::new()),
         })
     }
@@ -68,11 +75,20 @@ impl<T: Clone> Fake<T> {
     fn received(&self) -> Vec<(Instant, T)> {
         self.received.lock().unwrap().clone()
     }
+    fn traces(&self) -> Vec<Option<TraceContext>> {
+        self.traces.lock().unwrap().clone()
+    }
     /// One call carrying `items`; `names(item, officer)` says whether an item is for `officer`.
-    async fn answer(&self, items: Vec<T>, names: impl Fn(&T, &str) -> bool) -> Result<(), Status> {
+    async fn answer(
+        &self,
+        context: &Call,
+        items: Vec<T>,
+        names: impl Fn(&T, &str) -> bool,
+    ) -> Result<(), PortError> {
+        self.traces.lock().unwrap().push(context.trace);
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let mode = self.mode.lock().unwrap().clone();
-        let down = |code| Err(Status::new(code, format!("fake {} says no", self.name)));
+        let down = |code| Err(Status::new(code, format!("fake {} says no", self.name)).into());
         match mode {
             Mode::Accept => {}
             Mode::Fail(code) => return down(code),
@@ -81,7 +97,7 @@ impl<T: Clone> Fake<T> {
             Mode::Hang => std::future::pending::<()>().await,
             Mode::RefuseOfficer(bad) => {
                 if items.iter().any(|i| names(i, bad)) {
-                    return Err(Status::invalid_argument(format!("officer {bad:?} unknown")));
+                    return Err(Status::invalid_argument(format!("officer {bad:?} unknown")).into());
                 }
             }
         }
@@ -130,9 +146,13 @@ fn label(p: &v1::Publication) -> String {
 
 #[tonic::async_trait]
 impl NotifyPort for FakeNotify {
-    async fn publish(&self, req: v1::PublishRequest) -> Result<v1::PublishResponse, Status> {
+    async fn publish(
+        &self,
+        call: &Call,
+        req: v1::PublishRequest,
+    ) -> Result<v1::PublishResponse, PortError> {
         let n = req.publications.len() as u64;
-        self.answer(req.publications, |p, officer| {
+        self.answer(call, req.publications, |p, officer| {
             officer_of(p) == Some(officer)
         })
         .await?;
@@ -142,21 +162,42 @@ impl NotifyPort for FakeNotify {
         })
     }
 
-    async fn subscribe(&self, _: v1::SubscribeRequest) -> Result<NoticeStream, Status> {
-        Err(Status::unimplemented("the fake only takes publications"))
+    async fn subscribe(
+        &self,
+        _: &Call,
+        _: v1::SubscribeRequest,
+    ) -> Result<NoticeStream, PortError> {
+        Err(Status::unimplemented("the fake only takes publications").into())
     }
 }
 
 #[tonic::async_trait]
 impl CasePort for FakeCases {
-    async fn open_case(&self, req: v1::OpenCaseRequest) -> Result<v1::Case, Status> {
-        let incident_id = req.incident.unwrap().incident_id;
-        self.answer(vec![incident_id.clone()], |_, _| false).await?;
-        Ok(v1::Case {
-            incident_id,
-            ..v1::Case::default()
+    async fn open_case(&self, call: &Call, incident: Incident) -> Result<Case, PortError> {
+        self.answer(call, vec![incident.id.clone()], |_, _| false)
+            .await?;
+        Ok(Case {
+            case_id: format!("case-{}", incident.id),
+            incident_id: incident.id,
+            station_id: incident.station_id,
+            district_id: incident.district_id,
+            kind: CaseKind::Criminal,
+            investigator_id: "town-s1-i01".into(),
+            opened_at: Timestamp(1_700_000_900_000),
         })
     }
+}
+
+/// Client options of the fakes: the outbox sets its own deadline on them.
+fn options() -> CallOptions {
+    CallOptions::with_deadline(Duration::from_secs(60))
+}
+
+fn clients(notify: &Arc<FakeNotify>, cases: &Arc<FakeCases>) -> (NotifyClient, CaseClient) {
+    (
+        NotifyClient::from_port(notify.clone(), options()),
+        CaseClient::from_port(cases.clone(), options()),
+    )
 }
 
 // ---- effects ----
@@ -218,7 +259,8 @@ fn rig(config: OutboxConfig, notify: Mode, cases: Mode) -> Rig {
     let notify = FakeNotify::new("notification", notify);
     let cases = FakeCases::new("case-squad", cases);
     let letters = Arc::new(MemoryDeadLetters::default());
-    let outbox = Outbox::start(notify.clone(), cases.clone(), config, letters.clone()).unwrap();
+    let (notify_client, case_client) = clients(&notify, &cases);
+    let outbox = Outbox::start(notify_client, case_client, config, letters.clone()).unwrap();
     Rig {
         outbox,
         notify,
@@ -309,8 +351,11 @@ async fn a_case_refused_with_invalid_argument_is_dead_lettered_at_once() {
             kind: EffectKind::OpenCase,
             incident_id: "inc-9".into(),
             reason: Reason::Refused {
-                code: Code::InvalidArgument,
-                message: "fake case-squad says no".into(),
+                error: PortError::Refused {
+                    code: Code::InvalidArgument,
+                    field: None,
+                    message: "fake case-squad says no".into(),
+                },
             },
             effect: open_case("inc-9"),
         }]
@@ -344,8 +389,9 @@ async fn a_publication_is_dead_lettered_after_max_tries_of_an_unavailable_peer()
             incident_id: "inc-1".into(),
             reason: Reason::GaveUp {
                 tries: 4,
-                code: Code::Unavailable,
-                message: "fake notification says no".into(),
+                error: PortError::Unavailable {
+                    message: "fake notification says no".into(),
+                },
             },
             effect: order("inc-1", "o-7"),
         }]
@@ -372,14 +418,19 @@ async fn a_hung_peer_counts_as_a_failed_try() {
     let letters = r.letters.letters();
     assert_eq!(letters[0].destination, "command-center");
     assert_eq!(letters[0].kind, EffectKind::IncidentChanged);
-    assert!(
-        matches!(
-            &letters[0].reason,
-            Reason::GaveUp { tries: 2, code: Code::DeadlineExceeded, message }
-                if message.contains("1000 ms")
-        ),
-        "{:?}",
-        letters[0].reason
+    assert_eq!(
+        letters[0].reason,
+        Reason::GaveUp {
+            tries: 2,
+            error: PortError::DeadlineExceeded {
+                after: Some(Duration::from_secs(1)),
+                message: String::new(),
+            },
+        }
+    );
+    assert_eq!(
+        letters[0].reason.to_string(),
+        "gave up after 2 tries, last error: no answer within the deadline of 1000 ms"
     );
 }
 
@@ -428,8 +479,11 @@ async fn a_refused_batch_loses_only_its_bad_publication() {
     assert_eq!(
         letters[0].reason,
         Reason::Refused {
-            code: Code::InvalidArgument,
-            message: "officer \"o-bad\" unknown".into(),
+            error: PortError::Refused {
+                code: Code::InvalidArgument,
+                field: None,
+                message: "officer \"o-bad\" unknown".into(),
+            },
         }
     );
     let stats = r.outbox.stats().notification;
@@ -672,13 +726,11 @@ async fn start_refuses_a_bad_config() {
         lane_capacity: 0,
         ..OutboxConfig::default()
     };
-    let e = Outbox::start(
-        FakeNotify::new("notification", Mode::Accept),
-        FakeCases::new("case-squad", Mode::Accept),
-        bad,
-        Arc::new(MemoryDeadLetters::default()),
-    )
-    .unwrap_err();
+    let (notify, cases) = clients(
+        &FakeNotify::new("notification", Mode::Accept),
+        &FakeCases::new("case-squad", Mode::Accept),
+    );
+    let e = Outbox::start(notify, cases, bad, Arc::new(MemoryDeadLetters::default())).unwrap_err();
     assert_eq!(
         e.to_string(),
         "outbox.lane_capacity: must be 1 to 10000000, got 0"
@@ -771,4 +823,27 @@ async fn what_a_flush_leaves_stays_parked_and_is_not_redriven() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     let stats = r.outbox.stats().notification;
     assert_eq!((stats.parked, stats.redriven), (2, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_call_continues_the_trace_of_the_request_that_caused_its_effects() {
+    let r = rig(OutboxConfig::default(), Mode::Accept, Mode::Accept);
+    let submit = TraceContext::new_root();
+    r.outbox.emit_traced(
+        vec![
+            changed("inc-1", 2),
+            order("inc-1", "o-1"),
+            open_case("inc-1"),
+        ],
+        Some(submit),
+    );
+    eventually("delivered", || {
+        r.notify.labels().len() == 2 && r.cases.opened().len() == 1
+    })
+    .await;
+    r.outbox.emit(vec![changed("inc-2", 2)]);
+    eventually("untraced delivered", || r.notify.labels().len() == 3).await;
+    // One publish for the traced batch, one for the untraced one; the case in the same trace.
+    assert_eq!(r.notify.traces(), [Some(submit), None]);
+    assert_eq!(r.cases.traces(), [Some(submit)]);
 }

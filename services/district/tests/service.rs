@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use dispatch_bus::feed::{AudienceKey, FeedHub, FeedLimits, follow};
-use dispatch_bus::ports::InProcess;
+use dispatch_bus::ports::{CallOptions, CaseClient, NotifyClient};
 use dispatch_case_squad::CaseSquadService;
 use dispatch_core::{ManualClock, Timestamp};
 use dispatch_district::journal::MemoryJournal;
@@ -63,9 +63,10 @@ async fn fixture() -> Fixture {
         2,
         clock.clone(),
     ));
+    let options = CallOptions::with_deadline(std::time::Duration::from_secs(5));
     let outbox = Outbox::spawn(
-        Arc::new(InProcess(notification)),
-        Arc::new(InProcess(cases)),
+        NotifyClient::in_process(notification, options),
+        CaseClient::in_process(cases, options),
     );
     let (node, arbiters) = DistrictNode::start_on_new_arbiters(
         &directory(),
@@ -465,4 +466,80 @@ async fn location_streams_count_good_reports_and_stop_at_a_bad_one() {
     assert_eq!(o1.location.as_ref().map(|p| p.lat), Some(23.0));
     let _ = stop.send(());
     server.await.expect("server task").expect("server");
+}
+
+/// A notification service that keeps the trace context of every publish and accepts it.
+#[derive(Default)]
+struct TraceRecorder {
+    traces: parking_lot::Mutex<Vec<Option<dispatch_bus::trace::TraceContext>>>,
+}
+
+#[tonic::async_trait]
+impl dispatch_bus::ports::NotifyPort for TraceRecorder {
+    async fn publish(
+        &self,
+        call: &dispatch_bus::ports::Call,
+        req: v1::PublishRequest,
+    ) -> Result<v1::PublishResponse, dispatch_bus::ports::PortError> {
+        self.traces.lock().push(call.trace);
+        Ok(v1::PublishResponse {
+            seqs: (1..=req.publications.len() as u64).collect(),
+            cursors: vec![],
+        })
+    }
+
+    async fn subscribe(
+        &self,
+        _: &dispatch_bus::ports::Call,
+        _: v1::SubscribeRequest,
+    ) -> Result<dispatch_bus::ports::NoticeStream, dispatch_bus::ports::PortError> {
+        Err(Status::unimplemented("not used").into())
+    }
+}
+
+#[actix_rt::test]
+async fn what_a_submit_causes_is_published_in_the_submitters_trace() {
+    let clock = Arc::new(ManualClock::at(Timestamp(1_700_000_000_000)));
+    let recorder = Arc::new(TraceRecorder::default());
+    let cases = Arc::new(CaseSquadService::from_directory(
+        &directory(),
+        2,
+        clock.clone(),
+    ));
+    let options = CallOptions::with_deadline(std::time::Duration::from_secs(5));
+    let outbox = Outbox::spawn(
+        NotifyClient::from_port(recorder.clone(), options),
+        CaseClient::in_process(cases, options),
+    );
+    let (node, _arbiters) = DistrictNode::start_on_new_arbiters(
+        &directory(),
+        NodeConfig::default(),
+        clock,
+        outbox,
+        Arc::new(MemoryJournal::new()),
+        1,
+    )
+    .await
+    .expect("node starts");
+    let grpc = DistrictGrpc::new(node);
+    let intake = dispatch_bus::trace::TraceContext::new_root();
+    let mut request = Request::new(v1::SubmitIncidentRequest {
+        incident: Some(routed("I1", D1)),
+    });
+    intake.inject(request.metadata_mut());
+    grpc.submit_incident(request).await.expect("queued");
+    for _ in 0..500 {
+        if !recorder.traces.lock().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let traces = recorder.traces.lock().clone();
+    assert!(!traces.is_empty(), "the queued update was published");
+    for published in traces {
+        let published = published.expect("a traceparent on the publish");
+        // Intake's trace, in the district handler's own span.
+        assert_eq!(published.trace_id, intake.trace_id);
+        assert_ne!(published.span_id, intake.span_id);
+    }
 }

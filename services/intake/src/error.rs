@@ -1,6 +1,7 @@
 //! The errors of intake and their gRPC status, mapped in one place.
 
 use dispatch_bus::convert::FieldError;
+use dispatch_bus::ports::PortError;
 use dispatch_core::incident::TransitionError;
 use tonic::Status;
 
@@ -25,17 +26,14 @@ pub enum Error {
     /// No incident has this id (`NotFound`).
     #[error("incident {0:?} not found")]
     UnknownIncident(String),
-    /// A peer service answered with an error: passed through as it is (the router's
-    /// `InvalidArgument` on `location`, the district's `Unavailable`, ...).
-    #[error(transparent)]
-    Upstream(#[from] Status),
-    /// A peer answered something intake cannot use (`Internal`).
-    #[error("{peer} answered a malformed reply: {detail}")]
-    BadReply {
+    /// A peer service answered with an error: passed on with its code and field (the
+    /// router's `InvalidArgument` on `location`, the district's `Unavailable`, ...).
+    #[error("{peer}: {error}")]
+    Upstream {
         /// `geo-router` or `district`.
         peer: &'static str,
-        /// What was wrong.
-        detail: String,
+        /// What the peer's port answered.
+        error: PortError,
     },
     /// The record store cannot be reached (`Unavailable`; the client retries).
     #[error("incident records unavailable: {0}")]
@@ -53,6 +51,22 @@ pub enum Error {
     Lifecycle(#[from] TransitionError),
 }
 
+impl Error {
+    /// `peer`'s port error: [`Error::Deadline`] when this side's deadline passed,
+    /// [`Error::Upstream`] otherwise.
+    pub fn peer(peer: &'static str, error: PortError) -> Self {
+        match error {
+            PortError::DeadlineExceeded {
+                after: Some(after), ..
+            } => Error::Deadline {
+                peer,
+                ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+            },
+            error => Error::Upstream { peer, error },
+        }
+    }
+}
+
 /// Result of intake.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -62,10 +76,10 @@ impl From<Error> for Status {
             Error::Field(f) => f.into(),
             Error::CallReused { .. } => Status::already_exists(e.to_string()),
             Error::UnknownIncident(_) => Status::not_found(e.to_string()),
-            Error::Upstream(status) => status,
+            Error::Upstream { error, .. } => error.into_status(),
             Error::Records(_) => Status::unavailable(e.to_string()),
             Error::Deadline { .. } => Status::deadline_exceeded(e.to_string()),
-            Error::BadReply { .. } | Error::Lifecycle(_) => Status::internal(e.to_string()),
+            Error::Lifecycle(_) => Status::internal(e.to_string()),
         }
     }
 }

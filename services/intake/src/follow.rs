@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use dispatch_bus::ports::NotifyPort;
+use dispatch_bus::ports::NotifyClient;
 use dispatch_proto::v1;
 use dispatch_proto::v1::notice_body::Kind;
 use futures::StreamExt;
@@ -27,7 +27,7 @@ fn backoff() -> impl Iterator<Item = Duration> {
 
 /// Subscribes to the command-center feed and applies every incident update, for ever;
 /// reconnects after failures, resuming after the last notice seen.
-pub(crate) async fn follow(service: Arc<IntakeService>, notify: Arc<dyn NotifyPort>) {
+pub(crate) async fn follow(service: Arc<IntakeService>, notify: NotifyClient) {
     // The cursor of the last notice applied; empty: from the oldest the feed keeps.
     let mut cursor = String::new();
     let mut delays = backoff();
@@ -48,22 +48,22 @@ pub(crate) async fn follow(service: Arc<IntakeService>, notify: Arc<dyn NotifyPo
                             delays = backoff();
                             apply(&service, notice).await;
                         }
-                        Err(status) => {
-                            tracing::warn!(error = %status, %cursor, "command-center feed failed");
+                        Err(e) => {
+                            tracing::warn!(error = %e, %cursor, "command-center feed failed");
                             break;
                         }
                     }
                 }
             }
-            Err(status) if status.code() == tonic::Code::OutOfRange => {
+            Err(e) if e.code() == tonic::Code::OutOfRange => {
                 // The feed no longer holds our cursor (a new epoch after a restart without
                 // Redis, or trimmed): replay what it keeps; updates are idempotent on revision.
-                tracing::warn!(error = %status, %cursor, "command-center cursor out of range, replaying from the oldest kept");
+                tracing::warn!(error = %e, %cursor, "command-center cursor out of range, replaying from the oldest kept");
                 cursor.clear();
                 continue;
             }
-            Err(status) => {
-                tracing::warn!(error = %status, %cursor, "cannot subscribe to the command-center feed");
+            Err(e) => {
+                tracing::warn!(error = %e, %cursor, "cannot subscribe to the command-center feed");
             }
         }
         let delay = delays.next().unwrap_or(MAX_BACKOFF);

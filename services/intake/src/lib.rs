@@ -2,9 +2,9 @@
 //!
 //! The 110 platform calls `Intake.ReportIncident` once per call. Intake checks every field
 //! ([`validate`]), deduplicates on the platform's `call_id` ([`store`]), asks the geo-router
-//! which police district the point lies in (`RouterPort`), creates the incident (priority from
-//! its category, `RECEIVED` then `ROUTED`, each with its time) and hands it to the district
-//! (`DistrictPort::submit_incident`), whose actor queues and dispatches it. From then on the
+//! which police district the point lies in (`RouterClient`), creates the incident (priority
+//! from its category, `RECEIVED` then `ROUTED`, each with its time) and hands it to the
+//! district (`DistrictClient::submit`), whose actor queues and dispatches it. From then on the
 //! district owns the incident; intake keeps its record current by following the
 //! command-center feed of the notification service ([`IntakeService::follow_updates`]), so
 //! `Intake.GetIncident` answers the incident with every timestamp.

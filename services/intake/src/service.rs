@@ -5,8 +5,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dispatch_bus::convert::{FieldError, incident_from_wire, incident_to_wire, latlng_to_wire};
-use dispatch_bus::ports::{DistrictPort, NotifyPort, RouterPort};
+use dispatch_bus::convert::{FieldError, incident_from_wire, incident_to_wire};
+use dispatch_bus::ports::{DistrictClient, NotifyClient, Route, RouterClient};
+use dispatch_bus::trace::{self, TraceContext};
 use dispatch_core::clock::SharedClock;
 use dispatch_core::{Incident, IncidentState, Timestamp};
 use dispatch_proto::service_names;
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 use ulid::Ulid;
 
 use crate::IntakeConfig;
@@ -27,7 +29,7 @@ use crate::validate::{self, ValidCall};
 /// The intake service. Share it behind an `Arc`: the gRPC server, the update follower, the
 /// sweeper and the embedded server's in-process callers all use the same records.
 pub struct IntakeService {
-    router: Arc<dyn RouterPort>,
+    router: RouterClient,
     handoff: Arc<Handoff>,
     /// Monotonic ULIDs: time-ordered even within one millisecond of this process.
     ids: parking_lot::Mutex<ulid::Generator>,
@@ -37,9 +39,8 @@ pub struct IntakeService {
 
 /// What a hand-off needs, shared with the detached tasks that run it.
 struct Handoff {
-    district: Arc<dyn DistrictPort>,
+    district: DistrictClient,
     records: Arc<dyn IncidentRecords>,
-    deadline: Duration,
 }
 
 impl std::fmt::Debug for IntakeService {
@@ -53,21 +54,21 @@ impl std::fmt::Debug for IntakeService {
 
 impl IntakeService {
     /// Intake routing through `router`, handing incidents to `district`, keeping records in
-    /// `records`, stamping times from `clock`.
+    /// `records`, stamping times from `clock`. The clients' deadlines are set from `config`
+    /// (`router_deadline_ms`, `district_deadline_ms`).
     pub fn new(
-        router: Arc<dyn RouterPort>,
-        district: Arc<dyn DistrictPort>,
+        router: RouterClient,
+        district: DistrictClient,
         records: Arc<dyn IncidentRecords>,
         clock: SharedClock,
         config: IntakeConfig,
     ) -> Self {
         let handoff = Arc::new(Handoff {
-            district,
+            district: district.with_deadline(Duration::from_millis(config.district_deadline_ms)),
             records,
-            deadline: Duration::from_millis(config.district_deadline_ms),
         });
         Self {
-            router,
+            router: router.with_deadline(Duration::from_millis(config.router_deadline_ms)),
             handoff,
             ids: parking_lot::Mutex::new(ulid::Generator::new()),
             clock,
@@ -95,17 +96,32 @@ impl IntakeService {
     /// (`ROUTED`, a new time-ordered id), hand it to its district, answer it as the district
     /// returned it.
     ///
+    /// Each report is one trace ([`dispatch_bus::trace`]): a new span of the caller's trace
+    /// when it runs inside one (the gRPC handler scopes the platform's `traceparent`), a new
+    /// trace otherwise; the geo-router, the district and what the district publishes all see
+    /// its trace id.
+    ///
     /// The hand-off runs as a detached task: if the caller goes away (disconnect, deadline)
     /// the district still gets the incident, and a retry of the call answers `duplicate`.
     ///
     /// Errors: [`Error::Field`] for a broken rule (see [`validate::report`]);
     /// [`Error::CallReused`] when `call_id` is known with other content; [`Error::Upstream`]
-    /// with the router's or district's status (a point too far off the map is the router's
-    /// `InvalidArgument` on `location`; an unreachable district is `Unavailable`, and the
-    /// record then stays `ROUTED` until a retry of the call or the sweeper hands it off);
+    /// with the router's or district's port error, passed on with its code and field (a point
+    /// too far off the map is the router's `InvalidArgument` on `location`; an unreachable
+    /// district is `Unavailable`, and the record then stays `ROUTED` until a retry of the call
+    /// or the sweeper hands it off; a malformed reply is `Internal`);
     /// [`Error::Deadline`] when a peer is too slow; [`Error::Records`] when the record store
     /// is unreachable.
     pub async fn report(
+        &self,
+        req: &v1::ReportIncidentRequest,
+    ) -> Result<v1::ReportIncidentResponse> {
+        let context = trace::current().map_or_else(TraceContext::new_root, |c| c.child());
+        let span = tracing::debug_span!("report_incident", trace_id = %context.trace_id_hex());
+        trace::scope(context, self.report_traced(req).instrument(span)).await
+    }
+
+    async fn report_traced(
         &self,
         req: &v1::ReportIncidentRequest,
     ) -> Result<v1::ReportIncidentResponse> {
@@ -114,28 +130,18 @@ impl IntakeService {
         // Routing first and then creating (which answers the known record of a repeated call
         // atomically) spares a new call a look-up round trip to the record store; a repeat is
         // routed for nothing, which costs an in-memory look-up at the geo-router.
-        let route = self.router.route(v1::RouteRequest {
-            location: Some(latlng_to_wire(call.location)),
-        });
-        let deadline = self.config.router_deadline_ms;
-        let route = tokio::time::timeout(Duration::from_millis(deadline), route)
-            .await
-            .map_err(|_| Error::Deadline {
-                peer: "geo-router",
-                ms: deadline,
-            })?;
-        let route = match route {
+        let route = match self.router.route(call.location).await {
             Ok(route) => route,
             // A repeat of a known call is answered even when its point no longer routes (the
             // map changed) or the router is down: it was routed when it was first reported.
-            Err(status) => match self.records().find_call(&call.call_id).await? {
+            Err(e) => match self.records().find_call(&call.call_id).await? {
                 Some(known) => {
                     return Ok(answer(self.known(&call, known).await?, true));
                 }
-                None => return Err(status.into()),
+                None => return Err(Error::peer("geo-router", e)),
             },
         };
-        let placement = placement(route)?;
+        let placement = placement(route);
         let routed_at = self.clock.now();
         let id = format!("{}{}", self.config.incident_id_prefix, self.next_ulid());
         let incident = routed_incident(id, &call, placement, received_at, routed_at)?;
@@ -169,10 +175,11 @@ impl IntakeService {
         }
     }
 
-    /// Runs one hand-off attempt as its own task and waits for it; the task finishes even when
-    /// this future is dropped.
+    /// Runs one hand-off attempt as its own task, in the current trace, and waits for it; the
+    /// task finishes even when this future is dropped.
     async fn hand_off(&self, incident: Incident, token: String) -> Result<Incident> {
-        let task = tokio::spawn(self.handoff.clone().attempt(incident, token));
+        let attempt = self.handoff.clone().attempt(incident, token);
+        let task = tokio::spawn(trace::scope_opt(trace::current(), attempt));
         task.await
             .map_err(|e| Error::Records(format!("hand-off task failed: {e}")))?
     }
@@ -211,7 +218,7 @@ impl IntakeService {
     /// every notice received).
     pub fn follow_updates(
         self: &Arc<Self>,
-        notify: Arc<dyn NotifyPort>,
+        notify: NotifyClient,
         shutdown: impl Future + Send + 'static,
     ) -> JoinHandle<()> {
         spawn_until(shutdown, crate::follow::follow(self.clone(), notify))
@@ -252,9 +259,11 @@ impl IntakeService {
             let Some(incident) = self.records().take_lease(&id, &token, self.lease()).await? else {
                 continue;
             };
+            // A hand-off of its own: the report's trace ended with its call.
+            let context = TraceContext::new_root();
             tracing::info!(incident_id = %id, district = %incident.district_id,
-                "handing off an incident left routed");
-            match self.hand_off(incident, token).await {
+                trace_id = %context.trace_id_hex(), "handing off an incident left routed");
+            match trace::scope(context, self.hand_off(incident, token)).await {
                 Ok(_) => handed += 1,
                 Err(e) => {
                     tracing::warn!(incident_id = %id, error = %e, "hand-off failed, will retry")
@@ -276,20 +285,11 @@ impl Handoff {
     /// `token` is released either way, so a failed attempt can be retried at once.
     async fn attempt(self: Arc<Self>, incident: Incident, token: String) -> Result<Incident> {
         let id = incident.id.clone();
-        let submit = self.district.submit_incident(v1::SubmitIncidentRequest {
-            incident: Some(incident_to_wire(&incident)),
-        });
-        let answer = match tokio::time::timeout(self.deadline, submit).await {
-            Ok(Ok(wire)) => incident_from_wire(&wire).map_err(|e| Error::BadReply {
-                peer: "district",
-                detail: e.to_string(),
-            }),
-            Ok(Err(status)) => Err(Error::Upstream(status)),
-            Err(_) => Err(Error::Deadline {
-                peer: "district",
-                ms: u64::try_from(self.deadline.as_millis()).unwrap_or(u64::MAX),
-            }),
-        };
+        let answer = self
+            .district
+            .submit(incident.clone())
+            .await
+            .map_err(|e| Error::peer("district", e));
         match answer {
             Ok(reply) => {
                 let stored = self.records.handoff_done(&id, &token, Some(reply)).await?;
@@ -327,31 +327,29 @@ fn answer(incident: Incident, duplicate: bool) -> v1::ReportIncidentResponse {
     }
 }
 
-/// The router's answer as a placement. Errors: [`Error::BadReply`] without a district.
-fn placement(route: v1::RouteResponse) -> Result<Placement> {
-    if route.district_id.is_empty() {
-        return Err(Error::BadReply {
-            peer: "geo-router",
-            detail: "route without district_id".to_owned(),
-        });
-    }
-    Ok(Placement {
+/// The router's answer as the incident's placement.
+fn placement(route: Route) -> Placement {
+    Placement {
         district_id: route.district_id,
         station_id: route.station_id,
         sub_bureau_id: route.sub_bureau_id,
         routed_to_nearest: route.outside_map,
-    })
+    }
 }
 
 /// The gRPC face of a shared [`IntakeService`].
 #[tonic::async_trait]
 impl Intake for IntakeService {
-    /// See [`IntakeService::report`].
+    /// See [`IntakeService::report`]; continues the platform's trace when it sent a
+    /// `traceparent`.
     async fn report_incident(
         &self,
         request: Request<v1::ReportIncidentRequest>,
     ) -> Result<Response<v1::ReportIncidentResponse>, Status> {
-        Ok(Response::new(self.report(request.get_ref()).await?))
+        let report = self.report(request.get_ref());
+        Ok(Response::new(
+            trace::scope_opt(trace::from_request(&request), report).await?,
+        ))
     }
 
     /// See [`IntakeService::incident`].

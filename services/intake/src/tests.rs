@@ -8,8 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dispatch_bus::convert::{incident_from_wire, incident_to_wire, timestamp_to_wire};
-use dispatch_bus::ports::{DistrictPort, InProcess, NoticeStream, NotifyPort, RouterPort};
-use dispatch_core::{IncidentState, ManualClock, Timestamp};
+use dispatch_bus::ports::{
+    Call, CallOptions, DistrictClient, DistrictPort, NoticeStream, NotifyClient, NotifyPort,
+    PortError, Route, RouterClient, RouterPort, SingleNode,
+};
+use dispatch_bus::trace::TraceContext;
+use dispatch_core::{Incident, IncidentState, LatLng, ManualClock, Timestamp};
 use dispatch_proto::status::{invalid_argument, violated_field};
 use dispatch_proto::v1;
 use dispatch_proto::v1::notice_body::Kind;
@@ -31,6 +35,8 @@ type Subscription = Result<Vec<Result<v1::Notice, Status>>, Status>;
 struct FakeRouter {
     clock: ManualClock,
     routes: AtomicUsize,
+    /// The call of each route.
+    calls: Mutex<Vec<Call>>,
     /// When set, every route waits here: two concurrent reports both get past the first
     /// duplicate check before either inserts.
     barrier: Option<tokio::sync::Barrier>,
@@ -38,20 +44,22 @@ struct FakeRouter {
 
 #[tonic::async_trait]
 impl RouterPort for FakeRouter {
-    async fn route(&self, req: v1::RouteRequest) -> Result<v1::RouteResponse, Status> {
+    async fn route(&self, call: &Call, location: LatLng) -> Result<Route, PortError> {
         self.routes.fetch_add(1, Ordering::SeqCst);
+        self.calls.lock().push(*call);
         if let Some(b) = &self.barrier {
             b.wait().await;
         }
         self.clock.advance(0.25);
-        let lat = req.location.map_or(0.0, |l| l.lat);
+        let lat = location.lat;
         if lat > 50.0 {
             return Err(invalid_argument(
                 "location",
                 format!("lat {lat} is more than 2 km outside the map"),
-            ));
+            )
+            .into());
         }
-        Ok(v1::RouteResponse {
+        Ok(Route {
             district_id: "nc-d07".into(),
             station_id: "nc-st2".into(),
             sub_bureau_id: "nancheng".into(),
@@ -60,15 +68,17 @@ impl RouterPort for FakeRouter {
         })
     }
 
-    async fn list_districts(&self) -> Result<v1::ListDistrictsResponse, Status> {
-        Err(Status::unimplemented("not needed by intake"))
+    async fn list_districts(&self, _: &Call) -> Result<v1::ListDistrictsResponse, PortError> {
+        Err(Status::unimplemented("not needed by intake").into())
     }
 }
 
 struct FakeDistrict {
     clock: ManualClock,
-    /// Every submit attempt, including the failed ones.
+    /// Every submit attempt, including the failed ones, as sent on the wire.
     submits: Mutex<Vec<v1::Incident>>,
+    /// The call of each submit.
+    calls: Mutex<Vec<Call>>,
     down: AtomicBool,
     /// Submits wait here until it is true (a paused or slow district).
     open: tokio::sync::watch::Sender<bool>,
@@ -76,28 +86,28 @@ struct FakeDistrict {
 
 #[tonic::async_trait]
 impl DistrictPort for FakeDistrict {
-    async fn submit_incident(
-        &self,
-        req: v1::SubmitIncidentRequest,
-    ) -> Result<v1::Incident, Status> {
-        let mut incident = req
-            .incident
-            .ok_or_else(|| Status::invalid_argument("incident"))?;
-        self.submits.lock().push(incident.clone());
+    async fn submit(&self, call: &Call, mut incident: Incident) -> Result<Incident, PortError> {
+        self.submits.lock().push(incident_to_wire(&incident));
+        self.calls.lock().push(*call);
         let mut open = self.open.subscribe();
         let _ = open.wait_for(|open| *open).await;
         if self.down.load(Ordering::SeqCst) {
-            return Err(Status::unavailable("district nc-d07 unreachable"));
+            return Err(Status::unavailable("district nc-d07 unreachable").into());
         }
         tokio::task::yield_now().await;
         self.clock.advance(0.5);
-        incident.state = v1::IncidentState::Queued as i32;
-        incident.revision += 1;
-        if let Some(times) = incident.times.as_mut() {
-            times.queued_at = Some(timestamp_to_wire(dispatch_core::Clock::now(&self.clock)));
-        }
+        let now = dispatch_core::Clock::now(&self.clock);
+        incident
+            .transition(IncidentState::Queued, now)
+            .map_err(|e| PortError::Internal {
+                message: e.to_string(),
+            })?;
         Ok(incident)
     }
+}
+
+fn options() -> CallOptions {
+    CallOptions::with_deadline(Duration::from_secs(5))
 }
 
 struct Rig {
@@ -113,17 +123,23 @@ impl Rig {
         let router = Arc::new(FakeRouter {
             clock: clock.clone(),
             routes: AtomicUsize::new(0),
+            calls: Mutex::new(Vec::new()),
             barrier: barrier.map(tokio::sync::Barrier::new),
         });
         let district = Arc::new(FakeDistrict {
             clock: clock.clone(),
             submits: Mutex::new(Vec::new()),
+            calls: Mutex::new(Vec::new()),
             down: AtomicBool::new(false),
             open: tokio::sync::watch::channel(true).0,
         });
         let svc = Arc::new(IntakeService::new(
-            router.clone(),
-            district.clone(),
+            RouterClient::from_port(router.clone(), options()),
+            DistrictClient::from_port(
+                district.clone(),
+                SingleNode::new("district", ["nc-d07"]),
+                options(),
+            ),
             Arc::new(MemoryRecords::new()),
             Arc::new(clock.clone()),
             IntakeConfig::default(),
@@ -558,9 +574,9 @@ async fn follow_updates_tracks_the_command_center_feed_through_the_notification_
         Arc::new(rig.clock.clone()),
         FeedLimits::default(),
     ));
-    let notify = InProcess(Arc::new(NotificationService::new(hub)));
+    let notify = NotifyClient::in_process(Arc::new(NotificationService::new(hub)), options());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let follower = rig.svc.follow_updates(Arc::new(notify.clone()), async {
+    let follower = rig.svc.follow_updates(notify.clone(), async {
         let _ = stopped.await;
     });
 
@@ -599,7 +615,8 @@ async fn follow_updates_tracks_the_command_center_feed_through_the_notification_
         update(&malformed),
         update(&marker_dispatched),
     ];
-    NotifyPort::publish(&notify, v1::PublishRequest { publications })
+    notify
+        .publish(v1::PublishRequest { publications })
         .await
         .unwrap();
     eventually("marker applied", || async {
@@ -633,14 +650,25 @@ struct ScriptedNotify {
 
 #[tonic::async_trait]
 impl NotifyPort for ScriptedNotify {
-    async fn publish(&self, _: v1::PublishRequest) -> Result<v1::PublishResponse, Status> {
-        Err(Status::unimplemented("not used"))
+    async fn publish(
+        &self,
+        _: &Call,
+        _: v1::PublishRequest,
+    ) -> Result<v1::PublishResponse, PortError> {
+        Err(Status::unimplemented("not used").into())
     }
-    async fn subscribe(&self, req: v1::SubscribeRequest) -> Result<NoticeStream, Status> {
+    async fn subscribe(
+        &self,
+        _: &Call,
+        req: v1::SubscribeRequest,
+    ) -> Result<NoticeStream, PortError> {
         self.requests.lock().push(req);
         match self.script.lock().pop_front() {
-            Some(Ok(items)) => Ok(futures::stream::iter(items).boxed()),
-            Some(Err(status)) => Err(status),
+            Some(Ok(items)) => {
+                let items = items.into_iter().map(|i| i.map_err(PortError::from));
+                Ok(futures::stream::iter(items).boxed())
+            }
+            Some(Err(status)) => Err(status.into()),
             None => Ok(futures::stream::pending().boxed()),
         }
     }
@@ -682,9 +710,11 @@ async fn follow_updates_reconnects_with_backoff_and_resumes_after_the_last_seq()
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = tokio::time::Instant::now();
-    let follower = rig.svc.follow_updates(notify.clone(), async {
-        let _ = stopped.await;
-    });
+    let follower =
+        rig.svc
+            .follow_updates(NotifyClient::from_port(notify.clone(), options()), async {
+                let _ = stopped.await;
+            });
     eventually("fifth subscription", || async {
         notify.requests.lock().len() == 5
     })
@@ -745,4 +775,51 @@ async fn run_serves_intake_over_grpc() {
     assert_eq!(violated_field(&err).as_deref(), Some("call_id"));
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_report_is_one_trace_from_the_router_to_the_district_under_each_deadline() {
+    let rig = Rig::new(None);
+    rig.svc.report(&call("c-1")).await.unwrap();
+    rig.svc.report(&call("c-2")).await.unwrap();
+    let routes = rig.router.calls.lock().clone();
+    let submits = rig.district.calls.lock().clone();
+    let trace_of = |c: &Call| c.trace.unwrap().trace_id;
+    // Each report started its own trace, and its route and submit carried it.
+    assert_eq!(trace_of(&routes[0]), trace_of(&submits[0]));
+    assert_eq!(trace_of(&routes[1]), trace_of(&submits[1]));
+    assert_ne!(trace_of(&routes[0]), trace_of(&routes[1]));
+    // The deadlines are intake's configured ones.
+    let config = IntakeConfig::default();
+    assert_eq!(
+        routes[0].deadline,
+        Duration::from_millis(config.router_deadline_ms)
+    );
+    assert_eq!(
+        submits[0].deadline,
+        Duration::from_millis(config.district_deadline_ms)
+    );
+
+    // A report inside the platform's trace continues it.
+    let platform = TraceContext::new_root();
+    dispatch_bus::trace::scope(platform, rig.svc.report(&call("c-3")))
+        .await
+        .unwrap();
+    let submitted = rig.district.calls.lock()[2].trace.unwrap();
+    assert_eq!(submitted.trace_id, platform.trace_id);
+    assert_ne!(submitted.span_id, platform.span_id, "intake's own span");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_district_slower_than_its_deadline_is_deadline_exceeded_and_the_incident_stays_routed() {
+    let rig = Rig::new(None);
+    rig.district.open.send_replace(false);
+    let started = tokio::time::Instant::now();
+    let status = Status::from(rig.svc.report(&call("c-1")).await.unwrap_err());
+    assert_eq!(status.code(), Code::DeadlineExceeded);
+    assert_eq!(status.message(), "district did not answer within 5000 ms");
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    let id = rig.district.submits.lock()[0].incident_id.clone();
+    let stored = rig.svc.incident(&id).await.unwrap();
+    assert_eq!(stored.state, v1::IncidentState::Routed as i32);
 }

@@ -236,14 +236,18 @@ impl Notification for NotificationService {
     /// Errors: `InvalidArgument` naming `publications[i].audience...` or `publications[i].body`
     /// of the first bad publication (nothing is appended then); `Unavailable` when the store
     /// fails (some publications may be appended: retry with the same ids).
+    /// Appends in the caller's trace: its trace id (`traceparent`) is recorded as `trace_id`
+    /// on the handler's span, and on the detached append's.
     async fn publish(
         &self,
         request: Request<v1::PublishRequest>,
     ) -> Result<Response<v1::PublishResponse>, Status> {
+        let span = dispatch_bus::trace::handler_span("Notification.Publish", &request);
         let publications = validate::publications(request.into_inner())?;
         // Detached: a caller that gives up mid-batch must not leave it half appended.
         let store = self.store.clone();
-        let cursors = tokio::spawn(async move { store.append(publications).await })
+        let append = async move { store.append(publications).await };
+        let cursors = tokio::spawn(tracing::Instrument::instrument(append, span))
             .await
             .map_err(|e| Status::internal(format!("append task failed: {e}")))?
             .map_err(feed_status)?;

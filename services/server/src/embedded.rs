@@ -1,7 +1,8 @@
 //! All five services in one process: the embedded mode.
 //!
-//! Services call each other in-process through the same ports the separate-process mode
-//! serves over gRPC ([`dispatch_bus::ports::InProcess`]), and notifications fan out over the
+//! Services call each other in-process through the same port clients the separate-process mode
+//! builds over gRPC (`in_process` constructors of [`dispatch_bus::ports`]: the same requests,
+//! deadlines and trace context, without a socket), and notifications fan out over the
 //! in-process [`FeedHub`]. The five gRPC services are served together on one loopback port, so a
 //! client (the load-test harness, a test) drives the cluster exactly as it would a deployed one.
 
@@ -9,7 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_rt::Arbiter;
-use dispatch_bus::ports::InProcess;
+use dispatch_bus::ports::{
+    CallOptions, CaseClient, DistrictClient, InProcess, NotifyClient, RouterClient, SingleNode,
+};
 use dispatch_case_squad::CaseSquadService;
 use dispatch_core::TravelModel;
 use dispatch_core::clock::{SharedClock, WallClock};
@@ -117,9 +120,16 @@ impl EmbeddedCluster {
             None,
             clock.clone(),
         ));
+        // The outbox sets its own call deadline (`outbox.call_deadline`) on both clients.
         let outbox = Outbox::start(
-            Arc::new(InProcess(notification.clone())),
-            Arc::new(InProcess(cases.clone())),
+            NotifyClient::in_process(
+                notification.clone(),
+                CallOptions::with_deadline(NotifyClient::DEFAULT_DEADLINE),
+            ),
+            CaseClient::in_process(
+                cases.clone(),
+                CallOptions::with_deadline(CaseClient::DEFAULT_DEADLINE),
+            ),
             config.outbox,
             backends::dead_letters(redis)?,
         )?;
@@ -140,9 +150,17 @@ impl EmbeddedCluster {
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
         let district = Arc::new(DistrictGrpc::new(node.clone()));
+        // Intake sets the deadlines of its clients from `config.intake`.
         let intake = Arc::new(IntakeService::new(
-            Arc::new(InProcess(geo.clone())),
-            Arc::new(InProcess(district.clone())),
+            RouterClient::in_process(
+                geo.clone(),
+                CallOptions::with_deadline(RouterClient::DEFAULT_DEADLINE),
+            ),
+            DistrictClient::in_process(
+                district.clone(),
+                SingleNode::from_directory(&directory),
+                CallOptions::with_deadline(DistrictClient::DEFAULT_DEADLINE),
+            ),
             records,
             clock.clone(),
             config.intake.clone(),
@@ -160,9 +178,11 @@ impl EmbeddedCluster {
 
         let stop = CancellationToken::new();
         let follow_stop = stop.clone();
-        intake.follow_updates(Arc::new(InProcess(notification.clone())), async move {
-            follow_stop.cancelled().await
-        });
+        let feed = NotifyClient::in_process(
+            notification.clone(),
+            CallOptions::with_deadline(NotifyClient::DEFAULT_DEADLINE),
+        );
+        intake.follow_updates(feed, async move { follow_stop.cancelled().await });
         let sweep_stop = stop.clone();
         intake.spawn_sweeper(async move { sweep_stop.cancelled().await });
 

@@ -1,15 +1,18 @@
 //! One service per process: each talks gRPC to its peers at the addresses in [`Config::peers`].
 //!
 //! Start order does not matter: peers are reached through lazily connecting channels, and the
-//! services that need the city directory (district, case squad) ask the geo-router for it with
-//! exponential backoff until it answers (at most [`DIRECTORY_WAIT`]).
+//! services that need the city directory (intake for its district placement, district, case
+//! squad) ask the geo-router for it with exponential backoff until it answers (at most
+//! [`DIRECTORY_WAIT`]).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use dispatch_bus::ports::{RouterPort, channel};
+use dispatch_bus::ports::{
+    CallOptions, CaseClient, DistrictClient, NotifyClient, RouterClient, SingleNode, channel,
+};
 use dispatch_case_squad::CaseSquadService;
 use dispatch_case_squad::IncidentLookup;
 use dispatch_core::ScaledClock;
@@ -20,11 +23,7 @@ use dispatch_intake::IntakeService;
 use dispatch_map::CityMap;
 use dispatch_notification::NotificationService;
 use dispatch_proto::v1;
-use dispatch_proto::v1::case_squad_client::CaseSquadClient;
-use dispatch_proto::v1::district_service_client::DistrictServiceClient;
-use dispatch_proto::v1::geo_router_client::GeoRouterClient;
 use dispatch_proto::v1::intake_client::IntakeClient;
-use dispatch_proto::v1::notification_client::NotificationClient;
 use tokio::net::TcpListener;
 
 use crate::backends;
@@ -96,7 +95,10 @@ pub fn load_map(source: &MapSource) -> anyhow::Result<CityMap> {
 
 /// Asks the geo-router at `addr` for the directory, retrying until [`DIRECTORY_WAIT`] passes.
 pub async fn fetch_directory(addr: &str) -> anyhow::Result<v1::ListDistrictsResponse> {
-    let client = GeoRouterClient::new(channel(addr)?);
+    let client = RouterClient::grpc(
+        channel(addr)?,
+        CallOptions::with_deadline(RouterClient::DEFAULT_DEADLINE),
+    );
     let fetch = || async { client.list_districts().await };
     let directory = fetch
         .retry(
@@ -106,7 +108,7 @@ pub async fn fetch_directory(addr: &str) -> anyhow::Result<v1::ListDistrictsResp
                 .with_total_delay(Some(DIRECTORY_WAIT))
                 .without_max_times(),
         )
-        .notify(|e, after| tracing::info!(%addr, error = %e.message(), ?after, "waiting for the geo-router"))
+        .notify(|e, after| tracing::info!(%addr, error = %e, ?after, "waiting for the geo-router"))
         .await
         .map_err(|e| anyhow::anyhow!("geo-router at {addr} did not answer ListDistricts: {e}"))?;
     Ok(directory)
@@ -168,9 +170,16 @@ pub async fn run_service(
         }
         ServiceKind::District => {
             let directory = fetch_directory(&peers.geo_router).await?;
+            // The outbox sets `outbox.call_deadline` on both clients.
             let outbox = Outbox::start(
-                Arc::new(NotificationClient::new(channel(&peers.notification)?)),
-                Arc::new(CaseSquadClient::new(channel(&peers.case_squad)?)),
+                NotifyClient::grpc(
+                    channel(&peers.notification)?,
+                    CallOptions::with_deadline(config.outbox.call_deadline),
+                ),
+                CaseClient::grpc(
+                    channel(&peers.case_squad)?,
+                    CallOptions::with_deadline(config.outbox.call_deadline),
+                ),
                 config.outbox,
                 backends::dead_letters(config.redis.url.as_deref())?,
             )?;
@@ -211,17 +220,34 @@ pub async fn run_service(
             result?;
         }
         ServiceKind::Intake => {
+            // The districts the district node owns (one node; the next issue spreads them).
+            let placement = SingleNode::from_directory(&fetch_directory(&peers.geo_router).await?);
+            let intake_config = &config.intake;
             let intake = Arc::new(IntakeService::new(
-                Arc::new(GeoRouterClient::new(channel(&peers.geo_router)?)),
-                Arc::new(DistrictServiceClient::new(channel(&peers.district)?)),
-                backends::intake_records(config.redis.url.as_deref(), &clock, &config.intake)?,
+                RouterClient::grpc(
+                    channel(&peers.geo_router)?,
+                    CallOptions::with_deadline(Duration::from_millis(
+                        intake_config.router_deadline_ms,
+                    )),
+                ),
+                DistrictClient::grpc(
+                    channel(&peers.district)?,
+                    placement,
+                    CallOptions::with_deadline(Duration::from_millis(
+                        intake_config.district_deadline_ms,
+                    )),
+                ),
+                backends::intake_records(config.redis.url.as_deref(), &clock, intake_config)?,
                 clock,
-                config.intake.clone(),
+                intake_config.clone(),
             ));
             let stop = tokio_util::sync::CancellationToken::new();
             let follow_stop = stop.clone();
             intake.follow_updates(
-                Arc::new(NotificationClient::new(channel(&peers.notification)?)),
+                NotifyClient::grpc(
+                    channel(&peers.notification)?,
+                    CallOptions::with_deadline(NotifyClient::DEFAULT_DEADLINE),
+                ),
                 async move { follow_stop.cancelled().await },
             );
             let sweep_stop = stop.clone();

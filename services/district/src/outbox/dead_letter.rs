@@ -12,6 +12,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use dispatch_bus::ports::PortError;
 use dispatch_core::district::Effect;
 
 /// The lane an effect travels in: one per destination, each drained by its own task, so one
@@ -101,25 +102,20 @@ pub enum Reason {
         /// Its capacity, effects.
         capacity: usize,
     },
-    /// The destination refused it with a status that retrying cannot change (anything but
-    /// Unavailable, DeadlineExceeded, ResourceExhausted, Aborted, Unknown, Internal,
-    /// Cancelled).
-    #[error("refused with {code:?}: {message}")]
+    /// The destination refused it: a [`PortError::Refused`], which retrying cannot change.
+    #[error("{error}")]
     Refused {
-        /// The refusal's status code.
-        code: tonic::Code,
-        /// The refusal's message.
-        message: String,
+        /// The refusal, with its code and the field it names.
+        error: PortError,
     },
-    /// Every one of `tries` tries failed with a transient status.
-    #[error("gave up after {tries} tries, last error {code:?}: {message}")]
+    /// Every one of `tries` tries failed with a transient error
+    /// ([`PortError::is_transient`]).
+    #[error("gave up after {tries} tries, last error: {error}")]
     GaveUp {
         /// Tries made (the configured `max_tries`).
         tries: u32,
-        /// The last try's status code.
-        code: tonic::Code,
-        /// The last try's message.
-        message: String,
+        /// The last try's error.
+        error: PortError,
     },
     /// Emitted after [`crate::Outbox::flush`] began: the outbox takes nothing new.
     #[error("outbox closed by flush, not taking new effects")]

@@ -4,14 +4,13 @@
 //! [`crate::Outbox::emit`], so a lane can only ever hold what its destination accepts.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use dispatch_bus::convert::{incident_to_wire, order_to_wire};
-use dispatch_bus::ports::{CasePort, NotifyPort};
+use dispatch_bus::ports::{CaseClient, NotifyClient, PortError};
+use dispatch_bus::trace::{self, TraceContext};
 use dispatch_core::Incident;
 use dispatch_core::district::{DispatchOrder, Effect};
 use dispatch_proto::v1;
-use tonic::Status;
 
 use super::dead_letter::Lane;
 
@@ -23,8 +22,30 @@ pub(super) trait Destination: Send + Sync + 'static {
     const LANE: Lane;
     /// Most items one call carries.
     const BATCH: usize;
-    /// One call delivering `items`, in order; all or nothing.
-    fn send(&self, items: &[Self::Item]) -> impl Future<Output = Result<(), Status>> + Send;
+    /// One call delivering `items`, in order, under the client's deadline; all or nothing.
+    fn send(&self, items: &[Self::Item]) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// An item of a lane with the trace context of the request that caused it (the submit of the
+/// incident), so the call delivering it continues that trace.
+#[derive(Debug, Clone)]
+pub(super) struct Traced<T> {
+    /// What to deliver.
+    pub item: T,
+    /// The trace it belongs to, if its cause carried one.
+    pub trace: Option<TraceContext>,
+}
+
+impl<T: Into<Effect>> From<Traced<T>> for Effect {
+    fn from(t: Traced<T>) -> Effect {
+        t.item.into()
+    }
+}
+
+/// The trace a call carrying `items` continues: the first item's that has one. A batch mixes
+/// the effects of several requests; one `traceparent` per call cannot name them all.
+fn trace_of<T>(items: &[Traced<T>]) -> Option<TraceContext> {
+    items.iter().find_map(|t| t.trace)
 }
 
 /// A publication for the notification service.
@@ -83,46 +104,43 @@ impl From<Case> for Effect {
     }
 }
 
-/// The notification service, through its port.
-pub(super) struct Notify(pub Arc<dyn NotifyPort>);
+/// The notification service, through its client.
+pub(super) struct Notify(pub NotifyClient);
 
 impl Destination for Notify {
-    type Item = Notice;
+    type Item = Traced<Notice>;
     const LANE: Lane = Lane::Notification;
     // One `Publish` per batch keeps calls few under load (a cross-thread or network hop costs
     // far more than a publication; STACK.md). 256 publications with intake's 1,000-character
     // descriptions stay under 1 MiB, a quarter of tonic's 4 MiB default message limit.
     const BATCH: usize = 256;
 
-    fn send(&self, items: &[Notice]) -> impl Future<Output = Result<(), Status>> + Send {
+    fn send(&self, items: &[Self::Item]) -> impl Future<Output = Result<(), PortError>> + Send {
         let req = v1::PublishRequest {
-            publications: items.iter().map(Notice::publication).collect(),
+            publications: items.iter().map(|t| t.item.publication()).collect(),
         };
-        let port = self.0.clone();
-        async move { port.publish(req).await.map(drop) }
+        let client = self.0.clone();
+        let trace = trace_of(items);
+        async move { trace::scope_opt(trace, client.publish(req)).await.map(drop) }
     }
 }
 
-/// The case squad, through its port.
-pub(super) struct Cases(pub Arc<dyn CasePort>);
+/// The case squad, through its client.
+pub(super) struct Cases(pub CaseClient);
 
 impl Destination for Cases {
-    type Item = Case;
+    type Item = Traced<Case>;
     const LANE: Lane = Lane::CaseSquad;
     // `OpenCase` takes one incident.
     const BATCH: usize = 1;
 
-    fn send(&self, items: &[Case]) -> impl Future<Output = Result<(), Status>> + Send {
-        let port = self.0.clone();
-        let requests: Vec<v1::OpenCaseRequest> = items
-            .iter()
-            .map(|c| v1::OpenCaseRequest {
-                incident: Some(incident_to_wire(&c.0)),
-            })
-            .collect();
+    fn send(&self, items: &[Self::Item]) -> impl Future<Output = Result<(), PortError>> + Send {
+        let client = self.0.clone();
+        let cases: Vec<(Incident, Option<TraceContext>)> =
+            items.iter().map(|t| (t.item.0.clone(), t.trace)).collect();
         async move {
-            for req in requests {
-                port.open_case(req).await?;
+            for (incident, trace) in cases {
+                trace::scope_opt(trace, client.open_case(incident)).await?;
             }
             Ok(())
         }

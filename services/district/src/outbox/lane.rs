@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use dispatch_bus::ports::PortError;
 use dispatch_core::district::Effect;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
-use tonic::Status;
 
 use super::OutboxConfig;
 use super::dead_letter::{DeadLetter, DeadLetterSink, Reason};
@@ -256,15 +256,15 @@ impl<D: Destination> Courier<D> {
                 self.graveyard.delivered(batch.len());
                 progress.done = batch.len();
             }
-            Err(Reason::Refused { code, message }) if batch.len() > 1 => {
+            Err(Reason::Refused { error }) if batch.len() > 1 => {
                 // The notification service refuses a whole batch for one bad publication and
                 // appends nothing; one by one, only the bad one is dead-lettered and the others
                 // keep their order.
                 tracing::warn!(
                     lane = %D::LANE,
                     effects = batch.len(),
-                    code = ?code,
-                    error = %message,
+                    code = ?error.code(),
+                    error = %error,
                     "batch refused, sending its effects one by one"
                 );
                 for item in batch {
@@ -288,54 +288,43 @@ impl<D: Destination> Courier<D> {
         }
     }
 
-    /// One call with its deadline, retried while the failure is transient and tries remain.
+    /// One call under the client's deadline (the outbox's `call_deadline`), retried while the
+    /// failure is transient ([`PortError::is_transient`]: unreachable, hung, overloaded, or
+    /// failed on the peer's side, which may pass) and tries remain.
     ///
-    /// Errors: [`Reason::Refused`] for a non-transient status, [`Reason::GaveUp`] after
-    /// `max_tries` transient failures.
+    /// Errors: [`Reason::Refused`] for a refusal, [`Reason::GaveUp`] after `max_tries`
+    /// transient failures.
     async fn call(&self, items: &[D::Item], tries: &mut u32) -> Result<(), Reason> {
         *tries = 0;
-        let deadline = self.config.call_deadline;
         let destination = &self.destination;
-        let attempt = || async move {
-            match tokio::time::timeout(deadline, destination.send(items)).await {
-                Ok(result) => result,
-                // A hung peer counts as a failed try, like an unreachable one.
-                Err(_) => Err(Status::deadline_exceeded(format!(
-                    "no answer within the call deadline of {} ms",
-                    deadline.as_millis()
-                ))),
-            }
-        };
+        // A hung peer is `DeadlineExceeded` from the client: a failed try like any other.
+        let attempt = || async move { destination.send(items).await };
         let counters = &self.graveyard.counters;
         let result = attempt
             .retry(self.backoff())
-            .when(is_transient)
-            .notify(|e: &Status, after: Duration| {
+            .when(PortError::is_transient)
+            .notify(|e: &PortError, after: Duration| {
                 *tries += 1;
                 counters.retried.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     lane = %D::LANE,
                     effects = items.len(),
                     code = ?e.code(),
-                    error = %e.message(),
+                    error = %e,
                     retry_in_ms = after.as_millis(),
                     "delivery failed, retrying"
                 );
             })
             .await;
-        result.map_err(|e| {
+        result.map_err(|error| {
             *tries += 1;
-            if is_transient(&e) {
+            if error.is_transient() {
                 Reason::GaveUp {
                     tries: *tries,
-                    code: e.code(),
-                    message: e.message().to_owned(),
+                    error,
                 }
             } else {
-                Reason::Refused {
-                    code: e.code(),
-                    message: e.message().to_owned(),
-                }
+                Reason::Refused { error }
             }
         })
     }
@@ -349,20 +338,4 @@ impl<D: Destination> Courier<D> {
             .with_max_delay(c.max_backoff)
             .with_max_times(usize::try_from(retries).unwrap_or(usize::MAX))
     }
-}
-
-/// Statuses worth retrying: the peer is unreachable, overloaded, hung or broke mid-call, which
-/// may pass; any other status refuses the request itself and would refuse it again.
-fn is_transient(status: &Status) -> bool {
-    use tonic::Code::*;
-    matches!(
-        status.code(),
-        Unavailable
-            | DeadlineExceeded
-            | ResourceExhausted
-            | Aborted
-            | Unknown
-            | Internal
-            | Cancelled
-    )
 }

@@ -1,0 +1,252 @@
+//! One client per port: what callers hold. Cheap to clone (an `Arc` and the call options).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dispatch_core::{Incident, LatLng};
+use dispatch_proto::v1;
+use dispatch_proto::v1::case_squad_client::CaseSquadClient;
+use dispatch_proto::v1::district_service_client::DistrictServiceClient;
+use dispatch_proto::v1::geo_router_client::GeoRouterClient;
+use dispatch_proto::v1::notification_client::NotificationClient;
+use tonic::transport::Channel;
+
+use super::grpc::{GrpcCases, GrpcDistrict, GrpcNotify, GrpcRouter};
+use super::{
+    Call, CallOptions, Case, CasePort, DistrictPort, InProcess, NodeId, NoticeStream, NotifyPort,
+    Placement, PortError, Result, Route, RouterPort, SingleNode, within,
+};
+
+/// Intake's client of the geo-router.
+#[derive(Clone)]
+pub struct RouterClient {
+    port: Arc<dyn RouterPort>,
+    options: CallOptions,
+}
+
+impl RouterClient {
+    /// Default deadline: 5 s, intake's `router_deadline_ms` default (a route is an in-memory
+    /// look-up of well under a millisecond; seconds mean the geo-router is down or moving).
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+
+    /// Over gRPC on `channel`.
+    pub fn grpc(channel: Channel, options: CallOptions) -> Self {
+        Self::from_port(Arc::new(GrpcRouter(GeoRouterClient::new(channel))), options)
+    }
+
+    /// The geo-router `service` in this process.
+    pub fn in_process<T: v1::geo_router_server::GeoRouter>(
+        service: Arc<T>,
+        options: CallOptions,
+    ) -> Self {
+        Self::from_port(Arc::new(InProcess(service)), options)
+    }
+
+    /// Over any implementation of the port (a fake, a Redis-backed one).
+    pub fn from_port(port: Arc<dyn RouterPort>, options: CallOptions) -> Self {
+        Self { port, options }
+    }
+
+    /// Where `location` lies. See [`RouterPort::route`]; [`PortError::DeadlineExceeded`]
+    /// after the deadline.
+    pub async fn route(&self, location: LatLng) -> Result<Route> {
+        let call = Call::new(self.options);
+        within(&call, self.port.route(&call, location)).await
+    }
+
+    /// The directory of sub-bureaus, stations and districts. See
+    /// [`RouterPort::list_districts`].
+    pub async fn list_districts(&self) -> Result<v1::ListDistrictsResponse> {
+        let call = Call::new(self.options);
+        within(&call, self.port.list_districts(&call)).await
+    }
+}
+
+/// Intake's client of the district nodes: finds the district's owner ([`Placement`]) and
+/// submits to that node's port.
+#[derive(Clone)]
+pub struct DistrictClient {
+    placement: Arc<dyn Placement>,
+    nodes: Arc<HashMap<NodeId, Arc<dyn DistrictPort>>>,
+    options: CallOptions,
+}
+
+impl DistrictClient {
+    /// Default deadline: 5 s, intake's `district_deadline_ms` default (a district actor
+    /// answers in well under a millisecond; seconds mean it is down or moving).
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+
+    /// The one node of `placement` over gRPC on `channel`.
+    pub fn grpc(channel: Channel, placement: SingleNode, options: CallOptions) -> Self {
+        let port = Arc::new(GrpcDistrict(DistrictServiceClient::new(channel)));
+        Self::from_port(port, placement, options)
+    }
+
+    /// The one node of `placement` in this process.
+    pub fn in_process<T: v1::district_service_server::DistrictService>(
+        service: Arc<T>,
+        placement: SingleNode,
+        options: CallOptions,
+    ) -> Self {
+        Self::from_port(Arc::new(InProcess(service)), placement, options)
+    }
+
+    /// The one node of `placement` over any implementation of the port.
+    pub fn from_port(
+        port: Arc<dyn DistrictPort>,
+        placement: SingleNode,
+        options: CallOptions,
+    ) -> Self {
+        let nodes = HashMap::from([(placement.node().to_owned(), port)]);
+        Self::with_placement(Arc::new(placement), nodes, options)
+    }
+
+    /// Districts spread over `nodes` as `placement` says.
+    pub fn with_placement(
+        placement: Arc<dyn Placement>,
+        nodes: HashMap<NodeId, Arc<dyn DistrictPort>>,
+        options: CallOptions,
+    ) -> Self {
+        Self {
+            placement,
+            nodes: Arc::new(nodes),
+            options,
+        }
+    }
+
+    /// Hands `incident` to the node owning its district. See [`DistrictPort::submit`].
+    ///
+    /// Errors: [`Placement::owner`]'s (a district the cluster does not have is
+    /// [`PortError::Refused`] naming `district_id`); [`PortError::Unavailable`] when the
+    /// owner is a node this client has no port to; the port's; [`PortError::DeadlineExceeded`]
+    /// after the deadline.
+    pub async fn submit(&self, incident: Incident) -> Result<Incident> {
+        let node = self.placement.owner(&incident.district_id)?;
+        let port = self
+            .nodes
+            .get(&node)
+            .ok_or_else(|| PortError::Unavailable {
+                message: format!(
+                    "district {} is owned by node {node:?}, which this client cannot reach",
+                    incident.district_id
+                ),
+            })?;
+        let call = Call::new(self.options);
+        within(&call, port.submit(&call, incident)).await
+    }
+}
+
+/// The district's and intake's client of the notification service.
+#[derive(Clone)]
+pub struct NotifyClient {
+    port: Arc<dyn NotifyPort>,
+    options: CallOptions,
+}
+
+impl NotifyClient {
+    /// Default deadline: 5 s, the outbox's `call_deadline` default (over a thousand times the
+    /// p99 of a unary call; only a hung or drowning peer reaches it).
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+
+    /// Over gRPC on `channel`.
+    pub fn grpc(channel: Channel, options: CallOptions) -> Self {
+        Self::from_port(
+            Arc::new(GrpcNotify(NotificationClient::new(channel))),
+            options,
+        )
+    }
+
+    /// The notification `service` in this process.
+    pub fn in_process<T: v1::notification_server::Notification>(
+        service: Arc<T>,
+        options: CallOptions,
+    ) -> Self {
+        Self::from_port(Arc::new(InProcess(service)), options)
+    }
+
+    /// Over any implementation of the port.
+    pub fn from_port(port: Arc<dyn NotifyPort>, options: CallOptions) -> Self {
+        Self { port, options }
+    }
+
+    /// Appends publications to their feeds. See [`NotifyPort::publish`].
+    pub async fn publish(&self, req: v1::PublishRequest) -> Result<v1::PublishResponse> {
+        let call = Call::new(self.options);
+        within(&call, self.port.publish(&call, req)).await
+    }
+
+    /// Opens a stream of one audience's notices. The deadline bounds the opening only: the
+    /// stream then lasts until the server or the caller ends it. See
+    /// [`NotifyPort::subscribe`].
+    pub async fn subscribe(&self, req: v1::SubscribeRequest) -> Result<NoticeStream> {
+        let call = Call::new(self.options);
+        within(&call, self.port.subscribe(&call, req)).await
+    }
+}
+
+/// The district's client of the case squads.
+#[derive(Clone)]
+pub struct CaseClient {
+    port: Arc<dyn CasePort>,
+    options: CallOptions,
+}
+
+impl CaseClient {
+    /// Default deadline: 5 s, the outbox's `call_deadline` default.
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+
+    /// Over gRPC on `channel`.
+    pub fn grpc(channel: Channel, options: CallOptions) -> Self {
+        Self::from_port(Arc::new(GrpcCases(CaseSquadClient::new(channel))), options)
+    }
+
+    /// The case squad `service` in this process.
+    pub fn in_process<T: v1::case_squad_server::CaseSquad>(
+        service: Arc<T>,
+        options: CallOptions,
+    ) -> Self {
+        Self::from_port(Arc::new(InProcess(service)), options)
+    }
+
+    /// Over any implementation of the port.
+    pub fn from_port(port: Arc<dyn CasePort>, options: CallOptions) -> Self {
+        Self { port, options }
+    }
+
+    /// Opens the case of a cleared `incident`. See [`CasePort::open_case`].
+    pub async fn open_case(&self, incident: Incident) -> Result<Case> {
+        let call = Call::new(self.options);
+        within(&call, self.port.open_case(&call, incident)).await
+    }
+}
+
+/// What every client has alike: its options, a copy with another deadline, `Debug`.
+macro_rules! client_options {
+    ($($client:ty),*) => {$(
+        impl $client {
+            /// The same client with `deadline` on every call.
+            pub fn with_deadline(self, deadline: Duration) -> Self {
+                Self {
+                    options: CallOptions { deadline },
+                    ..self
+                }
+            }
+
+            /// The options every call takes.
+            pub fn options(&self) -> CallOptions {
+                self.options
+            }
+        }
+
+        impl std::fmt::Debug for $client {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($client))
+                    .field("options", &self.options)
+                    .finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+
+client_options!(RouterClient, DistrictClient, NotifyClient, CaseClient);

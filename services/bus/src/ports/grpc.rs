@@ -1,0 +1,126 @@
+//! The gRPC adapters: each port over the generated client of its service, on a channel.
+
+use dispatch_core::{Incident, LatLng};
+use dispatch_proto::v1;
+use dispatch_proto::v1::case_squad_client::CaseSquadClient;
+use dispatch_proto::v1::district_service_client::DistrictServiceClient;
+use dispatch_proto::v1::geo_router_client::GeoRouterClient;
+use dispatch_proto::v1::notification_client::NotificationClient;
+use futures::StreamExt;
+use tonic::transport::Channel;
+
+use super::{
+    Call, CasePort, DistrictPort, NoticeStream, NotifyPort, PortError, Result, RouterPort,
+};
+use super::{Case, Route};
+use crate::convert;
+
+/// The geo-router over gRPC.
+#[derive(Debug, Clone)]
+pub(super) struct GrpcRouter(pub GeoRouterClient<Channel>);
+
+/// The district service over gRPC.
+#[derive(Debug, Clone)]
+pub(super) struct GrpcDistrict(pub DistrictServiceClient<Channel>);
+
+/// The notification service over gRPC.
+#[derive(Debug, Clone)]
+pub(super) struct GrpcNotify(pub NotificationClient<Channel>);
+
+/// The case squad over gRPC.
+#[derive(Debug, Clone)]
+pub(super) struct GrpcCases(pub CaseSquadClient<Channel>);
+
+/// The request of `RouterPort::route`.
+pub(super) fn route_request(location: LatLng) -> v1::RouteRequest {
+    v1::RouteRequest {
+        location: Some(convert::latlng_to_wire(location)),
+    }
+}
+
+/// The geo-router's reply as a [`Route`]; a malformed one is [`PortError::Internal`].
+pub(super) fn route_reply(reply: v1::RouteResponse) -> Result<Route> {
+    convert::route_from_wire(reply).map_err(|e| PortError::bad_reply("geo-router", "route", &e))
+}
+
+/// The request of `DistrictPort::submit`.
+pub(super) fn submit_request(incident: &Incident) -> v1::SubmitIncidentRequest {
+    v1::SubmitIncidentRequest {
+        incident: Some(convert::incident_to_wire(incident)),
+    }
+}
+
+/// The district's reply as an [`Incident`]; a malformed one is [`PortError::Internal`].
+pub(super) fn incident_reply(reply: &v1::Incident) -> Result<Incident> {
+    convert::incident_from_wire(reply).map_err(|e| PortError::bad_reply("district", "incident", &e))
+}
+
+/// The request of `CasePort::open_case`.
+pub(super) fn open_case_request(incident: &Incident) -> v1::OpenCaseRequest {
+    v1::OpenCaseRequest {
+        incident: Some(convert::incident_to_wire(incident)),
+    }
+}
+
+/// The case squad's reply as a [`Case`]; a malformed one is [`PortError::Internal`].
+pub(super) fn case_reply(reply: v1::Case) -> Result<Case> {
+    convert::case_from_wire(reply).map_err(|e| PortError::bad_reply("case squad", "case", &e))
+}
+
+/// A stream of notices with each item's status mapped to a [`PortError`].
+pub(super) fn notices(
+    stream: impl futures::Stream<Item = Result<v1::Notice, tonic::Status>> + Send + 'static,
+) -> NoticeStream {
+    stream.map(|item| item.map_err(PortError::from)).boxed()
+}
+
+#[tonic::async_trait]
+impl RouterPort for GrpcRouter {
+    async fn route(&self, call: &Call, location: LatLng) -> Result<Route> {
+        let reply = self
+            .0
+            .clone()
+            .route(call.request(route_request(location)))
+            .await?;
+        route_reply(reply.into_inner())
+    }
+
+    async fn list_districts(&self, call: &Call) -> Result<v1::ListDistrictsResponse> {
+        let request = call.request(v1::ListDistrictsRequest {});
+        Ok(self.0.clone().list_districts(request).await?.into_inner())
+    }
+}
+
+#[tonic::async_trait]
+impl DistrictPort for GrpcDistrict {
+    async fn submit(&self, call: &Call, incident: Incident) -> Result<Incident> {
+        let request = call.request(submit_request(&incident));
+        let reply = self.0.clone().submit_incident(request).await?;
+        incident_reply(reply.get_ref())
+    }
+}
+
+#[tonic::async_trait]
+impl NotifyPort for GrpcNotify {
+    async fn publish(&self, call: &Call, req: v1::PublishRequest) -> Result<v1::PublishResponse> {
+        Ok(self
+            .0
+            .clone()
+            .publish(call.request(req))
+            .await?
+            .into_inner())
+    }
+
+    async fn subscribe(&self, call: &Call, req: v1::SubscribeRequest) -> Result<NoticeStream> {
+        let stream = self.0.clone().subscribe(call.stream_request(req)).await?;
+        Ok(notices(stream.into_inner()))
+    }
+}
+
+#[tonic::async_trait]
+impl CasePort for GrpcCases {
+    async fn open_case(&self, call: &Call, incident: Incident) -> Result<Case> {
+        let request = call.request(open_case_request(&incident));
+        case_reply(self.0.clone().open_case(request).await?.into_inner())
+    }
+}

@@ -1,0 +1,413 @@
+//! The ports' contract, the same over both adapters: errors keep their code and field, every
+//! call runs under its deadline, and the handler sees the same `traceparent` and
+//! `grpc-timeout` whether it is called over gRPC or in-process.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dispatch_bus::ports::{
+    Call, CallOptions, CaseClient, CaseKind, DistrictClient, DistrictPort, PortError, Result,
+    RouterClient, SingleNode,
+};
+use dispatch_bus::trace::{self, TraceContext};
+use dispatch_core::{Category, Incident, IncidentState, LatLng, Timestamp};
+use dispatch_proto::status::{invalid_argument, violated_field};
+use dispatch_proto::v1;
+use dispatch_proto::v1::geo_router_server::{GeoRouter, GeoRouterServer};
+use parking_lot::Mutex;
+use tonic::{Code, Request, Response, Status};
+
+/// W3C Trace Context's own example.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+// ---- PortError <-> Status ----
+
+#[test]
+fn a_refusal_keeps_its_code_and_field_both_ways() {
+    let status = invalid_argument("location.lat", "must be within -90..=90, got 91");
+    let e = PortError::from(status);
+    assert_eq!(
+        e,
+        PortError::Refused {
+            code: Code::InvalidArgument,
+            field: Some("location.lat".into()),
+            message: "location.lat: must be within -90..=90, got 91".into(),
+        }
+    );
+    assert!(!e.is_transient());
+    assert_eq!(e.field(), Some("location.lat"));
+    let back = e.into_status();
+    assert_eq!(back.code(), Code::InvalidArgument);
+    assert_eq!(
+        back.message(),
+        "location.lat: must be within -90..=90, got 91"
+    );
+    assert_eq!(violated_field(&back).as_deref(), Some("location.lat"));
+
+    // A field on another code (the case squad's FailedPrecondition naming a field).
+    let status = dispatch_proto::status::with_field(
+        Code::FailedPrecondition,
+        "incident.station_id",
+        "differs from intake's record",
+    );
+    let back = PortError::from(status).into_status();
+    assert_eq!(back.code(), Code::FailedPrecondition);
+    assert_eq!(
+        violated_field(&back).as_deref(),
+        Some("incident.station_id")
+    );
+}
+
+#[test]
+fn each_code_maps_to_what_the_caller_can_do() {
+    let cases = [
+        (Code::Unavailable, Code::Unavailable, true),
+        (Code::Cancelled, Code::Unavailable, true),
+        (Code::Aborted, Code::Unavailable, true),
+        (Code::Unknown, Code::Unavailable, true),
+        (Code::DeadlineExceeded, Code::DeadlineExceeded, true),
+        (Code::ResourceExhausted, Code::ResourceExhausted, true),
+        (Code::Internal, Code::Internal, true),
+        (Code::DataLoss, Code::Internal, true),
+        (Code::InvalidArgument, Code::InvalidArgument, false),
+        (Code::FailedPrecondition, Code::FailedPrecondition, false),
+        (Code::NotFound, Code::NotFound, false),
+        (Code::AlreadyExists, Code::AlreadyExists, false),
+        (Code::OutOfRange, Code::OutOfRange, false),
+        (Code::PermissionDenied, Code::PermissionDenied, false),
+        (Code::Unimplemented, Code::Unimplemented, false),
+    ];
+    for (code, forwarded, transient) in cases {
+        let e = PortError::from(Status::new(code, "peer says no"));
+        assert_eq!(e.is_transient(), transient, "{code:?}");
+        assert_eq!(e.code(), forwarded, "{code:?}");
+        let status = e.into_status();
+        assert_eq!(status.code(), forwarded, "{code:?}");
+        assert!(status.message().contains("peer says no"), "{code:?}");
+        assert_eq!(violated_field(&status), None);
+    }
+    assert!(matches!(
+        PortError::from(Status::resource_exhausted("busy")),
+        PortError::Overloaded { .. }
+    ));
+}
+
+// ---- a geo-router that records what its handler saw ----
+
+/// What a handler saw of one request.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    traceparent: Option<String>,
+    grpc_timeout: Option<String>,
+    trace: Option<TraceContext>,
+}
+
+#[derive(Default)]
+struct RecordingRouter {
+    seen: Mutex<Vec<Seen>>,
+    /// Each route waits this long before answering.
+    delay: Duration,
+}
+
+fn seen<T>(request: &Request<T>) -> Seen {
+    let header = |k: &str| {
+        request
+            .metadata()
+            .get(k)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    Seen {
+        traceparent: header("traceparent"),
+        grpc_timeout: header("grpc-timeout"),
+        trace: trace::from_request(request),
+    }
+}
+
+#[tonic::async_trait]
+impl GeoRouter for RecordingRouter {
+    async fn route(
+        &self,
+        request: Request<v1::RouteRequest>,
+    ) -> Result<Response<v1::RouteResponse>, Status> {
+        self.seen.lock().push(seen(&request));
+        tokio::time::sleep(self.delay).await;
+        let lat = request.get_ref().location.as_ref().unwrap().lat;
+        if lat > 50.0 {
+            return Err(invalid_argument("location", "more than 2 km off the map"));
+        }
+        // A reply without a district for a point on the equator: a broken peer.
+        let district_id = if lat == 0.0 { "" } else { "nc-d07" };
+        Ok(Response::new(v1::RouteResponse {
+            district_id: district_id.into(),
+            station_id: "nc-st2".into(),
+            sub_bureau_id: "nancheng".into(),
+            outside_map: false,
+            distance_outside_m: 0.0,
+        }))
+    }
+
+    async fn list_districts(
+        &self,
+        _: Request<v1::ListDistrictsRequest>,
+    ) -> Result<Response<v1::ListDistrictsResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+}
+
+fn point(lat: f64) -> LatLng {
+    LatLng::new(lat, 113.76).unwrap()
+}
+
+fn options(ms: u64) -> CallOptions {
+    CallOptions::with_deadline(Duration::from_millis(ms))
+}
+
+async fn serve(
+    router: Arc<RecordingRouter>,
+) -> (tonic::transport::Channel, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let routes = tonic::service::Routes::new(GeoRouterServer::from_arc(router));
+    let server = tokio::spawn(async move {
+        dispatch_runtime::serve(
+            listener,
+            routes,
+            &[dispatch_proto::service_names::GEO_ROUTER],
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    });
+    let channel = dispatch_bus::ports::channel(&addr.to_string()).unwrap();
+    (channel, server)
+}
+
+#[tokio::test]
+async fn traceparent_and_grpc_timeout_reach_the_handler_alike_over_both_adapters() {
+    let context = TraceContext::parse(TRACEPARENT).unwrap();
+    let in_process = Arc::new(RecordingRouter::default());
+    let over_grpc = Arc::new(RecordingRouter::default());
+    let (channel, server) = serve(over_grpc.clone()).await;
+    let clients = [
+        RouterClient::in_process(in_process.clone(), options(1_500)),
+        RouterClient::grpc(channel, options(1_500)),
+    ];
+    for client in &clients {
+        let route = trace::scope(context, client.route(point(23.03)))
+            .await
+            .unwrap();
+        assert_eq!(route.district_id, "nc-d07");
+        // Outside a trace: no traceparent, still a deadline.
+        client.route(point(23.03)).await.unwrap();
+    }
+    let expected = [
+        Seen {
+            traceparent: Some(TRACEPARENT.into()),
+            // 1.5 s in tonic's most precise unit that fits 8 digits: microseconds.
+            grpc_timeout: Some("1500000u".into()),
+            trace: Some(context),
+        },
+        Seen {
+            traceparent: None,
+            grpc_timeout: Some("1500000u".into()),
+            trace: None,
+        },
+    ];
+    assert_eq!(*in_process.seen.lock(), expected);
+    assert_eq!(*over_grpc.seen.lock(), expected);
+    server.abort();
+}
+
+#[tokio::test]
+async fn refusals_and_malformed_replies_are_typed_over_both_adapters() {
+    let in_process = Arc::new(RecordingRouter::default());
+    let (channel, server) = serve(Arc::new(RecordingRouter::default())).await;
+    for client in [
+        RouterClient::in_process(in_process, options(1_000)),
+        RouterClient::grpc(channel, options(1_000)),
+    ] {
+        let far = client.route(point(60.0)).await.unwrap_err();
+        assert_eq!(
+            (far.code(), far.field()),
+            (Code::InvalidArgument, Some("location"))
+        );
+        let broken = client.route(point(0.0)).await.unwrap_err();
+        assert_eq!(
+            broken,
+            PortError::Internal {
+                message: "geo-router answered a malformed route: district_id: is required".into()
+            }
+        );
+    }
+    server.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_slower_than_the_deadline_is_deadline_exceeded_in_process() {
+    let slow = Arc::new(RecordingRouter {
+        delay: Duration::from_secs(3),
+        ..RecordingRouter::default()
+    });
+    let client = RouterClient::in_process(slow.clone(), options(2_000));
+    let started = tokio::time::Instant::now();
+    let e = client.route(point(23.03)).await.unwrap_err();
+    assert_eq!(
+        e,
+        PortError::DeadlineExceeded {
+            after: Some(Duration::from_secs(2)),
+            message: String::new(),
+        }
+    );
+    assert!(e.is_transient());
+    assert_eq!(e.to_string(), "no answer within the deadline of 2000 ms");
+    // Paused time: the client gave up exactly at its deadline, not after the handler's 3 s.
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    assert_eq!(
+        slow.seen.lock()[0].grpc_timeout.as_deref(),
+        Some("2000000u")
+    );
+}
+
+// ---- the district port: placement and a fake behind `from_port` ----
+
+fn routed(district_id: &str) -> Incident {
+    let mut i = Incident::received(
+        "inc-1".into(),
+        "call-1".into(),
+        Category::Theft,
+        point(23.03),
+        "wallet taken".into(),
+        Timestamp(1_700_000_000_000),
+    );
+    i.district_id = district_id.into();
+    i.transition(IncidentState::Routed, Timestamp(1_700_000_000_250))
+        .unwrap();
+    i
+}
+
+/// A district node that queues whatever it gets and records each call.
+#[derive(Default)]
+struct QueueingDistrict {
+    calls: Mutex<Vec<Call>>,
+}
+
+#[tonic::async_trait]
+impl DistrictPort for QueueingDistrict {
+    async fn submit(&self, call: &Call, mut incident: Incident) -> Result<Incident> {
+        self.calls.lock().push(*call);
+        incident
+            .transition(IncidentState::Queued, Timestamp(1_700_000_000_300))
+            .map_err(|e| PortError::Internal {
+                message: e.to_string(),
+            })?;
+        Ok(incident)
+    }
+}
+
+#[test]
+fn single_node_placement_refuses_an_unknown_district_naming_the_field() {
+    use dispatch_bus::ports::Placement;
+    let placement = SingleNode::new("node-a", ["nc-d07", "nc-d08"]);
+    assert_eq!(placement.owner("nc-d08").unwrap(), "node-a");
+    for unknown in ["nc-d99", ""] {
+        let e = placement.owner(unknown).unwrap_err();
+        assert_eq!(
+            (e.code(), e.field()),
+            (Code::NotFound, Some("district_id")),
+            "{unknown:?}"
+        );
+        assert!(!e.is_transient());
+        assert_eq!(
+            violated_field(&e.into_status()).as_deref(),
+            Some("district_id")
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_district_client_asks_placement_then_submits_under_deadline_and_trace() {
+    let node = Arc::new(QueueingDistrict::default());
+    let client = DistrictClient::from_port(
+        node.clone(),
+        SingleNode::new("node-a", ["nc-d07"]),
+        options(2_000),
+    );
+    let context = TraceContext::new_root();
+    let queued = trace::scope(context, client.submit(routed("nc-d07")))
+        .await
+        .unwrap();
+    assert_eq!(queued.state, IncidentState::Queued);
+    assert_eq!(
+        *node.calls.lock(),
+        [Call {
+            deadline: Duration::from_secs(2),
+            trace: Some(context),
+        }]
+    );
+    let e = client.submit(routed("nc-d99")).await.unwrap_err();
+    assert_eq!(e.field(), Some("district_id"));
+    assert_eq!(
+        node.calls.lock().len(),
+        1,
+        "an unknown district is never sent"
+    );
+}
+
+/// A case squad answering one fixed case to every `OpenCase`.
+struct FixedSquad(v1::Case);
+
+#[tonic::async_trait]
+impl v1::case_squad_server::CaseSquad for FixedSquad {
+    async fn open_case(
+        &self,
+        _: Request<v1::OpenCaseRequest>,
+    ) -> Result<Response<v1::Case>, Status> {
+        Ok(Response::new(self.0.clone()))
+    }
+    async fn get_case(&self, _: Request<v1::GetCaseRequest>) -> Result<Response<v1::Case>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+    async fn list_cases(
+        &self,
+        _: Request<v1::ListCasesRequest>,
+    ) -> Result<Response<v1::ListCasesResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+}
+
+#[tokio::test]
+async fn a_case_reply_without_a_kind_is_internal_naming_the_field() {
+    let mut wire = v1::Case {
+        case_id: "case-inc-1".into(),
+        incident_id: "inc-1".into(),
+        station_id: "nc-st2".into(),
+        district_id: "nc-d07".into(),
+        kind: v1::CaseKind::Criminal as i32,
+        investigator_id: "nc-st2-i01".into(),
+        opened_at: Some(prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        }),
+    };
+    let ok = CaseClient::in_process(Arc::new(FixedSquad(wire.clone())), options(1_000));
+    let case = ok.open_case(routed("nc-d07")).await.unwrap();
+    assert_eq!(
+        (case.kind, case.opened_at, case.investigator_id.as_str()),
+        (
+            CaseKind::Criminal,
+            Timestamp(1_700_000_000_000),
+            "nc-st2-i01"
+        )
+    );
+    wire.kind = 0;
+    let bad = CaseClient::in_process(Arc::new(FixedSquad(wire)), options(1_000));
+    let e = bad.open_case(routed("nc-d07")).await.unwrap_err();
+    assert_eq!(
+        e,
+        PortError::Internal {
+            message: "case squad answered a malformed case: kind: must be CASE_KIND_CRIMINAL or CASE_KIND_ADMINISTRATIVE, got 0".into()
+        }
+    );
+}
