@@ -27,15 +27,6 @@
 //! per store wakes the local waiters of that feed. Pub/sub is at most once (a message is lost
 //! while the connection is down), so the store wakes every waiter after each (re)subscribe and
 //! callers bound their waits.
-//!
-//! Recent appends: for a feed with waiters in this process, the store keeps the last
-//! [`RECENT`] notices it appended itself (for at most [`RECENT_FEEDS`] feeds) (as Redis acknowledged them: epoch, seq, time, body),
-//! and a read that resumes right after a cursor of that epoch and finds its next notice among
-//! them is answered from memory, without a round trip: a terminal woken by the append of its
-//! order gets it at once. Anything else (another process appended in between, a gap, another
-//! epoch, no waiter) is read from Redis. Only acknowledged notices are served so; should Redis
-//! lose them afterwards (see the fsync policy above), the subscriber's next read goes to Redis
-//! and is refused as out of range, as for any cursor of a lost history.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -86,82 +77,12 @@ pub struct RedisFeedStore {
     config: RedisConfig,
     clock: SharedClock,
     wakers: Arc<Wakers>,
-    /// Feed tag -> its recent appends, for feeds that had local waiters.
-    recent: Mutex<HashMap<String, Recent>>,
     closed: watch::Sender<bool>,
     listener: tokio::task::AbortHandle,
 }
 
 /// Feed tag -> the wake-up of its local waiters (a counter bumped on every wake).
 type Wakers = Mutex<HashMap<String, watch::Sender<u64>>>;
-
-/// Notices kept per feed, for reads without a round trip (module docs): 16, more than one
-/// dispatch's batch for any audience.
-pub const RECENT: usize = 16;
-
-/// Feeds whose recent appends are kept at most: 4,096, more than the officers on duty at one
-/// notification node at the Dongguan peak (2,982 city-wide), so a few tens of megabytes at
-/// most. When full, feeds without a local waiter are forgotten first; a feed that finds no room
-/// is read from Redis.
-pub const RECENT_FEEDS: usize = 4_096;
-
-/// The newest notices this store appended to one feed, contiguous: seqs `first..=last` of
-/// `epoch`.
-#[derive(Debug, Default)]
-struct Recent {
-    epoch: u64,
-    /// `(seq, published at ms, body)`, oldest first, seqs consecutive.
-    notices: std::collections::VecDeque<(u64, i64, v1::NoticeBody)>,
-}
-
-impl Recent {
-    /// Adds an acknowledged notice; starts over at a gap or a new epoch (another process
-    /// appended in between, or the feed began a new history).
-    fn push(&mut self, cursor: Cursor, at: i64, body: &v1::NoticeBody) {
-        let last = self.notices.back().map(|n| n.0);
-        if cursor.epoch != self.epoch || last.is_some_and(|l| cursor.position != l + 1) {
-            if last.is_some_and(|l| cursor.epoch == self.epoch && cursor.position <= l) {
-                // The seq of a publication already appended (a duplicate id): nothing new.
-                return;
-            }
-            self.notices.clear();
-            self.epoch = cursor.epoch;
-        }
-        self.notices.push_back((cursor.position, at, body.clone()));
-        if self.notices.len() > RECENT {
-            self.notices.pop_front();
-        }
-    }
-
-    /// Up to `max` notices right after `after`, when this holds the very next one.
-    fn after(&self, after: Cursor, max: usize) -> Option<Vec<v1::Notice>> {
-        let first = self.notices.front()?.0;
-        if after.epoch != self.epoch || after.position + 1 < first {
-            return None;
-        }
-        let skip = usize::try_from(after.position + 1 - first).ok()?;
-        if skip >= self.notices.len() {
-            return None;
-        }
-        Some(
-            self.notices
-                .iter()
-                .skip(skip)
-                .take(max.max(1))
-                .map(|(seq, at, body)| v1::Notice {
-                    seq: *seq,
-                    published_at: Some(timestamp_to_wire(Timestamp(*at))),
-                    body: Some(body.clone()),
-                    cursor: Cursor {
-                        epoch: self.epoch,
-                        position: *seq,
-                    }
-                    .encode(),
-                })
-                .collect(),
-        )
-    }
-}
 
 impl std::fmt::Debug for RedisFeedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -274,13 +195,12 @@ impl RedisFeedStore {
             config,
             clock,
             wakers,
-            recent: Mutex::default(),
             closed: watch::channel(false).0,
             listener,
         })
     }
 
-    async fn append_one(&self, p: &Publication, at: i64) -> Result<Cursor> {
+    async fn append_one(&self, p: &Publication) -> Result<Cursor> {
         let keys = Keys::of(&p.audience);
         let id = p.id.as_deref();
         let mut invocation = self.append.prepare_invoke();
@@ -290,7 +210,7 @@ impl RedisFeedStore {
             .key(&keys.epoch)
             .key(id.map_or_else(|| keys.stream.clone(), |id| keys.publication(id)))
             .arg(p.body.encode_to_vec())
-            .arg(at)
+            .arg(self.clock.now().as_millis())
             .arg(self.config.limits.of(&p.audience))
             .arg(if id.is_some() { "1" } else { "0" })
             .arg(self.config.dedup_ttl.as_secs().max(1))
@@ -319,13 +239,9 @@ impl RedisFeedStore {
     /// once per publication, in order, in one pipeline (each is idempotent on its id, so the
     /// whole pipeline may be sent again after a lost reply). A batch of a dispatch (the
     /// incident's change, then the order) costs one round trip instead of one per notice.
-    async fn append_pipelined(
-        &self,
-        publications: &[Publication],
-        ats: &[i64],
-    ) -> Result<Vec<Cursor>> {
+    async fn append_pipelined(&self, publications: &[Publication]) -> Result<Vec<Cursor>> {
         let mut pipe = redis::pipe();
-        for (p, at) in publications.iter().zip(ats) {
+        for p in publications {
             let keys = Keys::of(&p.audience);
             let id = p.id.as_deref().unwrap_or_default();
             pipe.cmd("EVAL")
@@ -336,7 +252,7 @@ impl RedisFeedStore {
                 .arg(&keys.epoch)
                 .arg(keys.publication(id))
                 .arg(p.body.encode_to_vec())
-                .arg(*at)
+                .arg(self.clock.now().as_millis())
                 .arg(self.config.limits.of(&p.audience))
                 .arg("1")
                 .arg(self.config.dedup_ttl.as_secs().max(1))
@@ -363,27 +279,12 @@ impl RedisFeedStore {
 
     /// Wakes this process's waiters on the feeds just appended to at once, without waiting for
     /// the announcement to come back through Redis pub/sub (which wakes other processes).
-    ///
-    /// Before waking them, keeps what was appended to their feeds as recent appends (module
-    /// docs), so the read each waiter makes next is answered from memory.
-    fn wake_local(&self, publications: &[Publication], cursors: &[Cursor], ats: &[i64]) {
+    fn wake_local(&self, publications: &[Publication]) {
         let wakers = self.wakers.lock();
-        let mut recent = self.recent.lock();
-        let mut woken = Vec::new();
-        for ((p, cursor), at) in publications.iter().zip(cursors).zip(ats) {
-            let tag = Keys::of(&p.audience).tag;
-            let Some(tx) = wakers.get(&tag) else { continue };
-            if !recent.contains_key(&tag) && recent.len() >= RECENT_FEEDS {
-                recent.retain(|t, _| wakers.contains_key(t));
+        for p in publications {
+            if let Some(tx) = wakers.get(&Keys::of(&p.audience).tag) {
+                tx.send_modify(|n| *n = n.wrapping_add(1));
             }
-            if recent.contains_key(&tag) || recent.len() < RECENT_FEEDS {
-                recent.entry(tag).or_default().push(*cursor, *at, &p.body);
-            }
-            woken.push(tx);
-        }
-        drop(recent);
-        for tx in woken {
-            tx.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
@@ -554,20 +455,16 @@ async fn subscribe(client: &redis::Client) -> redis::RedisResult<redis::aio::Pub
 #[tonic::async_trait]
 impl FeedStore for RedisFeedStore {
     async fn append(&self, publications: Vec<Publication>) -> Result<Vec<Cursor>> {
-        let ats: Vec<i64> = publications
-            .iter()
-            .map(|_| self.clock.now().as_millis())
-            .collect();
         let cursors = if publications.iter().all(|p| p.id.is_some()) {
-            self.append_pipelined(&publications, &ats).await?
+            self.append_pipelined(&publications).await?
         } else {
             let mut cursors = Vec::with_capacity(publications.len());
-            for (p, at) in publications.iter().zip(&ats) {
-                cursors.push(self.append_one(p, *at).await?);
+            for p in &publications {
+                cursors.push(self.append_one(p).await?);
             }
             cursors
         };
-        self.wake_local(&publications, &cursors, &ats);
+        self.wake_local(&publications);
         Ok(cursors)
     }
 
@@ -578,12 +475,6 @@ impl FeedStore for RedisFeedStore {
         max: usize,
     ) -> Result<Vec<v1::Notice>> {
         let keys = Keys::of(audience);
-        if let Some(c) = after {
-            let recent = self.recent.lock();
-            if let Some(notices) = recent.get(&keys.tag).and_then(|r| r.after(c, max)) {
-                return Ok(notices);
-            }
-        }
         let (span, entries) = self
             .snapshot(&keys, Some((after.map(|c| c.position), max)))
             .await?;
