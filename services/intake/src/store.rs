@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use dispatch_core::{Incident, IncidentState, Timestamp};
+use dispatch_core::{CallId, Incident, IncidentId, IncidentState, Timestamp};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
@@ -46,16 +46,16 @@ pub fn routed_incident(
     routed_at: Timestamp,
 ) -> Result<Incident> {
     let mut incident = Incident::received(
-        id,
-        call.call_id.clone(),
+        id.into(),
+        call.call_id.as_str().into(),
         call.category,
         call.location,
         call.description.clone(),
         received_at,
     );
     incident.transition(IncidentState::Routed, routed_at)?;
-    incident.district_id = placement.district_id;
-    incident.station_id = placement.station_id;
+    incident.district_id = placement.district_id.into();
+    incident.station_id = placement.station_id.into();
     incident.sub_bureau_id = placement.sub_bureau_id;
     incident.routed_to_nearest = placement.routed_to_nearest;
     Ok(incident)
@@ -78,7 +78,7 @@ pub fn check_same_call(stored: &Incident, call: &ValidCall) -> Result<()> {
     match differs {
         Some(differs) => Err(Error::CallReused {
             call_id: call.call_id.clone(),
-            incident_id: stored.id.clone(),
+            incident_id: stored.id.to_string(),
             differs,
         }),
         None => Ok(()),
@@ -119,8 +119,8 @@ impl Record {
 /// the open incidents.
 #[derive(Debug, Default)]
 pub struct IncidentStore {
-    records: HashMap<String, Record>,
-    by_call: HashMap<String, String>,
+    records: HashMap<IncidentId, Record>,
+    by_call: HashMap<CallId, IncidentId>,
 }
 
 impl IncidentStore {
@@ -146,7 +146,9 @@ impl IncidentStore {
 
     /// The incident of the call `call_id`.
     pub fn find_call(&self, call_id: &str) -> Option<&Incident> {
-        self.by_call.get(call_id).and_then(|id| self.get(id))
+        self.by_call
+            .get(call_id)
+            .and_then(|id| self.get(id.as_str()))
     }
 
     /// Records the incident of a new call and gives its hand-off lease to `token` until
@@ -155,7 +157,7 @@ impl IncidentStore {
     /// The same incident created again (a repeat of a command whose answer was lost) is `New`
     /// again: that attempt still holds the call.
     pub fn create(&mut self, incident: Incident, token: &str, until: Instant) -> Created {
-        if let Some(existing) = self.find_call(&incident.call_id) {
+        if let Some(existing) = self.find_call(incident.call_id.as_str()) {
             if existing.id == incident.id {
                 return Created::New(existing.clone());
             }
@@ -236,14 +238,17 @@ impl IncidentStore {
             .map(|r| &r.incident)
             .collect();
         out.sort_by_key(|i| (i.times.received_at, i.id.clone()));
-        out.into_iter().take(limit).map(|i| i.id.clone()).collect()
+        out.into_iter()
+            .take(limit)
+            .map(|i| i.id.to_string())
+            .collect()
     }
 
     /// Removes closed incidents (cleared, cancelled, merged) that closed before `before`, with
     /// their `call_id` entries; a report of such a call afterwards is a new call. Returns how
     /// many were removed.
     pub fn purge_closed(&mut self, before: Timestamp) -> usize {
-        let old: Vec<String> = self
+        let old: Vec<IncidentId> = self
             .records
             .values()
             .filter(|r| closed_at(&r.incident).is_some_and(|t| t < before))
@@ -465,7 +470,7 @@ mod tests {
             !store.apply_update(dispatched.clone()),
             "same revision is not newer"
         );
-        assert_eq!(store.get(&i.id), Some(&dispatched));
+        assert_eq!(store.get(i.id.as_str()), Some(&dispatched));
         let mut stranger = dispatched;
         stranger.id = "other-1".into();
         assert!(!store.apply_update(stranger));

@@ -294,19 +294,34 @@ async fn kill_9_of_every_service_and_of_redis_loses_no_call() {
     // its terminal exactly once, whatever broke between: resumed streams carry on from their
     // cursor, and a redelivered order lands once in its feed.
     let seen = orders.lock().unwrap().clone();
+    let mut routed = Vec::new();
     for id in &ids {
+        let incident = intake
+            .clone()
+            .get_incident(v1::GetIncidentRequest {
+                incident_id: id.clone(),
+            })
+            .await
+            .expect("incident")
+            .into_inner();
+        // `{district_id}/{incident_id}/{n}`: the first dispatch by the incident's district.
         let dispatches = seen.get(id).cloned().unwrap_or_default();
-        assert_eq!(dispatches, [format!("{id}-1")], "orders of {id}");
+        assert_eq!(
+            dispatches,
+            [format!("{}/{id}/1", incident.district_id)],
+            "orders of {id}"
+        );
+        routed.push(incident);
     }
-    // Every criminal clearance opened its case.
+    // Every criminal clearance opened its case, under `case-{station_id}-{incident_id}`.
     let cases = CaseSquadClient::new(channel(&e.case_squad));
-    for (n, id) in ids.iter().enumerate() {
+    for (n, incident) in routed.iter().enumerate() {
         if !n.is_multiple_of(CASE_EVERY) {
             continue;
         }
         eventually(Duration::from_secs(30), || {
             let mut cases = cases.clone();
-            let case_id = format!("case-{id}");
+            let case_id = format!("case-{}-{}", incident.station_id, incident.incident_id);
             async move {
                 cases
                     .get_case(v1::GetCaseRequest { case_id })
@@ -433,5 +448,8 @@ async fn a_report_whose_caller_gave_up_is_still_dispatched_and_its_retry_is_a_du
     assert!(retry.duplicate);
     let incident = retry.incident.expect("incident");
     assert_eq!(incident.incident_id, order.incident_id);
-    assert_eq!(order.dispatch_id, format!("{}-1", incident.incident_id));
+    assert_eq!(
+        order.dispatch_id,
+        format!("{}/{}/1", stage.district.district_id, incident.incident_id)
+    );
 }
