@@ -224,6 +224,13 @@ pub async fn single_call(c: &mut Clients, call_id: &str) -> anyhow::Result<()> {
 
     let order = next_order(&mut orders).await?;
     ensure!(order.incident_id == incident.incident_id && order.officer_id == officer);
+    // `{district_id}/{incident_id}/{n}`, the district's first dispatch of the incident.
+    let dispatch_id = format!("{}/{}/1", stage.district.district_id, incident.incident_id);
+    ensure!(
+        order.dispatch_id == dispatch_id,
+        "dispatch id {:?}, expected {dispatch_id:?}",
+        order.dispatch_id
+    );
     // One dispatch only: nothing else arrives on the terminal.
     ensure!(
         tokio::time::timeout(Duration::from_millis(300), orders.next())
@@ -233,6 +240,16 @@ pub async fn single_call(c: &mut Clients, call_id: &str) -> anyhow::Result<()> {
     );
     let cleared = work_order(c, &order, v1::Disposition::CriminalCase).await?;
     ensure!(cleared.state == v1::IncidentState::Cleared as i32);
+    // `case-{station_id}-{incident_id}`, given by the district at clearance.
+    let case_id = format!(
+        "case-{}-{}",
+        stage.district.station_id, incident.incident_id
+    );
+    ensure!(
+        cleared.case_id == case_id,
+        "case id {:?}, expected {case_id:?}",
+        cleared.case_id
+    );
 
     let id = incident.incident_id.clone();
     let intake = c.intake.clone();
@@ -271,11 +288,17 @@ pub async fn single_call(c: &mut Clients, call_id: &str) -> anyhow::Result<()> {
         "timestamps out of order {stamps:?}"
     );
     ensure!(record.disposition == v1::Disposition::CriminalCase as i32);
+    ensure!(
+        record.case_id == case_id,
+        "intake's case id {:?}",
+        record.case_id
+    );
 
     let station = stage.district.station_id.clone();
     let cases = c.cases.clone();
     eventually(Duration::from_secs(10), || {
         let (mut cases, station, id) = (cases.clone(), station.clone(), id.clone());
+        let case_id = case_id.clone();
         async move {
             let list = cases
                 .list_cases(v1::ListCasesRequest {
@@ -290,6 +313,7 @@ pub async fn single_call(c: &mut Clients, call_id: &str) -> anyhow::Result<()> {
                 .context("no case yet")?;
             ensure!(case.kind == v1::CaseKind::Criminal as i32);
             ensure!(case.station_id == station);
+            ensure!(case.case_id == case_id, "opened as {:?}", case.case_id);
             ensure!(
                 case.investigator_id == format!("{station}-inv01"),
                 "assigned to {}",

@@ -264,25 +264,36 @@ fn times_from_wire(t: Option<&v1::IncidentTimes>) -> IncidentTimes {
 /// An incident to the wire.
 pub fn incident_to_wire(i: &Incident) -> v1::Incident {
     v1::Incident {
-        incident_id: i.id.clone(),
-        call_id: i.call_id.clone(),
+        incident_id: i.id.to_string(),
+        call_id: i.call_id.to_string(),
         category: category_to_wire(i.category),
         priority: priority_to_wire(i.priority) as i32,
         location: Some(latlng_to_wire(i.location)),
         description: i.description.clone(),
-        district_id: i.district_id.clone(),
-        station_id: i.station_id.clone(),
+        district_id: i.district_id.to_string(),
+        station_id: i.station_id.to_string(),
         sub_bureau_id: i.sub_bureau_id.clone(),
         routed_to_nearest: i.routed_to_nearest,
         state: state_to_wire(i.state) as i32,
-        officer_id: i.officer_id.clone().unwrap_or_default(),
-        dispatch_id: i.dispatch_id.clone().unwrap_or_default(),
+        officer_id: wire_or_empty(i.officer_id.as_ref()),
+        dispatch_id: wire_or_empty(i.dispatch_id.as_ref()),
         disposition: i
             .disposition
             .map_or(v1::Disposition::Unspecified, disposition_to_wire) as i32,
         times: Some(times_to_wire(&i.times)),
         revision: i.revision,
+        case_id: wire_or_empty(i.case_id.as_ref()),
     }
+}
+
+/// An optional id as proto3 sends it: empty for none.
+fn wire_or_empty(id: Option<&impl AsRef<str>>) -> String {
+    id.map_or_else(String::new, |id| id.as_ref().to_owned())
+}
+
+/// An id from a proto3 string: `None` when empty.
+fn none_if_empty<T: From<String>>(s: &str) -> Option<T> {
+    (!s.is_empty()).then(|| T::from(s.to_owned()))
 }
 
 /// An incident from the wire (as sent service to service). Errors name the field.
@@ -290,22 +301,22 @@ pub fn incident_from_wire(i: &v1::Incident) -> Result<Incident, FieldError> {
     if i.incident_id.is_empty() {
         return Err(FieldError::new("incident_id", "is required"));
     }
-    let none_if_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     Ok(Incident {
-        id: i.incident_id.clone(),
-        call_id: i.call_id.clone(),
+        id: i.incident_id.as_str().into(),
+        call_id: i.call_id.as_str().into(),
         category: category_from_wire(i.category, "category")?,
         priority: priority_from_wire(i.priority, "priority")?,
         location: latlng_from_wire(i.location.as_ref(), "location")?,
         description: i.description.clone(),
-        district_id: i.district_id.clone(),
-        station_id: i.station_id.clone(),
+        district_id: i.district_id.as_str().into(),
+        station_id: i.station_id.as_str().into(),
         sub_bureau_id: i.sub_bureau_id.clone(),
         routed_to_nearest: i.routed_to_nearest,
         state: state_from_wire(i.state, "state")?,
         officer_id: none_if_empty(&i.officer_id),
         dispatch_id: none_if_empty(&i.dispatch_id),
         disposition: disposition_from_wire(i.disposition, "disposition")?,
+        case_id: none_if_empty(&i.case_id),
         times: times_from_wire(i.times.as_ref()),
         revision: i.revision,
     })
@@ -314,10 +325,10 @@ pub fn incident_from_wire(i: &v1::Incident) -> Result<Incident, FieldError> {
 /// A dispatch order to the wire (the order a terminal receives).
 pub fn order_to_wire(o: &DispatchOrder) -> v1::DispatchOrder {
     v1::DispatchOrder {
-        dispatch_id: o.dispatch_id.clone(),
-        incident_id: o.incident_id.clone(),
-        officer_id: o.officer_id.clone(),
-        district_id: o.district_id.clone(),
+        dispatch_id: o.dispatch_id.to_string(),
+        incident_id: o.incident_id.to_string(),
+        officer_id: o.officer_id.to_string(),
+        district_id: o.district_id.to_string(),
         priority: priority_to_wire(o.priority) as i32,
         category: category_to_wire(o.category),
         location: Some(latlng_to_wire(o.location)),
@@ -330,13 +341,13 @@ pub fn order_to_wire(o: &DispatchOrder) -> v1::DispatchOrder {
 /// An officer to the wire.
 pub fn officer_to_wire(o: &Officer) -> v1::Officer {
     v1::Officer {
-        officer_id: o.id.clone(),
-        district_id: o.district_id.clone(),
+        officer_id: o.id.to_string(),
+        district_id: o.district_id.to_string(),
         status: officer_status_to_wire(o.status) as i32,
         location: o.location.map(latlng_to_wire),
         location_at: o.location_at.map(timestamp_to_wire),
-        incident_id: o.incident_id.clone().unwrap_or_default(),
-        dispatch_id: o.dispatch_id.clone().unwrap_or_default(),
+        incident_id: wire_or_empty(o.incident_id.as_ref()),
+        dispatch_id: wire_or_empty(o.dispatch_id.as_ref()),
         status_since: Some(timestamp_to_wire(o.status_since)),
     }
 }
@@ -347,8 +358,8 @@ pub fn route_from_wire(r: v1::RouteResponse) -> Result<Route, FieldError> {
         return Err(FieldError::new("district_id", "is required"));
     }
     Ok(Route {
-        district_id: r.district_id,
-        station_id: r.station_id,
+        district_id: r.district_id.into(),
+        station_id: r.station_id.into(),
         sub_bureau_id: r.sub_bureau_id,
         outside_map: r.outside_map,
         distance_outside_m: r.distance_outside_m,
@@ -358,8 +369,8 @@ pub fn route_from_wire(r: v1::RouteResponse) -> Result<Route, FieldError> {
 /// A route to the wire.
 pub fn route_to_wire(r: &Route) -> v1::RouteResponse {
     v1::RouteResponse {
-        district_id: r.district_id.clone(),
-        station_id: r.station_id.clone(),
+        district_id: r.district_id.to_string(),
+        station_id: r.station_id.to_string(),
         sub_bureau_id: r.sub_bureau_id.clone(),
         outside_map: r.outside_map,
         distance_outside_m: r.distance_outside_m,
@@ -393,10 +404,10 @@ pub fn case_from_wire(c: v1::Case) -> Result<Case, FieldError> {
         .map(timestamp_from_wire)
         .ok_or_else(|| FieldError::new("opened_at", "is required"))?;
     Ok(Case {
-        case_id: c.case_id,
-        incident_id: c.incident_id,
-        station_id: c.station_id,
-        district_id: c.district_id,
+        case_id: c.case_id.into(),
+        incident_id: c.incident_id.into(),
+        station_id: c.station_id.into(),
+        district_id: c.district_id.into(),
         kind,
         investigator_id: c.investigator_id,
         opened_at,
@@ -406,10 +417,10 @@ pub fn case_from_wire(c: v1::Case) -> Result<Case, FieldError> {
 /// A case to the wire.
 pub fn case_to_wire(c: &Case) -> v1::Case {
     v1::Case {
-        case_id: c.case_id.clone(),
-        incident_id: c.incident_id.clone(),
-        station_id: c.station_id.clone(),
-        district_id: c.district_id.clone(),
+        case_id: c.case_id.to_string(),
+        incident_id: c.incident_id.to_string(),
+        station_id: c.station_id.to_string(),
+        district_id: c.district_id.to_string(),
         kind: match c.kind {
             CaseKind::Criminal => v1::CaseKind::Criminal,
             CaseKind::Administrative => v1::CaseKind::Administrative,
@@ -443,6 +454,19 @@ mod tests {
     fn incident_round_trips_through_the_wire() {
         let i = sample();
         assert_eq!(incident_from_wire(&incident_to_wire(&i)).unwrap(), i);
+    }
+
+    #[test]
+    fn case_id_travels_both_ways_and_empty_is_none() {
+        let mut i = sample();
+        i.case_id = Some("case-nc-st1-I7".into());
+        let wire = incident_to_wire(&i);
+        assert_eq!(wire.case_id, "case-nc-st1-I7");
+        assert_eq!(incident_from_wire(&wire).unwrap(), i);
+        i.case_id = None;
+        let wire = incident_to_wire(&i);
+        assert_eq!(wire.case_id, "");
+        assert_eq!(incident_from_wire(&wire).unwrap().case_id, None);
     }
 
     #[test]

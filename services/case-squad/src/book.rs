@@ -40,7 +40,8 @@ impl CaseKind {
 /// One case of a squad.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseRecord {
-    /// `case-{incident_id}`.
+    /// The incident's `case_id` (`case-{station_id}-{incident_id}`), or `case-{incident_id}`
+    /// for an incident cleared without one ([`crate::open::CaseRequest::case_id`]).
     pub case_id: String,
     /// The cleared incident it came from.
     pub incident_id: String,
@@ -71,7 +72,8 @@ impl CaseRecord {
     }
 }
 
-/// The case id of an incident's case.
+/// The case id of an incident that carries none: `case-{incident_id}`, the id every case got
+/// before districts assigned case ids at clearance (`case-{station_id}-{incident_id}`).
 pub fn case_id(incident_id: &str) -> String {
     format!("case-{incident_id}")
 }
@@ -161,10 +163,12 @@ impl CaseBook {
         }
     }
 
-    /// Opens the case of `req` at `at`, assigned to the least-loaded investigator of the
-    /// station's squad; when the incident already has a case, returns it unchanged.
+    /// Opens the case of `req` at `at` under `req.case_id`, assigned to the least-loaded
+    /// investigator of the station's squad; when the incident already has a case, returns it
+    /// unchanged (whatever case id `req` names).
     ///
-    /// Errors: [`Error::UnknownStation`], [`Error::NoInvestigators`].
+    /// Errors: [`Error::CaseIdTaken`] when another incident's case has `req.case_id`;
+    /// [`Error::UnknownStation`], [`Error::NoInvestigators`].
     pub fn open(&mut self, req: &CaseRequest, at: Timestamp) -> Result<Opened> {
         if let Some(case) = self
             .by_incident
@@ -174,6 +178,12 @@ impl CaseBook {
             return Ok(Opened {
                 case: case.clone(),
                 created: false,
+            });
+        }
+        if let Some(holder) = self.cases.get(&req.case_id) {
+            return Err(Error::CaseIdTaken {
+                case_id: req.case_id.clone(),
+                incident_id: holder.incident_id.clone(),
             });
         }
         let squad = self
@@ -189,7 +199,7 @@ impl CaseBook {
             .ok_or_else(|| Error::NoInvestigators(req.station_id.clone()))?;
         *load += 1;
         let case = CaseRecord {
-            case_id: case_id(&req.incident_id),
+            case_id: req.case_id.clone(),
             incident_id: req.incident_id.clone(),
             station_id: req.station_id.clone(),
             district_id: req.district_id.clone(),
@@ -240,6 +250,7 @@ mod tests {
 
     fn req(incident: &str, station: &str) -> CaseRequest {
         CaseRequest {
+            case_id: case_id(incident),
             incident_id: incident.into(),
             station_id: station.into(),
             district_id: format!("{station}-d1"),
@@ -290,6 +301,31 @@ mod tests {
         let again = book.open(&req("i1", "a"), Timestamp(99)).unwrap();
         assert!(!again.created);
         assert_eq!(again.case, first.case);
+        let loads = book.list("a").unwrap().loads;
+        assert_eq!(loads, vec![("a-inv01", 1), ("a-inv02", 0)]);
+    }
+
+    #[test]
+    fn a_case_opens_under_the_id_asked_for_and_never_for_a_second_incident() {
+        let mut book = CaseBook::new(["a".to_string()], 2);
+        let mut r = req("i1", "a");
+        r.case_id = "case-a-i1".into();
+        let first = book.open(&r, Timestamp(10)).unwrap();
+        assert_eq!(first.case.case_id, "case-a-i1");
+        assert_eq!(book.get("case-a-i1").unwrap(), &first.case);
+        // Idempotent on the incident, whatever id the repeat names.
+        let again = book.open(&req("i1", "a"), Timestamp(20)).unwrap();
+        assert_eq!((again.case, again.created), (first.case, false));
+        // Another incident cannot take the id; nothing is assigned.
+        let mut other = req("i2", "a");
+        other.case_id = "case-a-i1".into();
+        assert_eq!(
+            book.open(&other, Timestamp(30)).unwrap_err(),
+            Error::CaseIdTaken {
+                case_id: "case-a-i1".into(),
+                incident_id: "i1".into(),
+            }
+        );
         let loads = book.list("a").unwrap().loads;
         assert_eq!(loads, vec![("a-inv01", 1), ("a-inv02", 0)]);
     }

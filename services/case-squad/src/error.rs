@@ -19,6 +19,16 @@ pub enum Error {
     /// The station has no case squad in this service's directory (`NotFound`).
     #[error("station {0:?} not found")]
     UnknownStation(String),
+    /// The request's `incident.case_id` is already the id of another incident's case
+    /// (`InvalidArgument` naming `incident.case_id`): case ids are unique, and a case is never
+    /// handed to a second incident.
+    #[error("case {case_id:?} is already the case of incident {incident_id:?}")]
+    CaseIdTaken {
+        /// The case id asked for.
+        case_id: String,
+        /// The incident whose case has it.
+        incident_id: String,
+    },
     /// No case has this id (`NotFound`).
     #[error("case {0:?} not found")]
     UnknownCase(String),
@@ -67,6 +77,14 @@ impl From<Error> for Status {
         match e {
             Error::Field(f) => f.into(),
             Error::NotAsRecorded(f) => precondition_failed(&f.field, &f.rule),
+            Error::CaseIdTaken {
+                case_id,
+                incident_id,
+            } => FieldError::new(
+                "incident.case_id",
+                format!("must be unique, but {case_id:?} is the case of incident {incident_id:?}"),
+            )
+            .into(),
             Error::UnknownStation(_) | Error::UnknownCase(_) => Status::not_found(e.to_string()),
             Error::NotCleared { .. } | Error::NoInvestigators(_) => {
                 Status::failed_precondition(e.to_string())

@@ -5,12 +5,17 @@ use dispatch_bus::convert::{FieldError, disposition_from_wire, state_from_wire};
 use dispatch_core::{Disposition, IncidentState};
 use dispatch_proto::v1;
 
-use crate::book::CaseKind;
+use crate::book::{self, CaseKind};
 use crate::error::{Error, Result};
 
 /// What an `OpenCase` request asks for, once checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseRequest {
+    /// The id to open the case under: the incident's `case_id`, which its district assigned
+    /// at clearance (`case-{station_id}-{incident_id}`, [`dispatch_core::CaseId::for_incident`]);
+    /// for an incident without one, [`book::case_id`] of its id (`case-{incident_id}`), the id
+    /// such an incident's case got before districts assigned case ids.
+    pub case_id: String,
     /// The cleared incident.
     pub incident_id: String,
     /// Station whose squad takes the case.
@@ -21,7 +26,10 @@ pub struct CaseRequest {
     pub kind: CaseKind,
 }
 
-/// Checks `req`.
+/// Checks `req`, and picks the case id: the incident's `case_id`, or when it has none (empty:
+/// cleared by a district older than case ids, its `OpenCase` redelivered from that district's
+/// journal) the id such a case was opened under before, `case-{incident_id}`, so that case is
+/// found again rather than opened twice.
 ///
 /// Errors, first broken rule only: `InvalidArgument` on `incident` (missing),
 /// `incident.incident_id` or `incident.station_id` (empty), `incident.disposition` (not
@@ -59,7 +67,13 @@ pub fn check(req: &v1::OpenCaseRequest) -> Result<CaseRequest> {
             state,
         });
     }
+    let case_id = if incident.case_id.is_empty() {
+        book::case_id(&incident.incident_id)
+    } else {
+        incident.case_id.clone()
+    };
     Ok(CaseRequest {
+        case_id,
         incident_id: incident.incident_id.clone(),
         station_id: incident.station_id.clone(),
         district_id: incident.district_id.clone(),
@@ -143,6 +157,7 @@ mod tests {
         assert_eq!(
             c,
             CaseRequest {
+                case_id: "case-inc-00000001".into(),
                 incident_id: "inc-00000001".into(),
                 station_id: "st-1".into(),
                 district_id: "d-1".into(),
@@ -151,6 +166,16 @@ mod tests {
         );
         let c = check(&cleared(v1::Disposition::AdministrativeCase)).unwrap();
         assert_eq!(c.kind, CaseKind::Administrative);
+    }
+
+    #[test]
+    fn the_case_id_is_the_incidents_own_when_it_has_one() {
+        let mut r = cleared(v1::Disposition::CriminalCase);
+        r.incident.as_mut().unwrap().case_id = "case-st-1-inc-00000001".into();
+        assert_eq!(check(&r).unwrap().case_id, "case-st-1-inc-00000001");
+        // Without one (a district older than case ids): the shape cases had before.
+        r.incident.as_mut().unwrap().case_id.clear();
+        assert_eq!(check(&r).unwrap().case_id, "case-inc-00000001");
     }
 
     #[test]

@@ -137,7 +137,11 @@ impl CaseSquadService {
 
 #[tonic::async_trait]
 impl CaseSquad for CaseSquadService {
+    /// The case opens under the incident's `case_id` (assigned by its district at clearance),
+    /// or `case-{incident_id}` for an incident without one ([`open::check`]).
+    ///
     /// Errors: see [`open::check`] (`InvalidArgument`, `FailedPrecondition` when not cleared);
+    /// `InvalidArgument` naming `incident.case_id` when another incident's case has that id;
     /// with an intake lookup, `FailedPrecondition` naming the field when intake did not record
     /// the incident or records another station, district or call ([`open::check_recorded`]),
     /// `Unavailable` when intake cannot answer; `NotFound` for an unknown station,
@@ -309,6 +313,73 @@ mod tests {
         .unwrap()
         .into_inner();
         assert_eq!(got, first);
+    }
+
+    /// The incident a district clears as a criminal case, as its `OpenCase` effect carries it.
+    fn cleared_by_a_district(incident_id: &str, station_id: &str) -> v1::Incident {
+        use dispatch_core::district::{DistrictConfig, DistrictState, Effect};
+        use dispatch_core::{
+            Category, Disposition, Incident, IncidentState, LatLng, Officer, OfficerStatus,
+        };
+        let t = Timestamp(1_700_000_000_000);
+        let scene = LatLng::new(23.02, 113.75).unwrap();
+        let mut d = DistrictState::new("st-b-d2".into(), DistrictConfig::default());
+        d.add_officer(Officer::off_duty("o1".into(), "st-b-d2".into(), t));
+        d.set_officer_status(&"o1".into(), OfficerStatus::Available, Some(scene), t)
+            .unwrap();
+        let mut i = Incident::received(
+            incident_id.into(),
+            "call-7".into(),
+            Category::Burglary,
+            scene,
+            String::new(),
+            t,
+        );
+        i.district_id = "st-b-d2".into();
+        i.station_id = station_id.into();
+        i.transition(IncidentState::Routed, t).unwrap();
+        let (dispatched, _) = d.submit(i, t).unwrap();
+        let dispatch_id = dispatched.dispatch_id.unwrap();
+        d.arrive(&"o1".into(), &dispatch_id, t).unwrap();
+        let (_, effects) = d
+            .clear(&"o1".into(), &dispatch_id, Disposition::CriminalCase, t)
+            .unwrap();
+        let case = effects.iter().find_map(|e| match e {
+            Effect::OpenCase(i) => Some(dispatch_bus::convert::incident_to_wire(i)),
+            _ => None,
+        });
+        case.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_case_opens_under_the_id_its_district_gave_the_incident() {
+        let clock = ManualClock::at(Timestamp(0));
+        let s = service(&clock);
+        let incident = cleared_by_a_district("inc-7", "st-b");
+        // `case-{station_id}-{incident_id}`, assigned at clearance.
+        assert_eq!(incident.case_id, "case-st-b-inc-7");
+        let r = v1::OpenCaseRequest {
+            incident: Some(incident.clone()),
+        };
+        let case = open(&s, r.clone()).await.unwrap();
+        assert_eq!(case.case_id, incident.case_id);
+        assert_eq!(case.incident_id, "inc-7");
+        assert_eq!(open(&s, r).await.unwrap(), case);
+        // Another incident naming the same case id is refused, naming the field.
+        let mut thief = cleared_by_a_district("inc-8", "st-b");
+        thief.case_id = incident.case_id.clone();
+        let err = open(
+            &s,
+            v1::OpenCaseRequest {
+                incident: Some(thief),
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (err.code(), violated_field(&err).as_deref()),
+            (Code::InvalidArgument, Some("incident.case_id"))
+        );
     }
 
     #[tokio::test]

@@ -6,7 +6,9 @@
 //!   replicas serve one cluster (`../shared/DESIGN.md` section 5); opening is one Lua script,
 //!   so two replicas opening the same incident at once open one case.
 //!
-//! Both keep the book's rules: a case per incident (`case-{incident_id}`), opened at most once;
+//! Both keep the book's rules: a case per incident, opened at most once, under the id the
+//! request names ([`CaseRequest::case_id`]: the incident's own,
+//! `case-{station_id}-{incident_id}`), and never under an id another incident's case holds;
 //! the least-loaded investigator of the station's squad, ties by investigator id; squads come
 //! from configuration (the geo-router's directory and `investigators_per_squad`), which every
 //! replica of a cluster must share.
@@ -51,11 +53,13 @@ impl From<SquadView<'_>> for SquadListing {
 /// Where the case squad keeps its cases and its investigators' loads.
 #[tonic::async_trait]
 pub trait CaseStore: Send + Sync + 'static {
-    /// Opens the case of `req` at `at`, assigned to the least-loaded investigator of the
-    /// station's squad (ties by investigator id); when the incident already has a case,
-    /// returns it unchanged with `created: false`, whatever the station of `req`.
+    /// Opens the case of `req` at `at` under `req.case_id`, assigned to the least-loaded
+    /// investigator of the station's squad (ties by investigator id); when the incident
+    /// already has a case, returns it unchanged with `created: false`, whatever the station
+    /// or case id of `req`.
     ///
-    /// Errors: [`Error::UnknownStation`](crate::Error::UnknownStation),
+    /// Errors: [`Error::CaseIdTaken`](crate::Error::CaseIdTaken) when another incident's case
+    /// has `req.case_id`; [`Error::UnknownStation`](crate::Error::UnknownStation),
     /// [`Error::NoInvestigators`](crate::Error::NoInvestigators);
     /// [`Error::Unavailable`](crate::Error::Unavailable) when the store cannot be reached (the
     /// case may or may not be open: open again to find out);

@@ -8,7 +8,8 @@
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use dispatch_core::district::{DistrictConfig, DistrictState};
 use dispatch_core::{
-    Category, Disposition, Incident, IncidentState, LatLng, Officer, OfficerStatus, Timestamp,
+    Category, Disposition, Incident, IncidentState, LatLng, Officer, OfficerId, OfficerStatus,
+    Timestamp,
 };
 
 const OFFICERS: usize = 20;
@@ -29,7 +30,14 @@ fn incident(n: usize) -> Incident {
     let id = format!("I{n}");
     let category = Category::ALL[n % Category::ALL.len()];
     let at = T0.plus_seconds(n as f64);
-    let mut i = Incident::received(id.clone(), id, category, spot(n + 1_000), String::new(), at);
+    let mut i = Incident::received(
+        id.clone().into(),
+        id.into(),
+        category,
+        spot(n + 1_000),
+        String::new(),
+        at,
+    );
     i.district_id = "d1".into();
     i.transition(IncidentState::Routed, at).unwrap();
     i
@@ -39,7 +47,7 @@ fn incident(n: usize) -> Incident {
 fn free_district() -> DistrictState {
     let mut d = DistrictState::new("d1".into(), DistrictConfig::default());
     for n in 0..OFFICERS {
-        let id = format!("o{n:02}");
+        let id = OfficerId::from(format!("o{n:02}"));
         d.add_officer(Officer::off_duty(id.clone(), "d1".into(), T0));
         d.set_officer_status(&id, OfficerStatus::Available, Some(spot(n)), T0)
             .unwrap();
@@ -56,7 +64,7 @@ fn saturated_district() -> DistrictState {
     let o = d.officer("o00").unwrap().clone();
     d.arrive(
         &o.id,
-        o.dispatch_id.as_deref().unwrap(),
+        o.dispatch_id.as_ref().unwrap(),
         T0.plus_seconds(300.0),
     )
     .unwrap();
@@ -90,6 +98,7 @@ fn bench(c: &mut Criterion) {
         )
     });
 
+    let o00 = OfficerId::from("o00");
     let dispatch_id = saturated
         .officer("o00")
         .and_then(|o| o.dispatch_id.clone())
@@ -98,7 +107,7 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || saturated.clone(),
             |mut d| {
-                let answer = d.clear("o00", &dispatch_id, Disposition::Resolved, now);
+                let answer = d.clear(&o00, &dispatch_id, Disposition::Resolved, now);
                 (d, answer.unwrap())
             },
             BatchSize::SmallInput,

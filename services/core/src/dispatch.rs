@@ -7,13 +7,13 @@
 
 use std::cmp::Ordering;
 
-use crate::{LatLng, Officer, OfficerStatus, TravelModel};
+use crate::{LatLng, Officer, OfficerId, OfficerStatus, TravelModel};
 
 /// The officer the rule picked, with the figures it picked them on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     /// The officer.
-    pub officer_id: String,
+    pub officer_id: OfficerId,
     /// Estimated travel time from the officer's last known position, seconds (cluster clock).
     pub eta_s: f64,
     /// Great-circle distance from that position, metres.

@@ -27,8 +27,8 @@ use crate::incident::TransitionError;
 use crate::officer::StatusError;
 use crate::queue::{IncidentQueue, QueueKey};
 use crate::{
-    Category, Disposition, Incident, IncidentState, LatLng, Officer, OfficerStatus, Priority,
-    Timestamp, TravelModel,
+    CallId, CaseId, Category, DispatchId, Disposition, DistrictId, Incident, IncidentId,
+    IncidentState, LatLng, Officer, OfficerId, OfficerStatus, Priority, Timestamp, TravelModel,
 };
 
 /// Tunables of one district. Check `travel` with [`TravelModel::validate`] when it comes
@@ -44,15 +44,15 @@ pub struct DistrictConfig {
 /// Mirrors `dispatch.v1.DispatchOrder`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DispatchOrder {
-    /// `{incident_id}-{n}`, n = 1 for the incident's first dispatch; the idempotency key of
-    /// acknowledge / arrive / clear.
-    pub dispatch_id: String,
+    /// `{district_id}/{incident_id}/{n}`, n = 1 for the incident's first dispatch
+    /// ([`DispatchId::new`]); the idempotency key of acknowledge / arrive / clear.
+    pub dispatch_id: DispatchId,
     /// The incident.
-    pub incident_id: String,
+    pub incident_id: IncidentId,
     /// The officer ordered.
-    pub officer_id: String,
+    pub officer_id: OfficerId,
     /// The dispatching district.
-    pub district_id: String,
+    pub district_id: DistrictId,
     /// Urgency of the incident.
     pub priority: Priority,
     /// What the caller reported.
@@ -92,20 +92,20 @@ pub enum Effect {
 pub enum Error {
     /// No officer of that id on this district's roster.
     #[error("unknown officer {0:?}")]
-    UnknownOfficer(String),
+    UnknownOfficer(OfficerId),
     /// No dispatch of that id in this district.
     #[error("unknown dispatch {0:?}")]
-    UnknownDispatch(String),
+    UnknownDispatch(DispatchId),
     /// No incident of that id in this district.
     #[error("unknown incident {0:?}")]
-    UnknownIncident(String),
+    UnknownIncident(IncidentId),
     /// The officer acknowledges, arrives at or clears a dispatch that sent someone else.
     #[error("dispatch {dispatch_id:?} is not assigned to officer {officer_id:?}")]
     NotYourDispatch {
         /// Who asked.
-        officer_id: String,
+        officer_id: OfficerId,
         /// The dispatch they named.
-        dispatch_id: String,
+        dispatch_id: DispatchId,
     },
     /// The submitted incident's id is already taken here by another call: an id reused after
     /// a restart must never be answered with the old incident (and nobody dispatched).
@@ -114,19 +114,19 @@ pub enum Error {
     )]
     IdTaken {
         /// The incident id.
-        incident_id: String,
+        incident_id: IncidentId,
         /// The call that holds the id.
-        known_call_id: String,
+        known_call_id: CallId,
         /// The call that was submitted with it.
-        call_id: String,
+        call_id: CallId,
     },
     /// The submitted incident is routed to another district (or to none).
     #[error("incident {incident_id:?} is routed to district {district_id:?}, not to this one")]
     WrongDistrict {
         /// The incident.
-        incident_id: String,
+        incident_id: IncidentId,
         /// The district it is routed to.
-        district_id: String,
+        district_id: DistrictId,
     },
     /// Only `Available`, `Busy` and `OffDuty` can be set by hand; the dispatch states are
     /// set by the dispatch flow.
@@ -136,7 +136,7 @@ pub enum Error {
     #[error("officer {officer_id:?} is {status:?} on a dispatch; clear it first")]
     OfficerEngaged {
         /// The officer.
-        officer_id: String,
+        officer_id: OfficerId,
         /// Their current status.
         status: OfficerStatus,
     },
@@ -156,15 +156,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Record {
     incident: Incident,
-    /// Dispatches made so far; the next dispatch id ends in `dispatches + 1`.
+    /// Dispatches made so far; the next dispatch id ends in `/{dispatches + 1}`.
     dispatches: u32,
 }
 
 /// Who a dispatch sent where.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct DispatchRef {
-    incident_id: String,
-    officer_id: String,
+    incident_id: IncidentId,
+    officer_id: OfficerId,
 }
 
 /// The state one district actor wraps: roster, queue, active and closed incidents.
@@ -186,18 +186,18 @@ struct DispatchRef {
 /// Serializable as a whole: a snapshot of the district's event log (DESIGN.md section 5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DistrictState {
-    id: String,
+    id: DistrictId,
     config: DistrictConfig,
-    officers: BTreeMap<String, Officer>,
-    incidents: BTreeMap<String, Record>,
+    officers: BTreeMap<OfficerId, Officer>,
+    incidents: BTreeMap<IncidentId, Record>,
     queue: IncidentQueue,
-    active: BTreeSet<String>,
-    dispatches: BTreeMap<String, DispatchRef>,
+    active: BTreeSet<IncidentId>,
+    dispatches: BTreeMap<DispatchId, DispatchRef>,
 }
 
 impl DistrictState {
     /// An empty district `id` (no officers, no incidents).
-    pub fn new(id: String, config: DistrictConfig) -> Self {
+    pub fn new(id: DistrictId, config: DistrictConfig) -> Self {
         Self {
             id,
             config,
@@ -210,7 +210,7 @@ impl DistrictState {
     }
 
     /// The district id.
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> &DistrictId {
         &self.id
     }
 
@@ -290,7 +290,7 @@ impl DistrictState {
             },
         );
         self.serve_queue(now, &mut effects);
-        let current = self.incident(&id).cloned();
+        let current = self.incident(id.as_str()).cloned();
         Ok((current.ok_or(Error::UnknownIncident(id))?, effects))
     }
 
@@ -307,7 +307,7 @@ impl DistrictState {
     /// that would abandon the incident, which only `clear` or a cancel may end).
     pub fn set_officer_status(
         &mut self,
-        officer_id: &str,
+        officer_id: &OfficerId,
         status: OfficerStatus,
         location: Option<LatLng>,
         now: Timestamp,
@@ -321,10 +321,10 @@ impl DistrictState {
         let officer = self
             .officers
             .get_mut(officer_id)
-            .ok_or_else(|| Error::UnknownOfficer(officer_id.to_owned()))?;
+            .ok_or_else(|| Error::UnknownOfficer(officer_id.clone()))?;
         if is_engaged(officer) {
             return Err(Error::OfficerEngaged {
-                officer_id: officer_id.to_owned(),
+                officer_id: officer_id.clone(),
                 status: officer.status,
             });
         }
@@ -340,7 +340,7 @@ impl DistrictState {
             .officers
             .get(officer_id)
             .cloned()
-            .ok_or_else(|| Error::UnknownOfficer(officer_id.to_owned()))?;
+            .ok_or_else(|| Error::UnknownOfficer(officer_id.clone()))?;
         Ok((officer, effects))
     }
 
@@ -353,14 +353,14 @@ impl DistrictState {
     /// Errors: [`Error::UnknownOfficer`].
     pub fn report_location(
         &mut self,
-        officer_id: &str,
+        officer_id: &OfficerId,
         location: LatLng,
         now: Timestamp,
     ) -> Result<Vec<Effect>> {
         let officer = self
             .officers
             .get_mut(officer_id)
-            .ok_or_else(|| Error::UnknownOfficer(officer_id.to_owned()))?;
+            .ok_or_else(|| Error::UnknownOfficer(officer_id.clone()))?;
         officer.set_location(location, now);
         let mut effects = Vec::new();
         self.serve_queue(now, &mut effects);
@@ -378,8 +378,8 @@ impl DistrictState {
     /// [`Error::NotYourDispatch`]; [`Error::Transition`] when the incident was cancelled.
     pub fn acknowledge(
         &mut self,
-        officer_id: &str,
-        dispatch_id: &str,
+        officer_id: &OfficerId,
+        dispatch_id: &DispatchId,
         now: Timestamp,
     ) -> Result<(Incident, Vec<Effect>)> {
         let (incident, officer) = self.work_on(officer_id, dispatch_id)?;
@@ -408,8 +408,8 @@ impl DistrictState {
     /// [`Error::NotYourDispatch`]; [`Error::Transition`] when the incident was cancelled.
     pub fn arrive(
         &mut self,
-        officer_id: &str,
-        dispatch_id: &str,
+        officer_id: &OfficerId,
+        dispatch_id: &DispatchId,
         now: Timestamp,
     ) -> Result<(Incident, Vec<Effect>)> {
         let (incident, officer) = self.work_on(officer_id, dispatch_id)?;
@@ -446,6 +446,8 @@ impl DistrictState {
     /// then oldest, to the nearest free officer, which is often this one). Effects, in order:
     /// `IncidentChanged(Cleared)`, `OpenCase` when the disposition opens a case
     /// ([`Disposition::opens_case`]), then `IncidentChanged(Dispatched)` + `Order` per dispatch.
+    /// A case-opening disposition also sets the incident's `case_id` to
+    /// [`CaseId::for_incident`], the id the case squad opens the case under.
     ///
     /// Clearing requires arrival: the disposition is judged on scene and response time is
     /// measured to `on_scene_at`, so clearing a `Dispatched` incident is refused with
@@ -458,8 +460,8 @@ impl DistrictState {
     /// [`Error::NotYourDispatch`], [`Error::Transition`] (not yet on scene, or cancelled).
     pub fn clear(
         &mut self,
-        officer_id: &str,
-        dispatch_id: &str,
+        officer_id: &OfficerId,
+        dispatch_id: &DispatchId,
         disposition: Disposition,
         now: Timestamp,
     ) -> Result<(Incident, Vec<Effect>)> {
@@ -477,6 +479,9 @@ impl DistrictState {
         }
         incident.transition(IncidentState::Cleared, now)?;
         incident.disposition = Some(disposition);
+        if disposition.opens_case() {
+            incident.case_id = Some(CaseId::for_incident(&incident.station_id, &incident.id));
+        }
         officer.set_status(OfficerStatus::Available, now)?;
         officer.set_location(incident.location, now);
         let (cleared, mut effects) = changed(incident);
@@ -495,11 +500,15 @@ impl DistrictState {
     /// then any dispatches. A repeat is a no-op.
     ///
     /// Errors: [`Error::UnknownIncident`]; [`Error::Transition`] when already cleared or merged.
-    pub fn cancel(&mut self, incident_id: &str, now: Timestamp) -> Result<(Incident, Vec<Effect>)> {
+    pub fn cancel(
+        &mut self,
+        incident_id: &IncidentId,
+        now: Timestamp,
+    ) -> Result<(Incident, Vec<Effect>)> {
         let record = self
             .incidents
             .get_mut(incident_id)
-            .ok_or_else(|| Error::UnknownIncident(incident_id.to_owned()))?;
+            .ok_or_else(|| Error::UnknownIncident(incident_id.clone()))?;
         let incident = &mut record.incident;
         if incident.state == IncidentState::Cancelled {
             return Ok((incident.clone(), Vec::new()));
@@ -509,7 +518,7 @@ impl DistrictState {
         }
         let engaged = incident
             .officer_id
-            .as_deref()
+            .as_ref()
             .and_then(|o| self.officers.get_mut(o))
             .filter(|o| o.dispatch_id.is_some() && o.dispatch_id == incident.dispatch_id);
         if let Some(officer) = engaged {
@@ -517,7 +526,7 @@ impl DistrictState {
         }
         incident.transition(IncidentState::Cancelled, now)?;
         let (cancelled, mut effects) = changed(incident);
-        self.queue.remove(incident_id);
+        self.queue.remove(incident_id.as_str());
         self.active.remove(incident_id);
         self.serve_queue(now, &mut effects);
         Ok((cancelled, effects))
@@ -533,9 +542,9 @@ impl DistrictState {
         effects
     }
 
-    /// An officer of the roster.
-    pub fn officer(&self, id: &str) -> Option<&Officer> {
-        self.officers.get(id)
+    /// An officer of the roster, by id (an [`OfficerId`] or a `&str`).
+    pub fn officer(&self, id: &(impl AsRef<str> + ?Sized)) -> Option<&Officer> {
+        self.officers.get(id.as_ref())
     }
 
     /// The roster, by officer id.
@@ -565,8 +574,10 @@ impl DistrictState {
     }
 
     /// Any incident this district took: queued, active or closed.
-    pub fn incident(&self, id: &str) -> Option<&Incident> {
-        self.incidents.get(id).map(|r| &r.incident)
+    ///
+    /// By id (an [`IncidentId`] or a `&str`).
+    pub fn incident(&self, id: &(impl AsRef<str> + ?Sized)) -> Option<&Incident> {
+        self.incidents.get(id.as_ref()).map(|r| &r.incident)
     }
 
     /// Every incident this district took, by incident id.
@@ -578,27 +589,27 @@ impl DistrictState {
     /// that officer and the dispatch is the incident's current one.
     fn work_on(
         &mut self,
-        officer_id: &str,
-        dispatch_id: &str,
+        officer_id: &OfficerId,
+        dispatch_id: &DispatchId,
     ) -> Result<(&mut Incident, &mut Officer)> {
         let officer = self
             .officers
             .get_mut(officer_id)
-            .ok_or_else(|| Error::UnknownOfficer(officer_id.to_owned()))?;
+            .ok_or_else(|| Error::UnknownOfficer(officer_id.clone()))?;
         let d = self
             .dispatches
             .get(dispatch_id)
-            .ok_or_else(|| Error::UnknownDispatch(dispatch_id.to_owned()))?;
+            .ok_or_else(|| Error::UnknownDispatch(dispatch_id.clone()))?;
         let record = self
             .incidents
             .get_mut(&d.incident_id)
             .ok_or_else(|| Error::UnknownIncident(d.incident_id.clone()))?;
         // A dispatch superseded by a later one (re-dispatch, a later issue) is no longer theirs.
-        let current = record.incident.dispatch_id.as_deref() == Some(dispatch_id);
-        if d.officer_id != officer_id || !current {
+        let current = record.incident.dispatch_id.as_ref() == Some(dispatch_id);
+        if &d.officer_id != officer_id || !current {
             return Err(Error::NotYourDispatch {
-                officer_id: officer_id.to_owned(),
-                dispatch_id: dispatch_id.to_owned(),
+                officer_id: officer_id.clone(),
+                dispatch_id: dispatch_id.clone(),
             });
         }
         Ok((&mut record.incident, officer))
@@ -623,7 +634,7 @@ impl DistrictState {
             if self.assign(&incident_id, candidate, now, effects).is_err() {
                 return;
             }
-            self.queue.remove(&incident_id);
+            self.queue.remove(incident_id.as_str());
         }
     }
 
@@ -632,7 +643,7 @@ impl DistrictState {
     /// (not reachable while the invariants hold) changes nothing.
     fn assign(
         &mut self,
-        incident_id: &str,
+        incident_id: &IncidentId,
         candidate: Candidate,
         now: Timestamp,
         effects: &mut Vec<Effect>,
@@ -640,7 +651,7 @@ impl DistrictState {
         let record = self
             .incidents
             .get_mut(incident_id)
-            .ok_or_else(|| Error::UnknownIncident(incident_id.to_owned()))?;
+            .ok_or_else(|| Error::UnknownIncident(incident_id.clone()))?;
         let officer = self
             .officers
             .get_mut(&candidate.officer_id)
@@ -657,23 +668,23 @@ impl DistrictState {
         incident.transition(IncidentState::Dispatched, now)?;
         officer.set_status(OfficerStatus::Dispatched, now)?;
         record.dispatches += 1;
-        let dispatch_id = format!("{incident_id}-{}", record.dispatches);
-        officer.incident_id = Some(incident_id.to_owned());
+        let dispatch_id = DispatchId::new(&self.id, incident_id, record.dispatches);
+        officer.incident_id = Some(incident_id.clone());
         officer.dispatch_id = Some(dispatch_id.clone());
         incident.officer_id = Some(officer.id.clone());
         incident.dispatch_id = Some(dispatch_id.clone());
         self.dispatches.insert(
             dispatch_id.clone(),
             DispatchRef {
-                incident_id: incident_id.to_owned(),
+                incident_id: incident_id.clone(),
                 officer_id: officer.id.clone(),
             },
         );
-        self.active.insert(incident_id.to_owned());
+        self.active.insert(incident_id.clone());
         effects.push(Effect::IncidentChanged(incident.clone()));
         effects.push(Effect::Order(DispatchOrder {
             dispatch_id,
-            incident_id: incident_id.to_owned(),
+            incident_id: incident_id.clone(),
             officer_id: officer.id.clone(),
             district_id: self.id.clone(),
             priority: incident.priority,

@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Category, LatLng, Priority, Timestamp};
+use crate::{
+    CallId, CaseId, Category, DispatchId, DistrictId, IncidentId, LatLng, OfficerId, Priority,
+    StationId, Timestamp,
+};
 
 /// Where an incident is in its lifecycle. Ordered by progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -88,9 +91,9 @@ pub struct IncidentTimes {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     /// Cluster-wide id, assigned by intake.
-    pub id: String,
+    pub id: IncidentId,
     /// The 110 platform's id of the call.
-    pub call_id: String,
+    pub call_id: CallId,
     /// What the caller reported.
     pub category: Category,
     /// Urgency, from the category.
@@ -99,10 +102,10 @@ pub struct Incident {
     pub location: LatLng,
     /// Free text from the call taker.
     pub description: String,
-    /// Owning district, once routed.
-    pub district_id: String,
-    /// Police station of that district.
-    pub station_id: String,
+    /// Owning district, once routed; empty before.
+    pub district_id: DistrictId,
+    /// Police station of that district; empty before routing.
+    pub station_id: StationId,
     /// Sub-bureau of that district.
     pub sub_bureau_id: String,
     /// Outside the map, given to the nearest district.
@@ -110,11 +113,17 @@ pub struct Incident {
     /// Lifecycle state.
     pub state: IncidentState,
     /// Officer of the latest dispatch.
-    pub officer_id: Option<String>,
+    pub officer_id: Option<OfficerId>,
     /// Latest dispatch.
-    pub dispatch_id: Option<String>,
+    pub dispatch_id: Option<DispatchId>,
     /// Set when cleared.
     pub disposition: Option<Disposition>,
+    /// The case the station's case squad opens for it: set by the district when it clears the
+    /// incident with a disposition that opens a case ([`Disposition::opens_case`]), to
+    /// [`CaseId::for_incident`]; `None` otherwise. Absent in snapshots written before case ids
+    /// were assigned, which load as `None`.
+    #[serde(default)]
+    pub case_id: Option<CaseId>,
     /// Time of each transition.
     pub times: IncidentTimes,
     /// Bumped at every change; readers keep the highest revision.
@@ -126,7 +135,7 @@ pub struct Incident {
 #[error("incident {id} cannot go from {from:?} to {to:?}")]
 pub struct TransitionError {
     /// The incident.
-    pub id: String,
+    pub id: IncidentId,
     /// Its state.
     pub from: IncidentState,
     /// The state asked for.
@@ -136,8 +145,8 @@ pub struct TransitionError {
 impl Incident {
     /// A freshly received incident.
     pub fn received(
-        id: String,
-        call_id: String,
+        id: IncidentId,
+        call_id: CallId,
         category: Category,
         location: LatLng,
         description: String,
@@ -150,14 +159,15 @@ impl Incident {
             priority: category.priority(),
             location,
             description,
-            district_id: String::new(),
-            station_id: String::new(),
+            district_id: DistrictId::default(),
+            station_id: StationId::default(),
             sub_bureau_id: String::new(),
             routed_to_nearest: false,
             state: IncidentState::Received,
             officer_id: None,
             dispatch_id: None,
             disposition: None,
+            case_id: None,
             times: IncidentTimes {
                 received_at: Some(at),
                 ..IncidentTimes::default()
@@ -252,6 +262,19 @@ mod tests {
         assert_eq!(i.times.cleared_at, Some(Timestamp(900_000)));
         // 181,000 ms - 1,000 ms.
         assert_eq!(i.response_time_s(), Some(180.0));
+    }
+
+    #[test]
+    fn a_snapshot_without_a_case_id_loads_with_none() {
+        let mut i = incident();
+        i.case_id = Some("case-s1-I1".into());
+        let mut json = serde_json::to_value(&i).unwrap();
+        assert_eq!(json["id"], "I1");
+        assert_eq!(json["case_id"], "case-s1-I1");
+        json.as_object_mut().unwrap().remove("case_id");
+        let old: Incident = serde_json::from_value(json).unwrap();
+        assert_eq!(old.case_id, None);
+        assert_eq!(Incident { case_id: None, ..i }, old);
     }
 
     #[test]

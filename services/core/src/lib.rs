@@ -5,6 +5,10 @@
 //! which keeps the officers, the [`queue::IncidentQueue`] and applies the dispatch rule
 //! ([`dispatch`]). Every time comes from a [`clock::Clock`], so tests and load tests control it.
 //!
+//! Ids are typed ([`id`]): an [`IncidentId`] cannot be passed where an [`OfficerId`] is wanted,
+//! and the ids the core makes have a documented shape ([`DispatchId::new`],
+//! [`CaseId::for_incident`]).
+//!
 //! Units: distances in metres, speeds in km/h where configured (m/s inside), durations in
 //! seconds of the cluster clock, coordinates in WGS84 degrees.
 
@@ -16,6 +20,7 @@ pub mod dispatch;
 pub mod district;
 pub mod eta;
 pub mod geo;
+pub mod id;
 pub mod incident;
 pub mod officer;
 pub mod priority;
@@ -26,6 +31,7 @@ pub use dispatch::Candidate;
 pub use district::{DispatchOrder, DistrictConfig, DistrictState, Effect};
 pub use eta::TravelModel;
 pub use geo::LatLng;
+pub use id::{CallId, CaseId, DispatchId, DistrictId, IncidentId, OfficerId, StationId};
 pub use incident::{Disposition, Incident, IncidentState};
 pub use officer::{Officer, OfficerStatus};
 pub use priority::{Category, Priority};

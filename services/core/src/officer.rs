@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{LatLng, Timestamp};
+use crate::{DispatchId, DistrictId, IncidentId, LatLng, OfficerId, Timestamp};
 
 /// What a unit is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -42,9 +42,9 @@ impl OfficerStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Officer {
     /// Unique id, e.g. `nancheng-d01-o07`.
-    pub id: String,
+    pub id: OfficerId,
     /// Home district.
-    pub district_id: String,
+    pub district_id: DistrictId,
     /// Current status.
     pub status: OfficerStatus,
     /// When `status` was entered (cluster clock).
@@ -54,9 +54,9 @@ pub struct Officer {
     /// When `location` was reported.
     pub location_at: Option<Timestamp>,
     /// Incident of the current dispatch.
-    pub incident_id: Option<String>,
+    pub incident_id: Option<IncidentId>,
     /// Current dispatch.
-    pub dispatch_id: Option<String>,
+    pub dispatch_id: Option<DispatchId>,
 }
 
 /// A status change the lifecycle does not allow.
@@ -64,7 +64,7 @@ pub struct Officer {
 #[error("officer {id} cannot go from {from:?} to {to:?}")]
 pub struct StatusError {
     /// The officer.
-    pub id: String,
+    pub id: OfficerId,
     /// Current status.
     pub from: OfficerStatus,
     /// Status asked for.
@@ -73,7 +73,7 @@ pub struct StatusError {
 
 impl Officer {
     /// An officer not yet signed on.
-    pub fn off_duty(id: String, district_id: String, at: Timestamp) -> Self {
+    pub fn off_duty(id: OfficerId, district_id: DistrictId, at: Timestamp) -> Self {
         Self {
             id,
             district_id,

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Priority, Timestamp};
+use crate::{IncidentId, Priority, Timestamp};
 
 /// Where one incident stands in the queue. Ordered by `priority` (P1 first), then `since`
 /// (earlier first), then `incident_id` (byte order), in that field order.
@@ -24,7 +24,7 @@ pub struct QueueKey {
     /// wait that counts against response time decides among incidents of one priority.
     pub since: Timestamp,
     /// The incident; the final tie-breaker and the queue's identity (no duplicates).
-    pub incident_id: String,
+    pub incident_id: IncidentId,
 }
 
 /// Waiting incidents of one district in dispatch order, at most once each.
@@ -35,7 +35,7 @@ pub struct QueueKey {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncidentQueue {
     order: BTreeSet<QueueKey>,
-    keys: BTreeMap<String, QueueKey>,
+    keys: BTreeMap<IncidentId, QueueKey>,
 }
 
 impl IncidentQueue {
@@ -68,8 +68,8 @@ impl IncidentQueue {
     }
 
     /// Takes an incident out wherever it stands (cancelled, merged). Returns whether it was there.
-    pub fn remove(&mut self, incident_id: &str) -> bool {
-        match self.keys.remove(incident_id) {
+    pub fn remove(&mut self, incident_id: &(impl AsRef<str> + ?Sized)) -> bool {
+        match self.keys.remove(incident_id.as_ref()) {
             Some(key) => self.order.remove(&key),
             None => false,
         }
@@ -77,8 +77,12 @@ impl IncidentQueue {
 
     /// Moves a queued incident to `priority`, keeping its age; for aging and re-classification.
     /// Returns whether the incident was queued.
-    pub fn set_priority(&mut self, incident_id: &str, priority: Priority) -> bool {
-        let Some(key) = self.keys.get_mut(incident_id) else {
+    pub fn set_priority(
+        &mut self,
+        incident_id: &(impl AsRef<str> + ?Sized),
+        priority: Priority,
+    ) -> bool {
+        let Some(key) = self.keys.get_mut(incident_id.as_ref()) else {
             return false;
         };
         self.order.remove(key);
@@ -88,13 +92,13 @@ impl IncidentQueue {
     }
 
     /// The key of a queued incident.
-    pub fn get(&self, incident_id: &str) -> Option<&QueueKey> {
-        self.keys.get(incident_id)
+    pub fn get(&self, incident_id: &(impl AsRef<str> + ?Sized)) -> Option<&QueueKey> {
+        self.keys.get(incident_id.as_ref())
     }
 
     /// Whether the incident is queued.
-    pub fn contains(&self, incident_id: &str) -> bool {
-        self.keys.contains_key(incident_id)
+    pub fn contains(&self, incident_id: &(impl AsRef<str> + ?Sized)) -> bool {
+        self.keys.contains_key(incident_id.as_ref())
     }
 
     /// Number of waiting incidents.

@@ -90,7 +90,7 @@ impl DistrictActor {
         trace: Option<TraceContext>,
     ) -> ResponseActFuture<Self, Result<Reply>> {
         if self.rebuilding {
-            let district = self.state.id().to_owned();
+            let district = self.state.id().to_string();
             return Box::pin(actix::fut::ready(Err(Error::Journal(
                 journal::Error::Unavailable(format!("district {district} is rebuilding")),
             ))));
@@ -106,7 +106,7 @@ impl DistrictActor {
             effects,
         };
         let journal = self.journal.clone();
-        let district = self.state.id().to_owned();
+        let district = self.state.id().to_string();
         let epoch = self.epoch;
         let append = async move {
             let seq = journal.append(&district, epoch, &entry).await;
@@ -172,7 +172,10 @@ impl DistrictActor {
         );
         ctx.spawn(
             async move {
-                if let Err(e) = journal.snapshot(state.id(), epoch, seq, &state).await {
+                if let Err(e) = journal
+                    .snapshot(state.id().as_str(), epoch, seq, &state)
+                    .await
+                {
                     // The journal still holds every entry; the next snapshot covers them.
                     tracing::warn!(district = %state.id(), seq, error = %e, "snapshot not stored");
                 }
@@ -232,7 +235,7 @@ pub struct Recovered {
 /// Errors: the journal's; [`journal::Error::Unavailable`] when an entry does not apply to the
 /// snapshot (the journal and the snapshot do not belong together).
 pub async fn recover(journal: &dyn Journal, fresh: DistrictState) -> journal::Result<Recovered> {
-    let district = fresh.id().to_owned();
+    let district = fresh.id().to_string();
     let loaded = journal.open(&district).await?;
     let (snap_seq, mut state) = match &loaded.snapshot {
         Some((seq, state)) => (*seq, state.clone()),
@@ -376,7 +379,7 @@ impl Handler<SetStatus> for DistrictActor {
     type Result = AtomicResponse<Self, Result<Officer>>;
     fn handle(&mut self, msg: SetStatus, _: &mut Context<Self>) -> Self::Result {
         let command = Command::SetStatus {
-            officer_id: msg.officer_id,
+            officer_id: msg.officer_id.into(),
             status: msg.status,
             location: msg.location,
         };
@@ -388,7 +391,7 @@ impl Handler<ReportLocation> for DistrictActor {
     type Result = AtomicResponse<Self, Result<()>>;
     fn handle(&mut self, msg: ReportLocation, _: &mut Context<Self>) -> Self::Result {
         let command = Command::ReportLocation {
-            officer_id: msg.officer_id,
+            officer_id: msg.officer_id.into(),
             location: msg.location,
         };
         self.respond(command, |_| Ok(()))
@@ -398,7 +401,7 @@ impl Handler<ReportLocation> for DistrictActor {
 impl Handler<DispatchStep> for DistrictActor {
     type Result = AtomicResponse<Self, Result<Incident>>;
     fn handle(&mut self, msg: DispatchStep, _: &mut Context<Self>) -> Self::Result {
-        let (officer_id, dispatch_id) = (msg.officer_id, msg.dispatch_id);
+        let (officer_id, dispatch_id) = (msg.officer_id.into(), msg.dispatch_id.into());
         let command = match msg.step {
             Step::Acknowledge => Command::Acknowledge {
                 officer_id,

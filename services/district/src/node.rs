@@ -103,14 +103,18 @@ impl DistrictNode {
         let marks = Arc::new(Marks::default());
         for (i, d) in directory.districts.iter().enumerate() {
             let mut fresh = DistrictState::new(
-                d.district_id.clone(),
+                d.district_id.as_str().into(),
                 DistrictConfig {
                     travel: config.travel,
                 },
             );
             for n in 1..=config.officers_per_district {
                 let id = officer_id(&d.district_id, n);
-                fresh.add_officer(Officer::off_duty(id, d.district_id.clone(), now));
+                fresh.add_officer(Officer::off_duty(
+                    id.into(),
+                    d.district_id.as_str().into(),
+                    now,
+                ));
             }
             let recovered = recover(journal.as_ref(), fresh)
                 .await
@@ -118,7 +122,7 @@ impl DistrictNode {
             replayed += recovered.loaded.entries.len();
             // The roster is the journal's (a snapshot may predate a roster change).
             for o in recovered.state.officers() {
-                officers.insert(o.id.clone(), d.district_id.clone());
+                officers.insert(o.id.to_string(), d.district_id.clone());
             }
             outbox.redeliver(&recovered);
             let emitted = marks.emitted(&d.district_id);
@@ -196,7 +200,7 @@ impl DistrictNode {
     /// (the order, the incident's updates) is published in the caller's trace context
     /// ([`dispatch_bus::trace::current`]).
     pub async fn submit(&self, incident: Incident) -> Result<Incident> {
-        let addr = self.district(&incident.district_id)?;
+        let addr = self.district(incident.district_id.as_str())?;
         let trace = dispatch_bus::trace::current();
         addr.send(Submit { incident, trace }).await?
     }

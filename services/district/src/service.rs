@@ -191,11 +191,19 @@ impl DistrictGrpc {
             .incident
             .ok_or_else(|| FieldError::new("incident", "is required"))?;
         let incident = incident_from_wire(&wire).map_err(|e| e.within("incident"))?;
-        required(&incident.district_id, "incident.district_id")?;
+        required(incident.district_id.as_str(), "incident.district_id")?;
         if incident.state != IncidentState::Routed {
             return Err(FieldError::new(
                 "incident.state",
                 format!("must be INCIDENT_STATE_ROUTED, got {:?}", incident.state),
+            )
+            .into());
+        }
+        // The case id is the district's to give, at clearance; a routed incident has none.
+        if incident.case_id.is_some() {
+            return Err(FieldError::new(
+                "incident.case_id",
+                "must be empty: the district assigns it when it clears the incident as a case",
             )
             .into());
         }

@@ -16,7 +16,7 @@ use redis::streams::StreamRangeReply;
 fn cleared(id: &str) -> Incident {
     let mut i = Incident::received(
         id.into(),
-        format!("call-{id}"),
+        format!("call-{id}").into(),
         Category::ViolentCrime,
         LatLng {
             lat: 23.02,

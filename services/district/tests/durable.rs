@@ -105,7 +105,7 @@ fn directory() -> v1::ListDistrictsResponse {
 fn routed(id: &str) -> Incident {
     let mut i = Incident::received(
         id.into(),
-        format!("call-{id}"),
+        format!("call-{id}").into(),
         Category::Theft,
         LatLng::new(23.001, 113.7).unwrap(),
         "wallet taken".into(),
@@ -234,27 +234,31 @@ async fn a_node_that_died_is_rebuilt_exactly_and_its_undelivered_orders_are_deli
     assert_eq!(after.active, before.active);
     // The order the first node never delivered reaches the terminal from the second.
     eventually("the order is delivered again", || {
-        up.orders() == ["I1-1".to_string()]
+        up.orders() == ["town-d01/I1/1".to_string()]
     })
     .await;
     // The new owner goes on: a clearance dispatches the head of the queue.
     second
         .node
-        .step(&officer, "I1-1", dispatch_district::actor::Step::Arrive)
+        .step(
+            &officer,
+            "town-d01/I1/1",
+            dispatch_district::actor::Step::Arrive,
+        )
         .await
         .unwrap();
     let cleared = second
         .node
         .step(
             &officer,
-            "I1-1",
+            "town-d01/I1/1",
             dispatch_district::actor::Step::Clear(dispatch_core::Disposition::Resolved),
         )
         .await
         .unwrap();
     assert_eq!(cleared.state, IncidentState::Cleared);
     eventually("the next order follows", || {
-        up.orders() == ["I1-1".to_string(), "I2-1".to_string()]
+        up.orders() == ["town-d01/I1/1".to_string(), "town-d01/I2/1".to_string()]
     })
     .await;
 }
@@ -289,10 +293,13 @@ async fn an_append_redis_did_not_take_is_refused_and_the_district_rebuilds() {
     }
     let incident = dispatched.expect("accepted once Redis is back");
     assert_eq!(incident.state, IncidentState::Dispatched);
-    assert_eq!(incident.dispatch_id.as_deref(), Some("I1-1"));
+    assert_eq!(incident.dispatch_id, Some("town-d01/I1/1".into()));
     let snap = node.node.snapshot(D1).await.unwrap();
     assert_eq!(snap.active.len(), 1);
-    eventually("one order", || terminals.orders() == ["I1-1".to_string()]).await;
+    eventually("one order", || {
+        terminals.orders() == ["town-d01/I1/1".to_string()]
+    })
+    .await;
 }
 
 #[actix_rt::test]
@@ -328,7 +335,10 @@ async fn a_node_whose_districts_were_taken_over_cannot_write() {
     // The new owner has the officer signed on and dispatches.
     let incident = new.node.submit(routed("I1")).await.unwrap();
     assert_eq!(incident.state, IncidentState::Dispatched);
-    eventually("one order", || terminals.orders() == ["I1-1".to_string()]).await;
+    eventually("one order", || {
+        terminals.orders() == ["town-d01/I1/1".to_string()]
+    })
+    .await;
 }
 
 /// Issue 5: an order dead-lettered after every try (the notification service stayed down) holds

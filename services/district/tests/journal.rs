@@ -31,7 +31,7 @@ fn fresh() -> DistrictState {
 fn routed(id: &str, at: Timestamp) -> Incident {
     let mut i = Incident::received(
         id.into(),
-        format!("call-{id}"),
+        format!("call-{id}").into(),
         Category::Theft,
         scene(),
         "bag snatched".into(),
@@ -78,7 +78,7 @@ fn history(d: &mut DistrictState) -> Vec<Entry> {
         d,
         Command::Acknowledge {
             officer_id: "o1".into(),
-            dispatch_id: "I1-1".into(),
+            dispatch_id: "d1/I1/1".into(),
         },
         t(30.0),
     ));
@@ -86,7 +86,7 @@ fn history(d: &mut DistrictState) -> Vec<Entry> {
         d,
         Command::Arrive {
             officer_id: "o1".into(),
-            dispatch_id: "I1-1".into(),
+            dispatch_id: "d1/I1/1".into(),
         },
         t(200.0),
     ));

@@ -174,10 +174,10 @@ impl NotifyPort for FakeNotify {
 #[tonic::async_trait]
 impl CasePort for FakeCases {
     async fn open_case(&self, call: &Call, incident: Incident) -> Result<Case, PortError> {
-        self.answer(call, vec![incident.id.clone()], |_, _| false)
+        self.answer(call, vec![incident.id.to_string()], |_, _| false)
             .await?;
         Ok(Case {
-            case_id: format!("case-{}", incident.id),
+            case_id: format!("case-{}", incident.id).into(),
             incident_id: incident.id,
             station_id: incident.station_id,
             district_id: incident.district_id,
@@ -205,7 +205,7 @@ fn clients(notify: &Arc<FakeNotify>, cases: &Arc<FakeCases>) -> (NotifyClient, C
 fn incident(id: &str, revision: u64) -> Incident {
     let mut i = Incident::received(
         id.into(),
-        format!("call-{id}"),
+        format!("call-{id}").into(),
         Category::Theft,
         LatLng {
             lat: 23.02,
@@ -229,7 +229,7 @@ fn changed(id: &str, revision: u64) -> Effect {
 fn order(incident_id: &str, officer_id: &str) -> Effect {
     let i = incident(incident_id, 1);
     Effect::Order(DispatchOrder {
-        dispatch_id: format!("{incident_id}-1"),
+        dispatch_id: format!("town-d01/{incident_id}/1").into(),
         incident_id: incident_id.into(),
         officer_id: officer_id.into(),
         district_id: i.district_id,
@@ -295,7 +295,10 @@ async fn a_failing_case_squad_does_not_delay_orders_and_opens_the_case_once_back
     r.outbox
         .emit(vec![changed("inc-2", 2), order("inc-2", "o-1")]);
     eventually("publications delivered", || r.notify.labels().len() == 3).await;
-    assert_eq!(r.notify.labels(), ["inc-1@4", "inc-2@2", "inc-2-1"]);
+    assert_eq!(
+        r.notify.labels(),
+        ["inc-1@4", "inc-2@2", "town-d01/inc-2/1"]
+    );
     assert!(r.cases.opened().is_empty());
 
     // A minute of the case squad down: the case lane keeps retrying...
@@ -308,8 +311,8 @@ async fn a_failing_case_squad_does_not_delay_orders_and_opens_the_case_once_back
     let emitted = Instant::now();
     r.outbox.emit(vec![order("inc-3", "o-2")]);
     eventually("new order delivered", || r.notify.labels().len() == 4).await;
-    assert!(r.notify.arrived("inc-3-1") - emitted < Duration::from_millis(50));
-    assert_eq!(r.notify.labels()[3], "inc-3-1");
+    assert!(r.notify.arrived("town-d01/inc-3/1") - emitted < Duration::from_millis(50));
+    assert_eq!(r.notify.labels()[3], "town-d01/inc-3/1");
     assert!(r.cases.opened().is_empty());
 
     r.cases.set_mode(Mode::Accept);
@@ -447,7 +450,10 @@ async fn order_is_kept_within_the_notification_lane_across_retries() {
     r.outbox.emit(vec![order("inc-1", "o-1")]);
     r.outbox.emit(vec![changed("inc-1", 3)]);
     eventually("all delivered", || r.notify.labels().len() == 3).await;
-    assert_eq!(r.notify.labels(), ["inc-1@2", "inc-1-1", "inc-1@3"]);
+    assert_eq!(
+        r.notify.labels(),
+        ["inc-1@2", "town-d01/inc-1/1", "inc-1@3"]
+    );
     let stats = r.outbox.stats().notification;
     assert_eq!(
         (stats.delivered, stats.retried, stats.dead_lettered),
@@ -469,7 +475,10 @@ async fn a_refused_batch_loses_only_its_bad_publication() {
         changed("inc-3", 2),
     ]);
     eventually("settled", || r.outbox.stats().notification.pending == 0).await;
-    assert_eq!(r.notify.labels(), ["inc-1-1", "inc-3-1", "inc-3@2"]);
+    assert_eq!(
+        r.notify.labels(),
+        ["town-d01/inc-1/1", "town-d01/inc-3/1", "inc-3@2"]
+    );
     // The batch, then each of its four publications alone.
     assert_eq!(r.notify.calls(), 5);
     let letters = r.letters.letters();

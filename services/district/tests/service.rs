@@ -215,6 +215,9 @@ async fn submitted_incidents_are_checked_and_dispatched_once() {
     let mut queued = routed("i1", D1);
     queued.state = v1::IncidentState::Queued as i32;
     assert_invalid(submit(&f, queued).await, "incident.state");
+    let mut with_case = routed("i1", D1);
+    with_case.case_id = "case-made-up".into();
+    assert_invalid(submit(&f, with_case).await, "incident.case_id");
     let mut nowhere = routed("i1", D1);
     nowhere.district_id.clear();
     assert_invalid(submit(&f, nowhere).await, "incident.district_id");
@@ -235,13 +238,13 @@ async fn submitted_incidents_are_checked_and_dispatched_once() {
     sign_on(&f, "town-d01-o01").await.expect("sign on");
     let again = submit(&f, routed("i1", D1)).await.expect("idempotent");
     assert_eq!(again.state, v1::IncidentState::Dispatched as i32);
-    assert_eq!(again.dispatch_id, "i1-1");
+    assert_eq!(again.dispatch_id, "town-d01/i1/1");
     let notice = orders.next().await.expect("an order").expect("readable");
     match notice.body.and_then(|b| b.kind) {
         Some(v1::notice_body::Kind::DispatchOrder(o)) => {
             assert_eq!(
                 (o.incident_id.as_str(), o.dispatch_id.as_str()),
-                ("i1", "i1-1")
+                ("i1", "town-d01/i1/1")
             );
             // 0.001 degrees of latitude = 111.195 m; x 1.4 / (30 / 3.6 m/s) = 18.68 s.
             assert!((o.eta_s - 18.68).abs() < 0.01, "eta {}", o.eta_s);

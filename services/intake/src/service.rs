@@ -167,7 +167,7 @@ impl IntakeService {
         let token = Ulid::generate().to_string();
         match self
             .records()
-            .take_lease(&known.id, &token, self.lease())
+            .take_lease(known.id.as_str(), &token, self.lease())
             .await?
         {
             Some(incident) => self.hand_off(incident, token).await,
@@ -284,7 +284,7 @@ impl Handoff {
     /// Submits `incident` to its district under the deadline and records the answer; the lease
     /// `token` is released either way, so a failed attempt can be retried at once.
     async fn attempt(self: Arc<Self>, incident: Incident, token: String) -> Result<Incident> {
-        let id = incident.id.clone();
+        let id = incident.id.to_string();
         let answer = self
             .district
             .submit(incident.clone())

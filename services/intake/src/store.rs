@@ -14,7 +14,9 @@
 
 use std::collections::HashMap;
 
-use dispatch_core::{Incident, IncidentState, Timestamp};
+use dispatch_core::{
+    CallId, DistrictId, Incident, IncidentId, IncidentState, StationId, Timestamp,
+};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
@@ -24,9 +26,9 @@ use crate::validate::ValidCall;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     /// Owning police district.
-    pub district_id: String,
+    pub district_id: DistrictId,
     /// Its police station.
-    pub station_id: String,
+    pub station_id: StationId,
     /// Its sub-bureau.
     pub sub_bureau_id: String,
     /// The point lay outside the map and went to the nearest district.
@@ -46,8 +48,8 @@ pub fn routed_incident(
     routed_at: Timestamp,
 ) -> Result<Incident> {
     let mut incident = Incident::received(
-        id,
-        call.call_id.clone(),
+        id.into(),
+        call.call_id.as_str().into(),
         call.category,
         call.location,
         call.description.clone(),
@@ -78,7 +80,7 @@ pub fn check_same_call(stored: &Incident, call: &ValidCall) -> Result<()> {
     match differs {
         Some(differs) => Err(Error::CallReused {
             call_id: call.call_id.clone(),
-            incident_id: stored.id.clone(),
+            incident_id: stored.id.to_string(),
             differs,
         }),
         None => Ok(()),
@@ -119,8 +121,8 @@ impl Record {
 /// the open incidents.
 #[derive(Debug, Default)]
 pub struct IncidentStore {
-    records: HashMap<String, Record>,
-    by_call: HashMap<String, String>,
+    records: HashMap<IncidentId, Record>,
+    by_call: HashMap<CallId, IncidentId>,
 }
 
 impl IncidentStore {
@@ -146,7 +148,9 @@ impl IncidentStore {
 
     /// The incident of the call `call_id`.
     pub fn find_call(&self, call_id: &str) -> Option<&Incident> {
-        self.by_call.get(call_id).and_then(|id| self.get(id))
+        self.by_call
+            .get(call_id)
+            .and_then(|id| self.get(id.as_str()))
     }
 
     /// Records the incident of a new call and gives its hand-off lease to `token` until
@@ -155,7 +159,7 @@ impl IncidentStore {
     /// The same incident created again (a repeat of a command whose answer was lost) is `New`
     /// again: that attempt still holds the call.
     pub fn create(&mut self, incident: Incident, token: &str, until: Instant) -> Created {
-        if let Some(existing) = self.find_call(&incident.call_id) {
+        if let Some(existing) = self.find_call(incident.call_id.as_str()) {
             if existing.id == incident.id {
                 return Created::New(existing.clone());
             }
@@ -236,14 +240,17 @@ impl IncidentStore {
             .map(|r| &r.incident)
             .collect();
         out.sort_by_key(|i| (i.times.received_at, i.id.clone()));
-        out.into_iter().take(limit).map(|i| i.id.clone()).collect()
+        out.into_iter()
+            .take(limit)
+            .map(|i| i.id.to_string())
+            .collect()
     }
 
     /// Removes closed incidents (cleared, cancelled, merged) that closed before `before`, with
     /// their `call_id` entries; a report of such a call afterwards is a new call. Returns how
     /// many were removed.
     pub fn purge_closed(&mut self, before: Timestamp) -> usize {
-        let old: Vec<String> = self
+        let old: Vec<IncidentId> = self
             .records
             .values()
             .filter(|r| closed_at(&r.incident).is_some_and(|t| t < before))
@@ -465,7 +472,7 @@ mod tests {
             !store.apply_update(dispatched.clone()),
             "same revision is not newer"
         );
-        assert_eq!(store.get(&i.id), Some(&dispatched));
+        assert_eq!(store.get(i.id.as_str()), Some(&dispatched));
         let mut stranger = dispatched;
         stranger.id = "other-1".into();
         assert!(!store.apply_update(stranger));

@@ -290,26 +290,43 @@ async fn all_cleared(intake: &str, ids: &[String], within: Duration) -> anyhow::
 }
 
 /// Waits until the case squad has the case of every incident of `ids` whose call number is a
-/// multiple of `case_every`.
+/// multiple of `case_every`, under the case id the district set on the cleared incident
+/// (`case-{station_id}-{incident_id}`, read back from intake's record).
 async fn cases_opened(
-    case_squad: &str,
+    e: &dispatch_tests::Endpoints,
     ids: &[String],
     case_every: usize,
     within: Duration,
 ) -> anyhow::Result<()> {
-    let cases = CaseSquadClient::new(channel(case_squad));
+    let cases = CaseSquadClient::new(channel(&e.case_squad));
+    let intake = IntakeClient::new(channel(&e.intake));
     for (n, id) in ids.iter().enumerate() {
         if !n.is_multiple_of(case_every) {
             continue;
         }
         eventually(within, || {
-            let mut cases = cases.clone();
-            let case_id = format!("case-{id}");
+            let (mut cases, mut intake) = (cases.clone(), intake.clone());
             async move {
-                cases
-                    .get_case(v1::GetCaseRequest { case_id })
+                let incident = intake
+                    .get_incident(v1::GetIncidentRequest {
+                        incident_id: id.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                let expected = format!("case-{}-{id}", incident.station_id);
+                anyhow::ensure!(
+                    incident.case_id == expected,
+                    "{id}: case id {:?} on the cleared incident, expected {expected}",
+                    incident.case_id
+                );
+                let case = cases
+                    .get_case(v1::GetCaseRequest {
+                        case_id: incident.case_id,
+                    })
                     .await
-                    .map_err(|s| anyhow::anyhow!("{s}"))?;
+                    .map_err(|s| anyhow::anyhow!("{s}"))?
+                    .into_inner();
+                anyhow::ensure!(case.incident_id == *id, "case of {id}: {case:?}");
                 Ok(())
             }
         })
@@ -364,12 +381,26 @@ async fn kill_9_of_every_service_and_of_redis_loses_no_call() {
     // its terminal exactly once, whatever broke between: resumed streams carry on from their
     // cursor, and a redelivered order lands once in its feed.
     let seen = orders.lock().unwrap().clone();
+    let intake = IntakeClient::new(channel(&e.intake));
     for id in &ids {
+        let incident = intake
+            .clone()
+            .get_incident(v1::GetIncidentRequest {
+                incident_id: id.clone(),
+            })
+            .await
+            .expect("incident")
+            .into_inner();
+        // `{district_id}/{incident_id}/{n}`: the first dispatch by the incident's district.
         let dispatches = seen.get(id).cloned().unwrap_or_default();
-        assert_eq!(dispatches, [format!("{id}-1")], "orders of {id}");
+        assert_eq!(
+            dispatches,
+            [format!("{}/{id}/1", incident.district_id)],
+            "orders of {id}"
+        );
     }
     // Every criminal clearance opened its case.
-    cases_opened(&e.case_squad, &ids, CASE_EVERY, Duration::from_secs(30))
+    cases_opened(&e, &ids, CASE_EVERY, Duration::from_secs(30))
         .await
         .expect("case opened");
 
@@ -487,7 +518,10 @@ async fn a_report_whose_caller_gave_up_is_still_dispatched_and_its_retry_is_a_du
     assert!(retry.duplicate);
     let incident = retry.incident.expect("incident");
     assert_eq!(incident.incident_id, order.incident_id);
-    assert_eq!(order.dispatch_id, format!("{}-1", incident.incident_id));
+    assert_eq!(
+        order.dispatch_id,
+        format!("{}/{}/1", stage.district.district_id, incident.incident_id)
+    );
 }
 
 /// Issue 5: with the case squad down for over a minute under a steady flow of calls, orders keep
@@ -527,7 +561,7 @@ async fn with_the_case_squad_down_for_a_minute_orders_flow_and_cases_open_once_i
     }
 
     cluster.restart("case-squad").await.expect("restart");
-    cases_opened(&e.case_squad, &ids, CASE_EVERY, Duration::from_secs(60))
+    cases_opened(&e, &ids, CASE_EVERY, Duration::from_secs(60))
         .await
         .expect("every case opened once the case squad is back");
     // Once each: the squads hold exactly the cases of the case clearances.

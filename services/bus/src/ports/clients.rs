@@ -122,7 +122,7 @@ impl DistrictClient {
     /// owner is a node this client has no port to; the port's; [`PortError::DeadlineExceeded`]
     /// after the deadline.
     pub async fn submit(&self, incident: Incident) -> Result<Incident> {
-        let node = self.placement.owner(&incident.district_id)?;
+        let node = self.placement.owner(incident.district_id.as_str())?;
         let port = self
             .nodes
             .get(&node)

@@ -8,12 +8,19 @@
 //! | `cases:case:<case_id>` | hash | one case: `incident_id`, `station_id`, `district_id`, `kind` (`criminal` or `administrative`), `investigator_id`, `opened_at` (cluster time, ms since the Unix epoch) |
 //! | `cases:station:<station_id>:loads` | hash | investigator id -> open cases; a missing field is 0 |
 //! | `cases:station:<station_id>:list` | sorted set | the station's case ids, scored by `opened_at` (ms) |
+//! | `cases:incident:<incident_id>` | string | the incident's case id |
 //!
-//! Opening is one Lua script ([`OPEN`]): return the case if its key exists; otherwise pick the
-//! least-loaded investigator, `HINCRBY` their load, write the case and list it. Redis runs a
-//! script alone, so two replicas opening the same incident at once open one case and add one
-//! to one load; and since a second run finds the case, a script whose reply was lost may be
-//! run again ([`redis_conn::retry`]).
+//! Opening is one Lua script ([`OPEN`]): when the incident already has a case (its
+//! `cases:incident` key, or, for a case opened before that key was kept, a case of the asked id
+//! recording this incident), answer with it; refuse a case id another incident's case holds;
+//! otherwise pick the least-loaded investigator, `HINCRBY` their load, write the case, list it
+//! and index it by incident. Redis runs a script alone, so two replicas opening the same
+//! incident at once open one case and add one to one load; and since a second run finds the
+//! case, a script whose reply was lost may be run again ([`redis_conn::retry`]).
+//!
+//! The case id comes with the request (the incident's `case_id`, see
+//! [`CaseRequest::case_id`]); one incident always asks with the same id, but the incident
+//! index keeps the one-case-per-incident rule even if it did not.
 //!
 //! The squads themselves are configuration, not state: the script is handed the squad's
 //! investigator ids in id order and picks the first of the smallest load, so ties go by id as
@@ -41,19 +48,31 @@ use crate::open::CaseRequest;
 
 /// Opens a case; see the module docs.
 ///
-/// KEYS: the case, the station's loads, the station's list.
+/// KEYS: the case, the station's loads, the station's list, the incident's case id.
 /// ARGV: case id, incident id, station id, district id, kind, opened at (ms), then the
 /// squad's investigator ids in id order (none for an unknown station or an empty squad).
-/// Returns `{1, fields}` when it opened the case, `{0, fields}` when the case was there,
-/// `{-1, {}}` when there is nobody to assign to; `fields` are the case's [`FIELDS`].
+/// Returns `{outcome, id, fields}`: `{1, case id, fields}` when it opened the case,
+/// `{0, case id, fields}` when the incident's case was there under that id,
+/// `{2, other case id, {}}` when the incident's case has another id (read it with `get`),
+/// `{-2, incident id, {}}` when the case id is another incident's, `{-1, '', {}}` when there is
+/// nobody to assign to; `fields` are the case's [`FIELDS`].
 const OPEN: &str = r"
 local fields = {'incident_id', 'station_id', 'district_id', 'kind', 'investigator_id', 'opened_at'}
+local known = redis.call('GET', KEYS[4])
+if known and known ~= ARGV[1] then
+  return {2, known, {}}
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  return {0, redis.call('HMGET', KEYS[1], unpack(fields))}
+  local holder = redis.call('HGET', KEYS[1], 'incident_id')
+  if holder ~= ARGV[2] then
+    return {-2, holder or '', {}}
+  end
+  redis.call('SET', KEYS[4], ARGV[1])
+  return {0, ARGV[1], redis.call('HMGET', KEYS[1], unpack(fields))}
 end
 local squad = #ARGV - 6
 if squad < 1 then
-  return {-1, {}}
+  return {-1, '', {}}
 end
 local loads = redis.call('HMGET', KEYS[2], unpack(ARGV, 7))
 local best, least = 1, tonumber(loads[1]) or 0
@@ -68,7 +87,8 @@ redis.call('HINCRBY', KEYS[2], investigator, 1)
 redis.call('HSET', KEYS[1], 'incident_id', ARGV[2], 'station_id', ARGV[3],
   'district_id', ARGV[4], 'kind', ARGV[5], 'investigator_id', investigator, 'opened_at', ARGV[6])
 redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
-return {1, redis.call('HMGET', KEYS[1], unpack(fields))}
+redis.call('SET', KEYS[4], ARGV[1])
+return {1, ARGV[1], redis.call('HMGET', KEYS[1], unpack(fields))}
 ";
 
 /// The fields of a case hash, in the order [`OPEN`] and [`RedisCaseStore::get`] read them.
@@ -83,6 +103,10 @@ const FIELDS: [&str; 6] = [
 
 fn case_key(case_id: &str) -> String {
     format!("cases:case:{case_id}")
+}
+
+fn incident_key(incident_id: &str) -> String {
+    format!("cases:incident:{incident_id}")
 }
 
 fn loads_key(station_id: &str) -> String {
@@ -241,14 +265,15 @@ impl RedisCaseStore {
 #[tonic::async_trait]
 impl CaseStore for RedisCaseStore {
     async fn open(&self, req: &CaseRequest, at: Timestamp) -> Result<Opened> {
-        let case_id = book::case_id(&req.incident_id);
+        let case_id = &req.case_id;
         let squad = self.squads.get(&req.station_id);
         let mut invocation = self.open.prepare_invoke();
         invocation
-            .key(case_key(&case_id))
+            .key(case_key(case_id))
             .key(loads_key(&req.station_id))
             .key(list_key(&req.station_id))
-            .arg(&case_id)
+            .key(incident_key(&req.incident_id))
+            .arg(case_id)
             .arg(&req.incident_id)
             .arg(&req.station_id)
             .arg(&req.district_id)
@@ -257,7 +282,8 @@ impl CaseStore for RedisCaseStore {
         for investigator in squad.into_iter().flatten() {
             invocation.arg(investigator);
         }
-        let (outcome, fields): (i64, Vec<Option<String>>) = redis_conn::retry("case open", || {
+        type Reply = (i64, String, Vec<Option<String>>);
+        let (outcome, id, fields): Reply = redis_conn::retry("case open", || {
             let mut con = self.con.clone();
             let invocation = &invocation;
             async move { invocation.invoke_async(&mut con).await }
@@ -266,13 +292,22 @@ impl CaseStore for RedisCaseStore {
         .map_err(failed(format!("opening case {case_id:?}")))?;
         match outcome {
             0 | 1 => {
-                let case = record(&case_id, fields)?
+                let case = record(case_id, fields)?
                     .ok_or_else(|| Error::Store(format!("case {case_id:?} came back empty")))?;
                 Ok(Opened {
                     case,
                     created: outcome == 1,
                 })
             }
+            // Cases never change once written, so reading it after the script is safe.
+            2 => Ok(Opened {
+                case: self.get(&id).await?,
+                created: false,
+            }),
+            -2 => Err(Error::CaseIdTaken {
+                case_id: case_id.clone(),
+                incident_id: id,
+            }),
             -1 if squad.is_some() => Err(Error::NoInvestigators(req.station_id.clone())),
             -1 => Err(Error::UnknownStation(req.station_id.clone())),
             other => Err(Error::Store(format!(

@@ -11,7 +11,7 @@ use tokio::sync::Barrier;
 use tonic::{Code, Status};
 
 use super::*;
-use crate::book::{CaseKind, investigator_id};
+use crate::book::{CaseKind, case_id, investigator_id};
 use crate::error::Error;
 
 /// The stations of every store in these tests.
@@ -23,6 +23,7 @@ fn stations() -> Vec<String> {
 
 fn req(incident_id: &str, station_id: &str, kind: CaseKind) -> CaseRequest {
     CaseRequest {
+        case_id: case_id(incident_id),
         incident_id: incident_id.into(),
         station_id: station_id.into(),
         district_id: format!("{station_id}-d1"),
@@ -221,6 +222,39 @@ async fn an_empty_squad_has_nobody_to_assign_to(store: Arc<dyn CaseStore>) {
     );
 }
 
+async fn the_incidents_case_id_is_used_and_stays_its_own(store: Arc<dyn CaseStore>) {
+    let mut own = criminal("inc-1", "st-a");
+    own.case_id = "case-st-a-inc-1".into();
+    let first = store.open(&own, Timestamp(10)).await.unwrap();
+    assert!(first.created);
+    assert_eq!(first.case.case_id, "case-st-a-inc-1");
+    assert_eq!(store.get("case-st-a-inc-1").await.unwrap(), first.case);
+    // The incident keeps its one case even if a repeat named another id (or none).
+    for other_id in ["case-other", "case-inc-1"] {
+        let mut repeat = criminal("inc-1", "st-a");
+        repeat.case_id = other_id.into();
+        let again = store.open(&repeat, Timestamp(20)).await.unwrap();
+        assert_eq!((&again.case, again.created), (&first.case, false));
+        assert_eq!(
+            store.get(other_id).await.unwrap_err(),
+            Error::UnknownCase(other_id.into())
+        );
+    }
+    // Another incident cannot take the id: refused, nothing assigned.
+    let mut thief = criminal("inc-2", "st-a");
+    thief.case_id = "case-st-a-inc-1".into();
+    assert_eq!(
+        store.open(&thief, Timestamp(30)).await.unwrap_err(),
+        Error::CaseIdTaken {
+            case_id: "case-st-a-inc-1".into(),
+            incident_id: "inc-1".into(),
+        }
+    );
+    let listed = store.list("st-a").await.unwrap();
+    assert_eq!(listed.loads, loads("st-a", &[1, 0, 0]));
+    assert_eq!(listed.cases, vec![first.case]);
+}
+
 /// Each case against the in-memory book and against Redis, with `$investigators` per squad.
 macro_rules! conformance {
     ($($case:ident: $investigators:expr),* $(,)?) => {
@@ -250,6 +284,7 @@ conformance! {
     get_and_list_show_what_was_opened_in_opening_order: 3,
     unknown_cases_and_stations_are_errors_that_change_nothing: 3,
     an_empty_squad_has_nobody_to_assign_to: 0,
+    the_incidents_case_id_is_used_and_stays_its_own: 3,
 }
 
 // ---- Redis only --------------------------------------------------------------------------

@@ -10,7 +10,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::{DistrictState, Effect, Result};
-use crate::{Disposition, Incident, LatLng, Officer, OfficerStatus, Timestamp};
+use crate::{
+    DispatchId, Disposition, Incident, IncidentId, LatLng, Officer, OfficerId, OfficerStatus,
+    Timestamp,
+};
 
 /// One request to a district, as its log records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,7 +24,7 @@ pub enum Command {
     /// [`DistrictState::set_officer_status`].
     SetStatus {
         /// The officer.
-        officer_id: String,
+        officer_id: OfficerId,
         /// Available, Busy or OffDuty.
         status: OfficerStatus,
         /// Position at the change, WGS84.
@@ -30,41 +33,44 @@ pub enum Command {
     /// [`DistrictState::report_location`].
     ReportLocation {
         /// The officer.
-        officer_id: String,
+        officer_id: OfficerId,
         /// Where, WGS84.
         location: LatLng,
     },
     /// [`DistrictState::acknowledge`].
     Acknowledge {
         /// The officer.
-        officer_id: String,
+        officer_id: OfficerId,
         /// The dispatch.
-        dispatch_id: String,
+        dispatch_id: DispatchId,
     },
     /// [`DistrictState::arrive`].
     Arrive {
         /// The officer.
-        officer_id: String,
+        officer_id: OfficerId,
         /// The dispatch.
-        dispatch_id: String,
+        dispatch_id: DispatchId,
     },
     /// [`DistrictState::clear`].
     Clear {
         /// The officer.
-        officer_id: String,
+        officer_id: OfficerId,
         /// The dispatch.
-        dispatch_id: String,
+        dispatch_id: DispatchId,
         /// How it ended.
         disposition: Disposition,
     },
     /// [`DistrictState::cancel`].
     Cancel {
         /// The incident.
-        incident_id: String,
+        incident_id: IncidentId,
     },
 }
 
 /// What a command answers.
+// One reply per call, moved straight into the caller's answer: boxing the incident would cost
+// an allocation per call to save stack space that is never held.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     /// The incident the command was about, as it now stands.

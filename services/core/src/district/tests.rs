@@ -25,7 +25,7 @@ fn north(deg: f64) -> LatLng {
 fn routed(id: &str, category: Category, received_s: f64, location: LatLng) -> Incident {
     let mut i = Incident::received(
         id.into(),
-        format!("call-{id}"),
+        format!("call-{id}").into(),
         category,
         location,
         format!("report {id}"),
@@ -43,7 +43,7 @@ fn district(officers: &[(&str, Option<LatLng>)]) -> DistrictState {
     let mut d = DistrictState::new("d1".into(), DistrictConfig::default());
     for (id, location) in officers {
         d.add_officer(Officer::off_duty((*id).into(), "d1".into(), T0));
-        d.set_officer_status(id, OfficerStatus::Available, *location, T0)
+        d.set_officer_status(&(*id).into(), OfficerStatus::Available, *location, T0)
             .unwrap();
     }
     d
@@ -61,8 +61,9 @@ fn orders(effects: &[Effect]) -> Vec<&DispatchOrder> {
 
 /// Takes an incident through acknowledge and arrive.
 fn reach(d: &mut DistrictState, officer: &str, dispatch: &str, t: f64) {
-    d.acknowledge(officer, dispatch, at(t)).unwrap();
-    d.arrive(officer, dispatch, at(t + 60.0)).unwrap();
+    let (officer, dispatch) = (officer.into(), dispatch.into());
+    d.acknowledge(&officer, &dispatch, at(t)).unwrap();
+    d.arrive(&officer, &dispatch, at(t + 60.0)).unwrap();
 }
 
 #[test]
@@ -88,7 +89,7 @@ fn submit_dispatches_the_nearest_officer_with_effects_in_order() {
     let Effect::Order(order) = &effects[2] else {
         panic!("{effects:?}")
     };
-    assert_eq!(order.dispatch_id, "I1-1");
+    assert_eq!(order.dispatch_id, "d1/I1/1");
     assert_eq!(order.officer_id, "z-near");
     assert_eq!(order.district_id, "d1");
     assert_eq!(order.priority, Priority::P2);
@@ -104,14 +105,14 @@ fn submit_dispatches_the_nearest_officer_with_effects_in_order() {
         order.eta_s
     );
 
-    assert_eq!(now.officer_id.as_deref(), Some("z-near"));
-    assert_eq!(now.dispatch_id.as_deref(), Some("I1-1"));
+    assert_eq!(now.officer_id, Some("z-near".into()));
+    assert_eq!(now.dispatch_id, Some("d1/I1/1".into()));
     assert_eq!(now.times.dispatched_at, Some(at(5.0)));
     let o = d.officer("z-near").unwrap();
     assert_eq!(o.status, OfficerStatus::Dispatched);
     assert_eq!(o.status_since, at(5.0));
-    assert_eq!(o.incident_id.as_deref(), Some("I1"));
-    assert_eq!(o.dispatch_id.as_deref(), Some("I1-1"));
+    assert_eq!(o.incident_id, Some("I1".into()));
+    assert_eq!(o.dispatch_id, Some("d1/I1/1".into()));
     assert_eq!(d.officer("a-far").unwrap().status, OfficerStatus::Available);
     assert_eq!(
         d.active().map(|i| i.id.as_str()).collect::<Vec<_>>(),
@@ -145,9 +146,14 @@ fn a_busy_district_queues_and_serves_highest_priority_then_oldest_on_clear() {
     let order: Vec<_> = d.queued().map(|i| i.id.as_str()).collect();
     assert_eq!(order, ["P2-early", "P2-late", "P3", "P4-oldest"]);
 
-    reach(&mut d, "o1", "A-1", 60.0);
+    reach(&mut d, "o1", "d1/A/1", 60.0);
     let (cleared, effects) = d
-        .clear("o1", "A-1", Disposition::Resolved, at(600.0))
+        .clear(
+            &"o1".into(),
+            &"d1/A/1".into(),
+            Disposition::Resolved,
+            at(600.0),
+        )
         .unwrap();
     assert_eq!(cleared.state, IncidentState::Cleared);
     assert_eq!(cleared.disposition, Some(Disposition::Resolved));
@@ -168,12 +174,17 @@ fn a_busy_district_queues_and_serves_highest_priority_then_oldest_on_clear() {
 
     let mut served = vec!["P2-early".to_owned()];
     for t in [1_000.0, 2_000.0, 3_000.0] {
-        let dispatch = format!("{}-1", served.last().unwrap());
+        let dispatch = format!("d1/{}/1", served.last().unwrap());
         reach(&mut d, "o1", &dispatch, t);
         let (_, effects) = d
-            .clear("o1", &dispatch, Disposition::Resolved, at(t + 300.0))
+            .clear(
+                &"o1".into(),
+                &dispatch.into(),
+                Disposition::Resolved,
+                at(t + 300.0),
+            )
             .unwrap();
-        served.push(orders(&effects)[0].incident_id.clone());
+        served.push(orders(&effects)[0].incident_id.to_string());
     }
     assert_eq!(served, ["P2-early", "P2-late", "P3", "P4-oldest"]);
     assert!(d.queue().is_empty());
@@ -189,9 +200,14 @@ fn submit_is_idempotent_on_the_incident_id() {
     assert_eq!(again, first);
     assert!(effects.is_empty());
     // Still idempotent once closed.
-    reach(&mut d, "o1", "I1-1", 10.0);
+    reach(&mut d, "o1", "d1/I1/1", 10.0);
     let (cleared, _) = d
-        .clear("o1", "I1-1", Disposition::FalseAlarm, at(300.0))
+        .clear(
+            &"o1".into(),
+            &"d1/I1/1".into(),
+            Disposition::FalseAlarm,
+            at(300.0),
+        )
         .unwrap();
     let (again, effects) = d.submit(incident, at(400.0)).unwrap();
     assert_eq!(again, cleared);
@@ -230,16 +246,22 @@ fn full_cycle_stamps_every_step_and_repeats_are_no_ops() {
         .unwrap();
     let r = i.revision;
 
-    let (acked, effects) = d.acknowledge("o1", "I1-1", at(10.0)).unwrap();
+    let (acked, effects) = d
+        .acknowledge(&"o1".into(), &"d1/I1/1".into(), at(10.0))
+        .unwrap();
     assert_eq!(acked.state, IncidentState::Dispatched);
     assert_eq!(acked.times.acknowledged_at, Some(at(10.0)));
     assert_eq!(acked.revision, r + 1);
     assert_eq!(effects, [Effect::IncidentChanged(acked.clone())]);
     assert_eq!(d.officer("o1").unwrap().status, OfficerStatus::Acknowledged);
-    let (again, effects) = d.acknowledge("o1", "I1-1", at(11.0)).unwrap();
+    let (again, effects) = d
+        .acknowledge(&"o1".into(), &"d1/I1/1".into(), at(11.0))
+        .unwrap();
     assert_eq!((again, effects), (acked, vec![]));
 
-    let (there, effects) = d.arrive("o1", "I1-1", at(190.0)).unwrap();
+    let (there, effects) = d
+        .arrive(&"o1".into(), &"d1/I1/1".into(), at(190.0))
+        .unwrap();
     assert_eq!(there.state, IncidentState::OnScene);
     assert_eq!(there.times.on_scene_at, Some(at(190.0)));
     assert_eq!(there.revision, r + 2);
@@ -251,17 +273,24 @@ fn full_cycle_stamps_every_step_and_repeats_are_no_ops() {
         (OfficerStatus::OnScene, Some(scene()))
     );
     assert_eq!(
-        d.arrive("o1", "I1-1", at(191.0)).unwrap(),
+        d.arrive(&"o1".into(), &"d1/I1/1".into(), at(191.0))
+            .unwrap(),
         (there.clone(), vec![])
     );
     // A late acknowledgement changes nothing either.
     assert_eq!(
-        d.acknowledge("o1", "I1-1", at(192.0)).unwrap(),
+        d.acknowledge(&"o1".into(), &"d1/I1/1".into(), at(192.0))
+            .unwrap(),
         (there, vec![])
     );
 
     let (cleared, effects) = d
-        .clear("o1", "I1-1", Disposition::CriminalCase, at(900.0))
+        .clear(
+            &"o1".into(),
+            &"d1/I1/1".into(),
+            Disposition::CriminalCase,
+            at(900.0),
+        )
         .unwrap();
     assert_eq!(cleared.revision, r + 3);
     assert_eq!(cleared.times.cleared_at, Some(at(900.0)));
@@ -281,11 +310,17 @@ fn full_cycle_stamps_every_step_and_repeats_are_no_ops() {
     );
     // A repeat (even with another disposition) answers with the cleared copy.
     let repeat = d
-        .clear("o1", "I1-1", Disposition::Resolved, at(901.0))
+        .clear(
+            &"o1".into(),
+            &"d1/I1/1".into(),
+            Disposition::Resolved,
+            at(901.0),
+        )
         .unwrap();
     assert_eq!(repeat, (cleared.clone(), vec![]));
     assert_eq!(
-        d.arrive("o1", "I1-1", at(902.0)).unwrap(),
+        d.arrive(&"o1".into(), &"d1/I1/1".into(), at(902.0))
+            .unwrap(),
         (cleared.clone(), vec![])
     );
     assert_eq!(d.active().count(), 0);
@@ -298,7 +333,9 @@ fn arriving_without_acknowledging_acknowledges_implicitly_with_one_bump() {
     let (i, _) = d
         .submit(routed("I1", Category::Fight, 0.0, scene()), at(0.0))
         .unwrap();
-    let (there, effects) = d.arrive("o1", "I1-1", at(200.0)).unwrap();
+    let (there, effects) = d
+        .arrive(&"o1".into(), &"d1/I1/1".into(), at(200.0))
+        .unwrap();
     assert_eq!(there.times.acknowledged_at, Some(at(200.0)));
     assert_eq!(there.revision, i.revision + 1);
     assert_eq!(effects.len(), 1);
@@ -317,8 +354,13 @@ fn only_case_dispositions_open_a_case() {
         let mut d = district(&[("o1", Some(north(0.01)))]);
         d.submit(routed("I1", Category::Theft, 0.0, scene()), at(0.0))
             .unwrap();
-        reach(&mut d, "o1", "I1-1", 10.0);
-        let (_, effects) = d.clear("o1", "I1-1", disposition, at(500.0)).unwrap();
+        reach(&mut d, "o1", "d1/I1/1", 10.0);
+        let (cleared, effects) = d
+            .clear(&"o1".into(), &"d1/I1/1".into(), disposition, at(500.0))
+            .unwrap();
+        // Station s1, incident I1: `case-{station_id}-{incident_id}`.
+        let expected_case = disposition.opens_case().then(|| CaseId::from("case-s1-I1"));
+        assert_eq!(cleared.case_id, expected_case, "{disposition:?}");
         let cases: Vec<_> = effects
             .iter()
             .filter_map(|e| match e {
@@ -334,8 +376,53 @@ fn only_case_dispositions_open_a_case() {
         for case in cases {
             assert_eq!(case.station_id, "s1");
             assert_eq!(case.disposition, Some(disposition));
+            assert_eq!(
+                case.case_id.as_ref().map(CaseId::as_str),
+                Some("case-s1-I1")
+            );
         }
     }
+}
+
+#[test]
+fn a_replayed_log_gives_the_cleared_incident_the_same_case_id() {
+    let mut d = district(&[("o1", Some(north(0.01)))]);
+    let fresh = d.clone();
+    let mut incident = routed("inc-01J9Z3", Category::Burglary, 0.0, scene());
+    incident.station_id = "nc-st1".into();
+    let commands = [
+        Command::Submit(Box::new(incident)),
+        Command::Arrive {
+            officer_id: "o1".into(),
+            dispatch_id: "d1/inc-01J9Z3/1".into(),
+        },
+        Command::Clear {
+            officer_id: "o1".into(),
+            dispatch_id: "d1/inc-01J9Z3/1".into(),
+            disposition: Disposition::AdministrativeCase,
+        },
+    ];
+    let mut log = Vec::new();
+    for (n, command) in commands.into_iter().enumerate() {
+        let at = at(100.0 * n as f64);
+        let (_, effects) = d.apply(&command, at).unwrap();
+        log.push(Entry {
+            at,
+            command,
+            effects,
+        });
+    }
+    let cleared = d.incident("inc-01J9Z3").unwrap();
+    assert_eq!(
+        cleared.case_id,
+        Some(CaseId::from("case-nc-st1-inc-01J9Z3"))
+    );
+    assert!(log[2].effects.contains(&Effect::OpenCase(cleared.clone())));
+
+    let mut rebuilt = fresh;
+    assert_eq!(rebuilt.replay(&log), Ok(3));
+    assert_eq!(rebuilt.incident("inc-01J9Z3"), Some(cleared));
+    assert_eq!(rebuilt, d);
 }
 
 #[test]
@@ -346,12 +433,14 @@ fn an_officer_without_a_position_waits_for_the_first_report() {
         .unwrap();
     assert_eq!(i.state, IncidentState::Queued);
     assert_eq!(effects.len(), 1);
-    let effects = d.report_location("o1", north(0.01), at(5.0)).unwrap();
+    let effects = d
+        .report_location(&"o1".into(), north(0.01), at(5.0))
+        .unwrap();
     let o = &orders(&effects)[0];
     assert_eq!((o.officer_id.as_str(), o.dispatched_at), ("o1", at(5.0)));
     // Further reports while engaged only move the officer.
     assert!(
-        d.report_location("o1", north(0.005), at(6.0))
+        d.report_location(&"o1".into(), north(0.005), at(6.0))
             .unwrap()
             .is_empty()
     );
@@ -365,10 +454,15 @@ fn signing_on_serves_the_queue_and_returns_the_dispatched_officer() {
     d.submit(routed("I1", Category::Noise, 0.0, scene()), at(1.0))
         .unwrap();
     let (o, effects) = d
-        .set_officer_status("o1", OfficerStatus::Available, Some(north(0.01)), at(30.0))
+        .set_officer_status(
+            &"o1".into(),
+            OfficerStatus::Available,
+            Some(north(0.01)),
+            at(30.0),
+        )
         .unwrap();
     assert_eq!(o.status, OfficerStatus::Dispatched);
-    assert_eq!(o.dispatch_id.as_deref(), Some("I1-1"));
+    assert_eq!(o.dispatch_id, Some("d1/I1/1".into()));
     assert_eq!(orders(&effects).len(), 1);
 }
 
@@ -376,11 +470,11 @@ fn signing_on_serves_the_queue_and_returns_the_dispatched_officer() {
 fn busy_and_off_duty_officers_are_not_dispatched() {
     let mut d = district(&[("o1", Some(north(0.01))), ("o2", Some(north(0.02)))]);
     let (o, effects) = d
-        .set_officer_status("o1", OfficerStatus::Busy, None, at(1.0))
+        .set_officer_status(&"o1".into(), OfficerStatus::Busy, None, at(1.0))
         .unwrap();
     assert_eq!((o.status, o.status_since), (OfficerStatus::Busy, at(1.0)));
     assert!(effects.is_empty());
-    d.set_officer_status("o2", OfficerStatus::OffDuty, None, at(1.0))
+    d.set_officer_status(&"o2".into(), OfficerStatus::OffDuty, None, at(1.0))
         .unwrap();
     let (i, _) = d
         .submit(routed("I1", Category::Theft, 0.0, scene()), at(2.0))
@@ -388,7 +482,7 @@ fn busy_and_off_duty_officers_are_not_dispatched() {
     assert_eq!(i.state, IncidentState::Queued);
     // Back from the task: picked up at once.
     let (o, effects) = d
-        .set_officer_status("o1", OfficerStatus::Available, None, at(3.0))
+        .set_officer_status(&"o1".into(), OfficerStatus::Available, None, at(3.0))
         .unwrap();
     assert_eq!(o.status, OfficerStatus::Dispatched);
     assert_eq!(orders(&effects)[0].incident_id, "I1");
@@ -398,7 +492,12 @@ fn busy_and_off_duty_officers_are_not_dispatched() {
 fn setting_the_same_status_again_only_records_the_position() {
     let mut d = district(&[("o1", Some(north(0.01)))]);
     let (o, effects) = d
-        .set_officer_status("o1", OfficerStatus::Available, Some(north(0.02)), at(9.0))
+        .set_officer_status(
+            &"o1".into(),
+            OfficerStatus::Available,
+            Some(north(0.02)),
+            at(9.0),
+        )
         .unwrap();
     assert!(effects.is_empty());
     assert_eq!(o.status_since, T0);
@@ -418,7 +517,7 @@ fn cancel_releases_the_queue_slot_or_the_officer() {
     d.submit(routed("I3", Category::Noise, 2.0, scene()), at(2.0))
         .unwrap();
 
-    let (c, effects) = d.cancel("I3", at(3.0)).unwrap();
+    let (c, effects) = d.cancel(&"I3".into(), at(3.0)).unwrap();
     assert_eq!(c.state, IncidentState::Cancelled);
     assert_eq!(c.times.cancelled_at, Some(at(3.0)));
     assert_eq!(effects.len(), 1);
@@ -427,16 +526,14 @@ fn cancel_releases_the_queue_slot_or_the_officer() {
         ["I2"]
     );
 
-    let (c, effects) = d.cancel("I1", at(4.0)).unwrap();
-    assert_eq!(
-        c.officer_id.as_deref(),
-        Some("o1"),
-        "kept to tell the officer"
-    );
+    let (c, effects) = d.cancel(&"I1".into(), at(4.0)).unwrap();
+    assert_eq!(c.officer_id, Some("o1".into()), "kept to tell the officer");
     assert_eq!(orders(&effects)[0].incident_id, "I2");
-    assert_eq!(d.cancel("I1", at(5.0)).unwrap(), (c, vec![]));
+    assert_eq!(d.cancel(&"I1".into(), at(5.0)).unwrap(), (c, vec![]));
     // The cancelled order can no longer be worked.
-    let err = d.arrive("o1", "I1-1", at(6.0)).unwrap_err();
+    let err = d
+        .arrive(&"o1".into(), &"d1/I1/1".into(), at(6.0))
+        .unwrap_err();
     assert!(matches!(
         err,
         Error::Transition(TransitionError {
@@ -444,7 +541,10 @@ fn cancel_releases_the_queue_slot_or_the_officer() {
             ..
         })
     ));
-    assert!(d.acknowledge("o1", "I1-1", at(6.0)).is_err());
+    assert!(
+        d.acknowledge(&"o1".into(), &"d1/I1/1".into(), at(6.0))
+            .is_err()
+    );
 }
 
 #[test]
@@ -470,7 +570,7 @@ fn add_officer_normalises_and_never_steals_an_engaged_officer() {
 
     d.submit(routed("I2", Category::Theft, 0.0, scene()), at(3.0))
         .unwrap();
-    assert_eq!(d.incident("I2").unwrap().officer_id.as_deref(), Some("o2"));
+    assert_eq!(d.incident("I2").unwrap().officer_id, Some("o2".into()));
 }
 
 #[test]
@@ -483,7 +583,7 @@ fn dispatch_waiting_serves_a_roster_loaded_after_incidents() {
     o.set_location(north(0.01), T0);
     d.add_officer(o);
     let effects = d.dispatch_waiting(at(1.0));
-    assert_eq!(orders(&effects)[0].dispatch_id, "I1-1");
+    assert_eq!(orders(&effects)[0].dispatch_id, "d1/I1/1");
 }
 
 // ---- one test per error variant; a failed call leaves the state unchanged ----
@@ -509,31 +609,44 @@ fn one_dispatch() -> DistrictState {
 #[test]
 fn unknown_officer() {
     let mut d = one_dispatch();
-    let err = failing(&mut d, |d| d.acknowledge("ghost", "I1-1", at(1.0)));
+    let err = failing(&mut d, |d| {
+        d.acknowledge(&"ghost".into(), &"d1/I1/1".into(), at(1.0))
+    });
     assert_eq!(err, Error::UnknownOfficer("ghost".into()));
     assert_eq!(err.to_string(), "unknown officer \"ghost\"");
-    failing(&mut d, |d| d.report_location("ghost", scene(), at(1.0)));
     failing(&mut d, |d| {
-        d.set_officer_status("ghost", OfficerStatus::Busy, None, at(1.0))
+        d.report_location(&"ghost".into(), scene(), at(1.0))
     });
-    failing(&mut d, |d| d.arrive("ghost", "I1-1", at(1.0)));
     failing(&mut d, |d| {
-        d.clear("ghost", "I1-1", Disposition::Resolved, at(1.0))
+        d.set_officer_status(&"ghost".into(), OfficerStatus::Busy, None, at(1.0))
+    });
+    failing(&mut d, |d| {
+        d.arrive(&"ghost".into(), &"d1/I1/1".into(), at(1.0))
+    });
+    failing(&mut d, |d| {
+        d.clear(
+            &"ghost".into(),
+            &"d1/I1/1".into(),
+            Disposition::Resolved,
+            at(1.0),
+        )
     });
 }
 
 #[test]
 fn unknown_dispatch() {
     let mut d = one_dispatch();
-    let err = failing(&mut d, |d| d.acknowledge("o1", "I1-2", at(1.0)));
-    assert_eq!(err, Error::UnknownDispatch("I1-2".into()));
-    assert_eq!(err.to_string(), "unknown dispatch \"I1-2\"");
+    let err = failing(&mut d, |d| {
+        d.acknowledge(&"o1".into(), &"d1/I1/2".into(), at(1.0))
+    });
+    assert_eq!(err, Error::UnknownDispatch("d1/I1/2".into()));
+    assert_eq!(err.to_string(), "unknown dispatch \"d1/I1/2\"");
 }
 
 #[test]
 fn unknown_incident() {
     let mut d = one_dispatch();
-    let err = failing(&mut d, |d| d.cancel("I9", at(1.0)));
+    let err = failing(&mut d, |d| d.cancel(&"I9".into(), at(1.0)));
     assert_eq!(err.to_string(), "unknown incident \"I9\"");
 }
 
@@ -541,27 +654,36 @@ fn unknown_incident() {
 fn not_your_dispatch() {
     let mut d = one_dispatch();
     for err in [
-        failing(&mut d, |d| d.acknowledge("o2", "I1-1", at(1.0))),
-        failing(&mut d, |d| d.arrive("o2", "I1-1", at(1.0))),
         failing(&mut d, |d| {
-            d.clear("o2", "I1-1", Disposition::Resolved, at(1.0))
+            d.acknowledge(&"o2".into(), &"d1/I1/1".into(), at(1.0))
+        }),
+        failing(&mut d, |d| {
+            d.arrive(&"o2".into(), &"d1/I1/1".into(), at(1.0))
+        }),
+        failing(&mut d, |d| {
+            d.clear(
+                &"o2".into(),
+                &"d1/I1/1".into(),
+                Disposition::Resolved,
+                at(1.0),
+            )
         }),
     ] {
         assert_eq!(
             err,
             Error::NotYourDispatch {
                 officer_id: "o2".into(),
-                dispatch_id: "I1-1".into()
+                dispatch_id: "d1/I1/1".into()
             }
         );
     }
     assert_eq!(
         Error::NotYourDispatch {
             officer_id: "o2".into(),
-            dispatch_id: "I1-1".into()
+            dispatch_id: "d1/I1/1".into()
         }
         .to_string(),
-        "dispatch \"I1-1\" is not assigned to officer \"o2\""
+        "dispatch \"d1/I1/1\" is not assigned to officer \"o2\""
     );
 }
 
@@ -586,7 +708,7 @@ fn status_not_settable() {
         OfficerStatus::OnScene,
     ] {
         let err = failing(&mut d, |d| {
-            d.set_officer_status("o2", status, None, at(1.0))
+            d.set_officer_status(&"o2".into(), status, None, at(1.0))
         });
         assert_eq!(err, Error::StatusNotSettable(status));
     }
@@ -605,7 +727,7 @@ fn officer_engaged() {
         OfficerStatus::Available,
     ] {
         let err = failing(&mut d, |d| {
-            d.set_officer_status("o1", status, None, at(1.0))
+            d.set_officer_status(&"o1".into(), status, None, at(1.0))
         });
         assert_eq!(
             err,
@@ -615,9 +737,14 @@ fn officer_engaged() {
             }
         );
     }
-    reach(&mut d, "o1", "I1-1", 2.0);
+    reach(&mut d, "o1", "d1/I1/1", 2.0);
     let err = failing(&mut d, |d| {
-        d.set_officer_status("o1", OfficerStatus::OffDuty, Some(scene()), at(100.0))
+        d.set_officer_status(
+            &"o1".into(),
+            OfficerStatus::OffDuty,
+            Some(scene()),
+            at(100.0),
+        )
     });
     assert_eq!(
         err.to_string(),
@@ -630,7 +757,12 @@ fn transition() {
     let mut d = one_dispatch();
     // Clearing before arrival is refused (see `clear`).
     let err = failing(&mut d, |d| {
-        d.clear("o1", "I1-1", Disposition::Resolved, at(1.0))
+        d.clear(
+            &"o1".into(),
+            &"d1/I1/1".into(),
+            Disposition::Resolved,
+            at(1.0),
+        )
     });
     assert_eq!(
         err,
@@ -656,10 +788,15 @@ fn transition() {
         })
     ));
     // Cancelling a cleared incident.
-    reach(&mut d, "o1", "I1-1", 2.0);
-    d.clear("o1", "I1-1", Disposition::Resolved, at(300.0))
-        .unwrap();
-    let err = failing(&mut d, |d| d.cancel("I1", at(301.0)));
+    reach(&mut d, "o1", "d1/I1/1", 2.0);
+    d.clear(
+        &"o1".into(),
+        &"d1/I1/1".into(),
+        Disposition::Resolved,
+        at(300.0),
+    )
+    .unwrap();
+    let err = failing(&mut d, |d| d.cancel(&"I1".into(), at(301.0)));
     assert!(matches!(
         err,
         Error::Transition(TransitionError {

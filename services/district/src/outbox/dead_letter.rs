@@ -162,9 +162,12 @@ impl DeadLetter {
     /// The dead letter of `effect`, set aside for `reason`.
     pub fn new(effect: Effect, reason: Reason) -> Self {
         let (destination, incident_id) = match &effect {
-            Effect::Order(o) => (format!("officer:{}", o.officer_id), o.incident_id.clone()),
-            Effect::IncidentChanged(i) => ("command-center".to_owned(), i.id.clone()),
-            Effect::OpenCase(i) => (format!("station:{}", i.station_id), i.id.clone()),
+            Effect::Order(o) => (
+                format!("officer:{}", o.officer_id),
+                o.incident_id.to_string(),
+            ),
+            Effect::IncidentChanged(i) => ("command-center".to_owned(), i.id.to_string()),
+            Effect::OpenCase(i) => (format!("station:{}", i.station_id), i.id.to_string()),
         };
         Self {
             lane: Lane::of(&effect),

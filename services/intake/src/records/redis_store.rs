@@ -233,11 +233,11 @@ impl IncidentRecords for RedisRecords {
         let (mine, stored): (i64, Vec<u8>) = redis_conn::retry("intake create", || {
             let mut con = self.con.clone();
             let mut inv = self.create.prepare_invoke();
-            inv.key(call_key(&incident.call_id))
-                .key(inc_key(&incident.id))
-                .key(lease_key(&incident.id))
+            inv.key(call_key(incident.call_id.as_str()))
+                .key(inc_key(incident.id.as_str()))
+                .key(lease_key(incident.id.as_str()))
                 .key(ROUTED_SET)
-                .arg(&incident.id)
+                .arg(incident.id.as_str())
                 .arg(pb.as_slice())
                 .arg(incident.revision)
                 .arg(ROUTED)
@@ -283,7 +283,7 @@ impl IncidentRecords for RedisRecords {
 
     async fn apply_update(&self, incident: Incident) -> Result<bool> {
         Ok(self
-            .apply_script(&incident.id.clone(), "", Some(&incident))
+            .apply_script(incident.id.as_str(), "", Some(&incident))
             .await?
             .0)
     }

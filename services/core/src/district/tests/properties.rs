@@ -109,10 +109,10 @@ fn place((dlat, dlon): (i8, i8)) -> LatLng {
 struct Seen {
     submitted: Vec<Incident>,
     /// Highest revision published per incident.
-    revision: BTreeMap<String, u64>,
-    dispatch_ids: Vec<String>,
+    revision: BTreeMap<IncidentId, u64>,
+    dispatch_ids: Vec<DispatchId>,
     /// Incidents ever dispatched (each at most once while there is no re-dispatch).
-    dispatched: BTreeSet<String>,
+    dispatched: BTreeSet<IncidentId>,
     now: Timestamp,
 }
 
@@ -128,16 +128,14 @@ impl Seen {
     }
 }
 
-fn officer_id(i: usize) -> String {
-    OFFICERS
-        .get(i)
-        .map_or("ghost".to_owned(), |s| (*s).to_owned())
+fn officer_id(i: usize) -> OfficerId {
+    OFFICERS.get(i).copied().unwrap_or("ghost").into()
 }
 
-fn dispatch_for(d: &DistrictState, seen: &Seen, officer: &str, pick: Pick) -> String {
+fn dispatch_for(d: &DistrictState, seen: &Seen, officer: &OfficerId, pick: Pick) -> DispatchId {
     match pick {
         Pick::Own => d
-            .officer(officer)
+            .officer(officer.as_str())
             .and_then(|o| o.dispatch_id.clone())
             .or_else(|| seen.dispatch_ids.last().cloned())
             .unwrap_or_else(|| "none-1".into()),
@@ -161,7 +159,7 @@ fn command(d: &DistrictState, seen: &mut Seen, op: &Op) -> Option<Command> {
             let id = format!("I{}", seen.submitted.len() + 1);
             let received = (now.as_millis() - T0.as_millis()) as f64 / 1000.0 - f64::from(age_s);
             let incident = routed(&id, Category::ALL[category], received, place(offset));
-            seen.revision.insert(id, incident.revision);
+            seen.revision.insert(id.into(), incident.revision);
             seen.submitted.push(incident.clone());
             Command::Submit(Box::new(incident))
         }
@@ -210,7 +208,7 @@ fn command(d: &DistrictState, seen: &mut Seen, op: &Op) -> Option<Command> {
             incident_id: seen
                 .submitted
                 .get(i % seen.submitted.len().max(1))
-                .map_or("I0".to_owned(), |i| i.id.clone()),
+                .map_or("I0".into(), |i| i.id.clone()),
         },
         Op::Tick(s) => {
             seen.now = now.plus_seconds(f64::from(s));
@@ -251,7 +249,7 @@ fn check_effects(
     effects: &[Effect],
     answer: Option<&Incident>,
 ) -> Result<(), TestCaseError> {
-    let mut last: BTreeMap<&str, &Incident> = BTreeMap::new();
+    let mut last: BTreeMap<&IncidentId, &Incident> = BTreeMap::new();
     for (n, effect) in effects.iter().enumerate() {
         match effect {
             Effect::IncidentChanged(i) => {
@@ -271,7 +269,9 @@ fn check_effects(
                 prop_assert_eq!(&i.id, &o.incident_id);
                 prop_assert_eq!(i.state, IncidentState::Dispatched);
                 prop_assert_eq!(i.dispatch_id.as_ref(), Some(&o.dispatch_id));
-                prop_assert_eq!(&o.dispatch_id, &format!("{}-1", o.incident_id));
+                // District d1's first dispatch of the incident.
+                prop_assert_eq!(o.dispatch_id.as_str(), format!("d1/{}/1", o.incident_id));
+                prop_assert_eq!(o.dispatch_id.district(), Some("d1"));
                 prop_assert!(
                     seen.dispatched.insert(o.incident_id.clone()),
                     "dispatched twice"
@@ -289,19 +289,25 @@ fn check_effects(
                 prop_assert_eq!(c, i);
                 prop_assert_eq!(i.state, IncidentState::Cleared);
                 prop_assert!(i.disposition.is_some_and(Disposition::opens_case));
+                // Every routed test incident is at station s1.
+                let case_id = format!("case-s1-{}", i.id);
+                prop_assert_eq!(
+                    i.case_id.as_ref().map(CaseId::as_str),
+                    Some(case_id.as_str())
+                );
             }
         }
     }
     for (id, snapshot) in last {
         prop_assert_eq!(
-            d.incident(id),
+            d.incident(id.as_str()),
             Some(snapshot),
             "last snapshot is the stored copy"
         );
     }
     if let Some(answer) = answer {
         prop_assert_eq!(
-            d.incident(&answer.id),
+            d.incident(answer.id.as_str()),
             Some(answer),
             "answer is the stored copy"
         );
@@ -314,10 +320,10 @@ fn check_invariants(d: &DistrictState, seen: &Seen) -> Result<(), TestCaseError>
     // Never lost: every submitted incident is exactly one of queued, active, closed.
     prop_assert_eq!(d.incidents().count(), seen.submitted.len());
     for s in &seen.submitted {
-        let i = d.incident(&s.id);
+        let i = d.incident(s.id.as_str());
         prop_assert!(i.is_some(), "lost {}", s.id);
         let i = i.unwrap();
-        let queued = d.queue().contains(&i.id);
+        let queued = d.queue().contains(i.id.as_str());
         let is_active = active.contains(i.id.as_str());
         let closed = i.state.is_closed();
         prop_assert_eq!(u8::from(queued) + u8::from(is_active) + u8::from(closed), 1);
@@ -331,6 +337,11 @@ fn check_invariants(d: &DistrictState, seen: &Seen) -> Result<(), TestCaseError>
             prop_assert!(i.times.acknowledged_at.is_some() && i.times.on_scene_at.is_some());
             prop_assert!(i.response_time_s().is_some_and(|t| t >= 0.0));
         }
+        // A case id exactly when cleared with a case-opening disposition.
+        prop_assert_eq!(
+            i.case_id.is_some(),
+            i.state == IncidentState::Cleared && i.disposition.is_some_and(Disposition::opens_case)
+        );
     }
     // The queue is ordered and holds exactly the queued incidents.
     let keys: Vec<_> = d.queue().iter().collect();
@@ -343,7 +354,7 @@ fn check_invariants(d: &DistrictState, seen: &Seen) -> Result<(), TestCaseError>
     }
     // An active incident has exactly one officer, who points back at it.
     for i in d.active() {
-        let o = i.officer_id.as_deref().and_then(|o| d.officer(o));
+        let o = i.officer_id.as_ref().and_then(|o| d.officer(o.as_str()));
         prop_assert!(o.is_some(), "{} has no officer", i.id);
         let o = o.unwrap();
         prop_assert_eq!(o.incident_id.as_ref(), Some(&i.id));
@@ -361,7 +372,7 @@ fn check_invariants(d: &DistrictState, seen: &Seen) -> Result<(), TestCaseError>
         match o.status {
             OfficerStatus::Dispatched | OfficerStatus::Acknowledged | OfficerStatus::OnScene => {
                 engaged += 1;
-                let i = o.incident_id.as_deref().and_then(|i| d.incident(i));
+                let i = o.incident_id.as_ref().and_then(|i| d.incident(i.as_str()));
                 prop_assert!(i.is_some_and(
                     |i| i.officer_id.as_ref() == Some(&o.id) && active.contains(i.id.as_str())
                 ));
