@@ -387,7 +387,7 @@ async fn a_parked_dead_letter_holds_the_delivered_mark_so_a_crash_loses_nothing(
     let up = Arc::new(Terminals::default());
     let _second = Node::start(journal, up.clone()).await;
     eventually("the parked order is delivered by the next node", || {
-        up.orders() == ["I1-1".to_string()]
+        up.orders() == ["town-d01/I1/1".to_string()]
     })
     .await;
 }

@@ -782,7 +782,7 @@ async fn an_order_dead_lettered_during_a_long_outage_is_delivered_once_the_peer_
 
     r.notify.set_mode(Mode::Accept);
     eventually("delivered after the outage", || {
-        r.notify.labels() == ["inc-1-1"]
+        r.notify.labels() == ["town-d01/inc-1/1"]
     })
     .await;
     let stats = r.outbox.stats().notification;
@@ -792,7 +792,7 @@ async fn an_order_dead_lettered_during_a_long_outage_is_delivered_once_the_peer_
     );
     // Nothing more is sent: delivered once.
     tokio::time::sleep(Duration::from_secs(120)).await;
-    assert_eq!(r.notify.labels(), ["inc-1-1"]);
+    assert_eq!(r.notify.labels(), ["town-d01/inc-1/1"]);
 }
 
 /// A refusal is final: the effect stays in the dead letters for an operator and is never sent
