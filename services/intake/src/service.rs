@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dispatch_bus::convert::{FieldError, incident_from_wire, incident_to_wire};
-use dispatch_bus::ports::{DistrictClient, NotifyClient, Route, RouterClient};
+use dispatch_bus::ports::{DistrictClient, NotifyClient, PortError, Route, RouterClient};
 use dispatch_bus::trace::{self, TraceContext};
 use dispatch_core::clock::SharedClock;
 use dispatch_core::{Incident, IncidentState, Timestamp};
@@ -261,10 +261,21 @@ impl IntakeService {
             };
             // A hand-off of its own: the report's trace ended with its call.
             let context = TraceContext::new_root();
-            tracing::info!(incident_id = %id, district = %incident.district_id,
+            let district = incident.district_id.clone();
+            tracing::info!(incident_id = %id, %district,
                 trace_id = %context.trace_id_hex(), "handing off an incident left routed");
             match trace::scope(context, self.hand_off(incident, token)).await {
                 Ok(_) => handed += 1,
+                Err(Error::Upstream {
+                    error: error @ PortError::Refused { .. },
+                    ..
+                }) => {
+                    // Not a blip: the district will refuse it again until someone fixes the
+                    // cause (a map change, a misrouted incident). Loud, and still offered
+                    // again every sweep, so it is dispatched as soon as the cause is gone.
+                    tracing::error!(incident_id = %id, %district, %error,
+                        "district refused the incident; it stays ROUTED and is offered again every sweep");
+                }
                 Err(e) => {
                     tracing::warn!(incident_id = %id, error = %e, "hand-off failed, will retry")
                 }

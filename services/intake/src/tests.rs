@@ -80,6 +80,9 @@ struct FakeDistrict {
     /// The call of each submit.
     calls: Mutex<Vec<Call>>,
     down: AtomicBool,
+    /// Submits are refused with `FailedPrecondition` (a district that does not take this
+    /// incident, e.g. after a map change moved it elsewhere).
+    refuse: AtomicBool,
     /// Submits wait here until it is true (a paused or slow district).
     open: tokio::sync::watch::Sender<bool>,
 }
@@ -93,6 +96,14 @@ impl DistrictPort for FakeDistrict {
         let _ = open.wait_for(|open| *open).await;
         if self.down.load(Ordering::SeqCst) {
             return Err(Status::unavailable("district nc-d07 unreachable").into());
+        }
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err(dispatch_proto::status::with_field(
+                Code::FailedPrecondition,
+                "incident.district_id",
+                "district nc-d07 is not served by this node",
+            )
+            .into());
         }
         tokio::task::yield_now().await;
         self.clock.advance(0.5);
@@ -131,6 +142,7 @@ impl Rig {
             submits: Mutex::new(Vec::new()),
             calls: Mutex::new(Vec::new()),
             down: AtomicBool::new(false),
+            refuse: AtomicBool::new(false),
             open: tokio::sync::watch::channel(true).0,
         });
         let svc = Arc::new(IntakeService::new(
@@ -434,6 +446,36 @@ async fn the_sweeper_hands_off_an_incident_whose_district_was_down_without_a_red
     assert_eq!(stored.state, v1::IncidentState::Queued as i32);
     assert_eq!(rig.svc.sweep().await.unwrap(), 0, "handed off once");
     assert_eq!(rig.submits(), 3);
+}
+
+/// A district that refuses an incident (not worth retrying at once) neither loses the call nor
+/// hides it: the platform gets the refusal with its code and field, the record stays `ROUTED`,
+/// and every sweep offers it again, so it is dispatched once the cause is fixed.
+#[tokio::test]
+async fn a_refused_hand_off_is_told_to_the_platform_kept_and_offered_again_by_the_sweeper() {
+    let rig = Rig::new(None);
+    rig.district.refuse.store(true, Ordering::SeqCst);
+    let status = Status::from(rig.svc.report(&call("c-1")).await.unwrap_err());
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(
+        status.message(),
+        "incident.district_id: district nc-d07 is not served by this node"
+    );
+    let id = rig.district.submits.lock()[0].incident_id.clone();
+    let kept = rig.svc.incident(&id).await.unwrap();
+    assert_eq!(kept.state, v1::IncidentState::Routed as i32);
+    // Still refused: tried again at every sweep, never dropped.
+    assert_eq!(rig.svc.sweep().await.unwrap(), 0);
+    assert_eq!(rig.svc.sweep().await.unwrap(), 0);
+    assert_eq!(rig.submits(), 3);
+    rig.district.refuse.store(false, Ordering::SeqCst);
+    assert_eq!(rig.svc.sweep().await.unwrap(), 1);
+    let stored = rig.svc.incident(&id).await.unwrap();
+    assert_eq!(stored.state, v1::IncidentState::Queued as i32);
+    // The platform's redial now answers the dispatched incident.
+    let retry = rig.svc.report(&call("c-1")).await.unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(rig.submits(), 4);
 }
 
 #[tokio::test(start_paused = true)]

@@ -173,10 +173,16 @@ fn main() {
         let ping = redis_ping(&url, calls).await;
         let (mem, mem_answered) =
             call_to_order("call -> order, in memory", map.clone(), None, calls).await;
+        reset_command_stats(&url).await;
         let (red, red_answered) =
             call_to_order("call -> order, Redis", map, Some(url.clone()), calls).await;
-        vec![bare, ping, mem, red, mem_answered, red_answered]
+        let stats = command_stats(&url).await;
+        (
+            vec![bare, ping, mem, red, mem_answered, red_answered],
+            stats,
+        )
     });
+    let (figures, stats) = figures;
     println!("\n{calls} samples each, one at a time, loopback, this machine");
     println!("{:<34} {:>9} {:>9}", "what", "p50 ms", "p99 ms");
     for f in &figures {
@@ -188,6 +194,19 @@ fn main() {
         mem.p(0.5) / bare.p(0.5),
         red.p(0.5) / mem.p(0.5)
     );
+    // Where the Redis run spent Redis's time: every command the cluster sent, per call (a call
+    // includes its untimed acknowledge, arrive and clear, and the 20 warm-up calls).
+    println!(
+        "\nRedis commands of the Redis run, per call (incl. its ack/arrive/clear), busiest first"
+    );
+    println!(
+        "{:<28} {:>10} {:>14}",
+        "command", "per call", "usec per cmd"
+    );
+    let per = (calls + 20) as f64;
+    for (cmd, n, usec) in &stats {
+        println!("{cmd:<28} {:>10.2} {usec:>14.2}", *n as f64 / per);
+    }
     let budget = mem.p(0.5) + 3.0 * rtt.p(0.5);
     println!(
         "target Redis p50 <= in-memory p50 + 3 Redis round trips = {:.3} ms: {} ({:.3} ms, {:.1} round trips over in memory)",
@@ -200,4 +219,45 @@ fn main() {
         red.p(0.5),
         (red.p(0.5) - mem.p(0.5)) / rtt.p(0.5)
     );
+}
+
+/// Clears Redis's per-command counters (`CONFIG RESETSTAT`).
+async fn reset_command_stats(url: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+}
+
+/// `(command, calls, usec per call)` from `INFO commandstats`, most calls first.
+async fn command_stats(url: &str) -> Vec<(String, u64, f64)> {
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    // Lines like `cmdstat_xadd:calls=12,usec=34,usec_per_call=2.83,...`.
+    let mut rows: Vec<(String, u64, f64)> = info
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |k: &str| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                    .map(str::to_owned)
+            };
+            Some((
+                name.to_owned(),
+                field("calls")?.parse().ok()?,
+                field("usec_per_call")?.parse().ok()?,
+            ))
+        })
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+    rows
 }
