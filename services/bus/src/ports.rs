@@ -11,6 +11,7 @@
 //! | [`DistrictPort`] | intake -> the district's owner node | [`DistrictClient`] |
 //! | [`NotifyPort`] | district -> notification, intake <- notification | [`NotifyClient`] |
 //! | [`CasePort`] | district -> case squad | [`CaseClient`] |
+//! | [`RecordsPort`] | case squad -> intake | [`RecordsClient`] |
 //!
 //! Callers hold the client, one cheap-clone type per port, built over a gRPC channel
 //! (`grpc`, separate processes), over the service's own implementation in this process
@@ -43,13 +44,13 @@ mod types;
 use std::pin::Pin;
 use std::time::Duration;
 
-use dispatch_core::{Incident, LatLng};
+use dispatch_core::{Incident, IncidentId, LatLng};
 use dispatch_proto::v1;
 use futures::Stream;
 use tonic::Request;
 use tonic::transport::{Channel, Endpoint};
 
-pub use self::clients::{CaseClient, DistrictClient, NotifyClient, RouterClient};
+pub use self::clients::{CaseClient, DistrictClient, NotifyClient, RecordsClient, RouterClient};
 pub use self::error::{PortError, Result};
 pub use self::in_process::InProcess;
 pub use self::placement::{NodeId, Placement, SingleNode};
@@ -157,6 +158,18 @@ pub trait CasePort: Send + Sync + 'static {
     /// Errors: [`PortError::Refused`] naming the field the case squad refused;
     /// [`PortError::Internal`] for a reply that is not a valid case; transport errors.
     async fn open_case(&self, call: &Call, incident: Incident) -> Result<Case>;
+}
+
+/// Case squad -> intake: what intake recorded of an incident, the registry a case squad checks
+/// an `OpenCase` against (anyone reaching its listener could forge an incident).
+#[tonic::async_trait]
+pub trait RecordsPort: Send + Sync + 'static {
+    /// Intake's record of incident `id`; `None` when intake answers `NOT_FOUND` (it never took
+    /// that incident, or it left the hot store after its retention).
+    ///
+    /// Errors: [`PortError::Internal`] for a record that is not a valid incident; transport
+    /// errors and any other refusal as they came.
+    async fn incident(&self, call: &Call, id: &IncidentId) -> Result<Option<Incident>>;
 }
 
 /// A lazily connecting channel to `addr` (`host:port` or a full `http://` URI). The connection

@@ -10,7 +10,7 @@
 //! tested); [`store`] makes the book a port, [`CaseStore`], kept in memory
 //! ([`MemoryCaseStore`]) or in Redis ([`RedisCaseStore`], shared by every replica); [`open`]
 //! checks an `OpenCase` request, also against intake's record of the incident when the service
-//! has an [`IncidentLookup`] ([`lookup`]); [`CaseSquadService`] is the gRPC shell and [`run`]
+//! has a [`RecordsClient`] of intake ([`lookup`]); [`CaseSquadService`] is the gRPC shell and [`run`]
 //! serves it. Errors of the crate are one [`Error`], turned into a `Status` in one place.
 
 pub mod book;
@@ -22,6 +22,6 @@ pub mod store;
 
 pub use book::{CaseBook, CaseKind, CaseRecord, DEFAULT_INVESTIGATORS_PER_SQUAD, SquadView};
 pub use error::{Error, Result};
-pub use lookup::IncidentLookup;
+pub use lookup::RecordsClient;
 pub use service::{CaseSquadService, run};
 pub use store::{CaseStore, MemoryCaseStore, RedisCaseStore, SquadListing};

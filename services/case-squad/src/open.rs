@@ -2,7 +2,7 @@
 //! with intake's record of the incident ([`check_recorded`]), before any state is touched.
 
 use dispatch_bus::convert::{FieldError, disposition_from_wire, state_from_wire};
-use dispatch_core::{Disposition, IncidentState};
+use dispatch_core::{Disposition, Incident, IncidentState};
 use dispatch_proto::v1;
 
 use crate::book::{self, CaseKind};
@@ -92,7 +92,7 @@ pub fn check(req: &v1::OpenCaseRequest) -> Result<CaseRequest> {
 /// Errors, first broken rule only, each [`Error::NotAsRecorded`] naming the request's field:
 /// `incident.incident_id` (intake did not record it), `incident.station_id`,
 /// `incident.district_id`, `incident.call_id` (differs from intake's record).
-pub fn check_recorded(sent: &v1::Incident, recorded: Option<&v1::Incident>) -> Result<()> {
+pub fn check_recorded(sent: &v1::Incident, recorded: Option<&Incident>) -> Result<()> {
     let id = &sent.incident_id;
     let Some(recorded) = recorded else {
         return Err(Error::NotAsRecorded(FieldError::new(
@@ -103,15 +103,19 @@ pub fn check_recorded(sent: &v1::Incident, recorded: Option<&v1::Incident>) -> R
     let fields = [
         (
             "incident.station_id",
-            &sent.station_id,
-            &recorded.station_id,
+            sent.station_id.as_str(),
+            recorded.station_id.as_str(),
         ),
         (
             "incident.district_id",
-            &sent.district_id,
-            &recorded.district_id,
+            sent.district_id.as_str(),
+            recorded.district_id.as_str(),
         ),
-        ("incident.call_id", &sent.call_id, &recorded.call_id),
+        (
+            "incident.call_id",
+            sent.call_id.as_str(),
+            recorded.call_id.as_str(),
+        ),
     ];
     for (field, sent, recorded) in fields {
         if sent != recorded {
@@ -223,16 +227,12 @@ mod tests {
         );
     }
 
-    fn recorded() -> v1::Incident {
-        v1::Incident {
-            incident_id: "inc-00000001".into(),
-            call_id: "call-7".into(),
-            station_id: "st-1".into(),
-            district_id: "d-1".into(),
-            // Intake has not heard of the clearance yet.
-            state: v1::IncidentState::OnScene as i32,
-            ..Default::default()
-        }
+    /// Intake's record: station `st-1`, district `d-1`, call `call-7`, not yet cleared.
+    fn recorded() -> Incident {
+        let mut i = crate::lookup::record("inc-00000001", "st-1");
+        i.district_id = "d-1".into();
+        i.call_id = "call-7".into();
+        i
     }
 
     fn sent() -> v1::Incident {

@@ -14,15 +14,15 @@ use tonic::{Request, Response, Status};
 
 use crate::book::{self, CaseRecord};
 use crate::error::{Error, Result};
-use crate::lookup::IncidentLookup;
+use crate::lookup::RecordsClient;
 use crate::open;
 use crate::store::{CaseStore, MemoryCaseStore};
 
 /// The case-squad service: one squad per police station, cases in a [`CaseStore`] (in memory
-/// or in Redis), incidents checked against intake when it has an [`IncidentLookup`].
+/// or in Redis), incidents checked against intake's records when it has a [`RecordsClient`].
 pub struct CaseSquadService {
     store: Arc<dyn CaseStore>,
-    lookup: OnceLock<Arc<dyn IncidentLookup>>,
+    lookup: OnceLock<RecordsClient>,
     clock: SharedClock,
 }
 
@@ -59,7 +59,7 @@ impl CaseSquadService {
     /// with `clock`.
     pub fn with_store(
         store: Arc<dyn CaseStore>,
-        lookup: Option<Arc<dyn IncidentLookup>>,
+        lookup: Option<RecordsClient>,
         clock: SharedClock,
     ) -> Self {
         let cell = OnceLock::new();
@@ -78,10 +78,7 @@ impl CaseSquadService {
     /// districts, which intake needs); call it before serving.
     ///
     /// Errors: gives `lookup` back when the service already has one (which it keeps).
-    pub fn set_lookup(
-        &self,
-        lookup: Arc<dyn IncidentLookup>,
-    ) -> Result<(), Arc<dyn IncidentLookup>> {
+    pub fn set_lookup(&self, lookup: RecordsClient) -> Result<(), RecordsClient> {
         self.lookup.set(lookup)
     }
 
@@ -90,12 +87,13 @@ impl CaseSquadService {
     async fn open_case(&self, req: &v1::OpenCaseRequest) -> Result<v1::Case> {
         let case_req = open::check(req)?;
         if let (Some(lookup), Some(sent)) = (self.lookup.get(), req.incident.as_ref()) {
-            let recorded = lookup.incident(&sent.incident_id).await.map_err(|s| {
+            // Whatever went wrong, without intake's answer the squad cannot decide: the caller
+            // (the district's outbox) should try again.
+            let id = sent.incident_id.as_str().into();
+            let recorded = lookup.incident(&id).await.map_err(|e| {
                 Error::Unavailable(format!(
-                    "cannot check incident {:?} with intake: {:?}: {}",
-                    sent.incident_id,
-                    s.code(),
-                    s.message()
+                    "cannot check incident {:?} with intake: {e}",
+                    sent.incident_id
                 ))
             })?;
             open::check_recorded(sent, recorded.as_ref())?;
@@ -198,7 +196,6 @@ mod tests {
     use super::*;
     use crate::RedisCaseStore;
     use crate::lookup::tests::FakeIntake;
-    use dispatch_bus::ports::InProcess;
     use dispatch_core::{ManualClock, Timestamp};
     use dispatch_proto::status::violated_field;
     use dispatch_redis_test::{Options, RedisServer};
@@ -453,21 +450,21 @@ mod tests {
     /// the embedded server does.
     fn checked_service(clock: &ManualClock, intake: FakeIntake) -> CaseSquadService {
         let s = service(clock);
-        assert!(s.set_lookup(Arc::new(InProcess(Arc::new(intake)))).is_ok());
+        assert!(s.set_lookup(records(intake)).is_ok());
         s
     }
 
-    /// Intake's record of `incident_id`, routed to `station_id`'s district 2 and, as intake
-    /// hears of the clearance from the feed a moment after the district, still on scene.
-    fn recorded(incident_id: &str, station_id: &str) -> v1::Incident {
-        v1::Incident {
-            incident_id: incident_id.into(),
-            call_id: format!("call-{incident_id}"),
-            station_id: station_id.into(),
-            district_id: format!("{station_id}-d2"),
-            state: v1::IncidentState::OnScene as i32,
-            ..Default::default()
-        }
+    /// Intake's record of `incident_id` (see [`crate::lookup::record`]).
+    fn recorded(incident_id: &str, station_id: &str) -> dispatch_core::Incident {
+        crate::lookup::record(incident_id, station_id)
+    }
+
+    /// A client of `intake`'s records in this process.
+    fn records(intake: FakeIntake) -> RecordsClient {
+        RecordsClient::in_process(
+            Arc::new(intake),
+            dispatch_bus::ports::CallOptions::with_deadline(RecordsClient::DEFAULT_DEADLINE),
+        )
     }
 
     /// The district's cleared copy of `incident_id` at `station_id` (district 2).
@@ -558,8 +555,7 @@ mod tests {
         assert!(err.message().contains("\"inc-1\""), "{}", err.message());
         assert_eq!(open_cases(&s, "st-a").await, vec![0; 6]);
         // The first lookup stays: a second is handed back.
-        let other = Arc::new(InProcess(Arc::new(FakeIntake::default())));
-        assert!(s.set_lookup(other).is_err());
+        assert!(s.set_lookup(records(FakeIntake::default())).is_err());
         assert_eq!(
             open(&s, sent("inc-1", "st-a")).await.unwrap_err().code(),
             Code::Unavailable
@@ -578,15 +574,12 @@ mod tests {
             .await
             .unwrap();
         let clock = ManualClock::at(Timestamp(1_000));
-        let intake = InProcess(Arc::new(FakeIntake::with([
+        let intake = records(FakeIntake::with([
             recorded("inc-1", "st-a"),
             recorded("inc-2", "st-a"),
-        ])));
-        let s = CaseSquadService::with_store(
-            Arc::new(store),
-            Some(Arc::new(intake)),
-            Arc::new(clock.clone()),
-        );
+        ]));
+        let s =
+            CaseSquadService::with_store(Arc::new(store), Some(intake), Arc::new(clock.clone()));
         let first = open(&s, sent("inc-1", "st-a")).await.unwrap();
         clock.advance(30.0);
         let second = open(&s, sent("inc-2", "st-a")).await.unwrap();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use actix_rt::Arbiter;
 use dispatch_bus::ports::{
-    CallOptions, CaseClient, DistrictClient, InProcess, NotifyClient, RouterClient, SingleNode,
+    CallOptions, CaseClient, DistrictClient, NotifyClient, RecordsClient, RouterClient, SingleNode,
 };
 use dispatch_case_squad::CaseSquadService;
 use dispatch_core::TravelModel;
@@ -170,7 +170,10 @@ impl EmbeddedCluster {
         // after the case squad (intake -> district -> outbox -> case squad), so the lookup is
         // set now; the cycle lives as long as the process.
         if cases
-            .set_lookup(Arc::new(InProcess(intake.clone())))
+            .set_lookup(RecordsClient::in_process(
+                intake.clone(),
+                CallOptions::with_deadline(RecordsClient::DEFAULT_DEADLINE),
+            ))
             .is_err()
         {
             anyhow::bail!("case squad lookup set twice");

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use dispatch_bus::ports::RecordsClient;
 use dispatch_bus::ports::{
     CallOptions, CaseClient, DistrictClient, NotifyClient, RouterClient, SingleNode, channel,
 };
 use dispatch_case_squad::CaseSquadService;
-use dispatch_case_squad::IncidentLookup;
 use dispatch_core::ScaledClock;
 use dispatch_core::clock::{Error as ClockError, SharedClock, WallClock};
 use dispatch_district::DistrictGrpc;
@@ -23,7 +23,6 @@ use dispatch_intake::IntakeService;
 use dispatch_map::CityMap;
 use dispatch_notification::NotificationService;
 use dispatch_proto::v1;
-use dispatch_proto::v1::intake_client::IntakeClient;
 use tokio::net::TcpListener;
 
 use crate::backends;
@@ -153,8 +152,10 @@ pub async fn run_service(
             let url = config.redis.url.as_deref();
             let store =
                 backends::case_store(url, &directory, config.investigators_per_squad).await?;
-            let lookup: Arc<dyn IncidentLookup> =
-                Arc::new(IntakeClient::new(channel(&peers.intake)?));
+            let lookup = RecordsClient::grpc(
+                channel(&peers.intake)?,
+                CallOptions::with_deadline(RecordsClient::DEFAULT_DEADLINE),
+            );
             let service = CaseSquadService::with_store(store, Some(lookup), clock);
             let routes = tonic::service::Routes::new(
                 dispatch_proto::v1::case_squad_server::CaseSquadServer::new(service),

@@ -4,18 +4,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dispatch_core::{Incident, LatLng};
+use dispatch_core::{Incident, IncidentId, LatLng};
 use dispatch_proto::v1;
 use dispatch_proto::v1::case_squad_client::CaseSquadClient;
 use dispatch_proto::v1::district_service_client::DistrictServiceClient;
 use dispatch_proto::v1::geo_router_client::GeoRouterClient;
+use dispatch_proto::v1::intake_client::IntakeClient;
 use dispatch_proto::v1::notification_client::NotificationClient;
 use tonic::transport::Channel;
 
-use super::grpc::{GrpcCases, GrpcDistrict, GrpcNotify, GrpcRouter};
+use super::grpc::{GrpcCases, GrpcDistrict, GrpcNotify, GrpcRecords, GrpcRouter};
 use super::{
     Call, CallOptions, Case, CasePort, DistrictPort, InProcess, NodeId, NoticeStream, NotifyPort,
-    Placement, PortError, Result, Route, RouterPort, SingleNode, within,
+    Placement, PortError, RecordsPort, Result, Route, RouterPort, SingleNode, within,
 };
 
 /// Intake's client of the geo-router.
@@ -221,6 +222,42 @@ impl CaseClient {
     }
 }
 
+/// The case squad's client of intake's records.
+#[derive(Clone)]
+pub struct RecordsClient {
+    port: Arc<dyn RecordsPort>,
+    options: CallOptions,
+}
+
+impl RecordsClient {
+    /// Default deadline: 2 s, well inside the 5 s the district's outbox gives `OpenCase`, so
+    /// a slow intake fails the check (the outbox then retries) before the case squad's caller
+    /// gives up.
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
+
+    /// Over gRPC on `channel`.
+    pub fn grpc(channel: Channel, options: CallOptions) -> Self {
+        Self::from_port(Arc::new(GrpcRecords(IntakeClient::new(channel))), options)
+    }
+
+    /// The intake `service` in this process.
+    pub fn in_process<T: v1::intake_server::Intake>(service: Arc<T>, options: CallOptions) -> Self {
+        Self::from_port(Arc::new(InProcess(service)), options)
+    }
+
+    /// Over any implementation of the port.
+    pub fn from_port(port: Arc<dyn RecordsPort>, options: CallOptions) -> Self {
+        Self { port, options }
+    }
+
+    /// Intake's record of incident `id`, `None` when it has none. See
+    /// [`RecordsPort::incident`].
+    pub async fn incident(&self, id: &IncidentId) -> Result<Option<Incident>> {
+        let call = Call::new(self.options);
+        within(&call, self.port.incident(&call, id)).await
+    }
+}
+
 /// What every client has alike: its options, a copy with another deadline, `Debug`.
 macro_rules! client_options {
     ($($client:ty),*) => {$(
@@ -249,4 +286,10 @@ macro_rules! client_options {
     )*};
 }
 
-client_options!(RouterClient, DistrictClient, NotifyClient, CaseClient);
+client_options!(
+    RouterClient,
+    DistrictClient,
+    NotifyClient,
+    CaseClient,
+    RecordsClient
+);

@@ -1,16 +1,18 @@
 //! The gRPC adapters: each port over the generated client of its service, on a channel.
 
-use dispatch_core::{Incident, LatLng};
+use dispatch_core::{Incident, IncidentId, LatLng};
 use dispatch_proto::v1;
 use dispatch_proto::v1::case_squad_client::CaseSquadClient;
 use dispatch_proto::v1::district_service_client::DistrictServiceClient;
 use dispatch_proto::v1::geo_router_client::GeoRouterClient;
+use dispatch_proto::v1::intake_client::IntakeClient;
 use dispatch_proto::v1::notification_client::NotificationClient;
 use futures::StreamExt;
 use tonic::transport::Channel;
 
 use super::{
-    Call, CasePort, DistrictPort, NoticeStream, NotifyPort, PortError, Result, RouterPort,
+    Call, CasePort, DistrictPort, NoticeStream, NotifyPort, PortError, RecordsPort, Result,
+    RouterPort,
 };
 use super::{Case, Route};
 use crate::convert;
@@ -30,6 +32,31 @@ pub(super) struct GrpcNotify(pub NotificationClient<Channel>);
 /// The case squad over gRPC.
 #[derive(Debug, Clone)]
 pub(super) struct GrpcCases(pub CaseSquadClient<Channel>);
+
+/// Intake's records over gRPC.
+#[derive(Debug, Clone)]
+pub(super) struct GrpcRecords(pub IntakeClient<Channel>);
+
+/// The request of `RecordsPort::incident`.
+pub(super) fn get_incident_request(id: &IncidentId) -> v1::GetIncidentRequest {
+    v1::GetIncidentRequest {
+        incident_id: id.to_string(),
+    }
+}
+
+/// Intake's answer to `GetIncident`: the record, `None` for `NOT_FOUND`; a malformed record is
+/// [`PortError::Internal`].
+pub(super) fn record_reply(
+    reply: std::result::Result<tonic::Response<v1::Incident>, tonic::Status>,
+) -> Result<Option<Incident>> {
+    match reply {
+        Ok(reply) => convert::incident_from_wire(reply.get_ref())
+            .map(Some)
+            .map_err(|e| PortError::bad_reply("intake", "incident", &e)),
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+        Err(status) => Err(status.into()),
+    }
+}
 
 /// The request of `RouterPort::route`.
 pub(super) fn route_request(location: LatLng) -> v1::RouteRequest {
@@ -122,5 +149,13 @@ impl CasePort for GrpcCases {
     async fn open_case(&self, call: &Call, incident: Incident) -> Result<Case> {
         let request = call.request(open_case_request(&incident));
         case_reply(self.0.clone().open_case(request).await?.into_inner())
+    }
+}
+
+#[tonic::async_trait]
+impl RecordsPort for GrpcRecords {
+    async fn incident(&self, call: &Call, id: &IncidentId) -> Result<Option<Incident>> {
+        let request = call.request(get_incident_request(id));
+        record_reply(self.0.clone().get_incident(request).await)
     }
 }

@@ -4,14 +4,16 @@
 
 use std::sync::Arc;
 
-use dispatch_core::{Incident, LatLng};
+use dispatch_core::{Incident, IncidentId, LatLng};
 use dispatch_proto::v1;
 
 use super::grpc::{
-    case_reply, incident_reply, notices, open_case_request, route_reply, route_request,
-    submit_request,
+    case_reply, get_incident_request, incident_reply, notices, open_case_request, record_reply,
+    route_reply, route_request, submit_request,
 };
-use super::{Call, Case, CasePort, DistrictPort, NoticeStream, NotifyPort, Result, Route};
+use super::{
+    Call, Case, CasePort, DistrictPort, NoticeStream, NotifyPort, RecordsPort, Result, Route,
+};
 use super::{RouterPort, within};
 
 /// A service called in-process through its own `tonic` implementation.
@@ -72,5 +74,16 @@ impl<T: v1::case_squad_server::CaseSquad> CasePort for InProcess<T> {
         let request = call.request(open_case_request(&incident));
         let reply = within(call, async { Ok(self.0.open_case(request).await?) }).await?;
         case_reply(reply.into_inner())
+    }
+}
+
+#[tonic::async_trait]
+impl<T: v1::intake_server::Intake> RecordsPort for InProcess<T> {
+    async fn incident(&self, call: &Call, id: &IncidentId) -> Result<Option<Incident>> {
+        let request = call.request(get_incident_request(id));
+        within(call, async {
+            Ok(record_reply(self.0.get_incident(request).await))
+        })
+        .await?
     }
 }
