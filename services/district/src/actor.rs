@@ -325,6 +325,9 @@ pub struct DispatchStep {
     pub dispatch_id: String,
     /// What happened.
     pub step: Step,
+    /// The officer's trace context: what the step causes (the incident's update, a case, the
+    /// next dispatch) is published in it.
+    pub trace: Option<TraceContext>,
 }
 
 /// A copy of the district's state for screens and tests.
@@ -417,7 +420,7 @@ impl Handler<DispatchStep> for DistrictActor {
                 disposition,
             },
         };
-        self.respond(command, incident)
+        self.respond_traced(command, msg.trace, incident)
     }
 }
 

@@ -231,13 +231,15 @@ impl DistrictNode {
         .await?
     }
 
-    /// Acknowledge, arrive or clear one dispatch.
+    /// Acknowledge, arrive or clear one dispatch. What it causes is published in the caller's
+    /// trace context ([`dispatch_bus::trace::current`]).
     pub async fn step(&self, officer_id: &str, dispatch_id: &str, step: Step) -> Result<Incident> {
         let addr = self.officer_district(officer_id)?;
         addr.send(DispatchStep {
             officer_id: officer_id.to_owned(),
             dispatch_id: dispatch_id.to_owned(),
             step,
+            trace: dispatch_bus::trace::current(),
         })
         .await?
     }

@@ -57,6 +57,16 @@ pub fn to_status(e: Error) -> Status {
     }
 }
 
+/// The handler span of `method` and the trace context the request continues (a child of the
+/// caller's `traceparent`, when it sent one).
+fn traced<T>(
+    method: &'static str,
+    request: &Request<T>,
+) -> (tracing::Span, Option<trace::TraceContext>) {
+    let span = trace::handler_span(method, request);
+    (span, trace::from_request(request).map(|c| c.child()))
+}
+
 fn required(value: &str, field: &str) -> Result<(), Status> {
     if value.is_empty() {
         return Err(FieldError::new(field, "is required").into());
@@ -134,29 +144,32 @@ impl DistrictService for DistrictGrpc {
         &self,
         request: Request<v1::AcknowledgeDispatchRequest>,
     ) -> Result<Response<v1::Incident>, Status> {
+        let (span, context) = traced("DistrictService.AcknowledgeDispatch", &request);
         let req = request.into_inner();
-        self.step(&req.officer_id, &req.dispatch_id, Step::Acknowledge)
-            .await
+        let step = self.step(&req.officer_id, &req.dispatch_id, Step::Acknowledge);
+        trace::scope_opt(context, step.instrument(span)).await
     }
 
     async fn arrive_on_scene(
         &self,
         request: Request<v1::ArriveOnSceneRequest>,
     ) -> Result<Response<v1::Incident>, Status> {
+        let (span, context) = traced("DistrictService.ArriveOnScene", &request);
         let req = request.into_inner();
-        self.step(&req.officer_id, &req.dispatch_id, Step::Arrive)
-            .await
+        let step = self.step(&req.officer_id, &req.dispatch_id, Step::Arrive);
+        trace::scope_opt(context, step.instrument(span)).await
     }
 
     async fn clear_incident(
         &self,
         request: Request<v1::ClearIncidentRequest>,
     ) -> Result<Response<v1::Incident>, Status> {
+        let (span, context) = traced("DistrictService.ClearIncident", &request);
         let req = request.into_inner();
         let disposition = disposition_from_wire(req.disposition, "disposition")?
             .ok_or_else(|| FieldError::new("disposition", "is required"))?;
-        self.step(&req.officer_id, &req.dispatch_id, Step::Clear(disposition))
-            .await
+        let step = self.step(&req.officer_id, &req.dispatch_id, Step::Clear(disposition));
+        trace::scope_opt(context, step.instrument(span)).await
     }
 
     async fn get_district(

@@ -500,6 +500,87 @@ impl dispatch_bus::ports::NotifyPort for TraceRecorder {
     }
 }
 
+/// A district node whose publications go to `recorder`, behind its gRPC face, and its arbiters
+/// (the actors stop when they are dropped).
+async fn traced_district(recorder: Arc<TraceRecorder>) -> (DistrictGrpc, Vec<actix_rt::Arbiter>) {
+    let clock = Arc::new(ManualClock::at(Timestamp(1_700_000_000_000)));
+    let cases = Arc::new(CaseSquadService::from_directory(
+        &directory(),
+        2,
+        clock.clone(),
+    ));
+    let options = CallOptions::with_deadline(std::time::Duration::from_secs(5));
+    let outbox = Outbox::spawn(
+        NotifyClient::from_port(recorder, options),
+        CaseClient::in_process(cases, options),
+    );
+    let (node, arbiters) = DistrictNode::start_on_new_arbiters(
+        &directory(),
+        NodeConfig::default(),
+        clock,
+        outbox,
+        Arc::new(MemoryJournal::new()),
+        1,
+    )
+    .await
+    .expect("node starts");
+    (DistrictGrpc::new(node), arbiters)
+}
+
+/// An officer's step (here the acknowledgement) is published in the terminal's trace, as a
+/// submit is in intake's.
+#[actix_rt::test]
+async fn what_an_officers_step_causes_is_published_in_the_terminals_trace() {
+    let recorder = Arc::new(TraceRecorder::default());
+    let (grpc, _arbiters) = traced_district(recorder.clone()).await;
+    grpc.update_officer_status(Request::new(v1::UpdateOfficerStatusRequest {
+        officer_id: "town-d01-o01".into(),
+        status: v1::OfficerStatus::Available as i32,
+        location: Some(v1::LatLng {
+            lat: 23.0,
+            lon: 113.7,
+        }),
+    }))
+    .await
+    .expect("sign on");
+    grpc.submit_incident(Request::new(v1::SubmitIncidentRequest {
+        incident: Some(routed("I1", D1)),
+    }))
+    .await
+    .expect("dispatched");
+    let published = |n: usize| {
+        let recorder = recorder.clone();
+        async move {
+            for _ in 0..500 {
+                if recorder.traces.lock().len() >= n {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("fewer than {n} publishes");
+        }
+    };
+    published(1).await;
+    // Let the dispatch's publishes settle before the step.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let before = recorder.traces.lock().len();
+
+    let terminal = dispatch_bus::trace::TraceContext::new_root();
+    let mut ack = Request::new(v1::AcknowledgeDispatchRequest {
+        officer_id: "town-d01-o01".into(),
+        dispatch_id: format!("{D1}/I1/1"),
+    });
+    terminal.inject(ack.metadata_mut());
+    grpc.acknowledge_dispatch(ack).await.expect("acknowledged");
+    published(before + 1).await;
+    let after = recorder.traces.lock()[before..].to_vec();
+    for published in after {
+        let published = published.expect("a traceparent on the publish");
+        assert_eq!(published.trace_id, terminal.trace_id);
+        assert_ne!(published.span_id, terminal.span_id);
+    }
+}
+
 #[actix_rt::test]
 async fn what_a_submit_causes_is_published_in_the_submitters_trace() {
     let clock = Arc::new(ManualClock::at(Timestamp(1_700_000_000_000)));
