@@ -11,6 +11,8 @@
 #                    it again at once on the same Redis and clock epoch (nothing may be lost)
 # The harness report goes to stdout; its JSON to target/<scenario>-redis.json. Exit code: the
 # harness's. Needs redis-server and the release binaries (built here).
+# Ports: Redis on $REDIS_PORT (default 6391), the one-process cluster on 127.0.0.1:50071, the
+# separate processes on 50051-50055; each must be free (checked: never someone else's Redis).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -30,9 +32,17 @@ command -v redis-server >/dev/null || { echo "redis-server not found: install it
 
 cargo build --release -p dispatch-server -p dispatch-loadtest
 port=${REDIS_PORT:-6391}
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "port $port is taken (another Redis?): set REDIS_PORT to a free port" >&2; exit 2
+fi
 dir=$(mktemp -d)
 redis-server deploy/redis/redis.conf --port "$port" --dir "$dir" > "$dir/redis.log" 2>&1 &
 rpid=$!
+for _ in $(seq 1 50); do
+  redis-cli -p "$port" ping >/dev/null 2>&1 && break
+  kill -0 "$rpid" 2>/dev/null || { echo "redis-server did not start:" >&2; cat "$dir/redis.log" >&2; exit 2; }
+  sleep 0.1
+done
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; sleep 1; kill "$rpid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
