@@ -30,11 +30,11 @@ while (($#)); do
 done
 command -v redis-server >/dev/null || { echo "redis-server not found: install it with \`apt-get install redis-server\` (Debian/Ubuntu)" >&2; exit 2; }
 
-cargo build --release -p dispatch-server -p dispatch-loadtest
 port=${REDIS_PORT:-6391}
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   echo "port $port is taken (another Redis?): set REDIS_PORT to a free port" >&2; exit 2
 fi
+cargo build --release -p dispatch-server -p dispatch-loadtest
 dir=$(mktemp -d)
 redis-server deploy/redis/redis.conf --port "$port" --dir "$dir" > "$dir/redis.log" 2>&1 &
 rpid=$!
