@@ -583,29 +583,8 @@ async fn what_an_officers_step_causes_is_published_in_the_terminals_trace() {
 
 #[actix_rt::test]
 async fn what_a_submit_causes_is_published_in_the_submitters_trace() {
-    let clock = Arc::new(ManualClock::at(Timestamp(1_700_000_000_000)));
     let recorder = Arc::new(TraceRecorder::default());
-    let cases = Arc::new(CaseSquadService::from_directory(
-        &directory(),
-        2,
-        clock.clone(),
-    ));
-    let options = CallOptions::with_deadline(std::time::Duration::from_secs(5));
-    let outbox = Outbox::spawn(
-        NotifyClient::from_port(recorder.clone(), options),
-        CaseClient::in_process(cases, options),
-    );
-    let (node, _arbiters) = DistrictNode::start_on_new_arbiters(
-        &directory(),
-        NodeConfig::default(),
-        clock,
-        outbox,
-        Arc::new(MemoryJournal::new()),
-        1,
-    )
-    .await
-    .expect("node starts");
-    let grpc = DistrictGrpc::new(node);
+    let (grpc, _arbiters) = traced_district(recorder.clone()).await;
     let intake = dispatch_bus::trace::TraceContext::new_root();
     let mut request = Request::new(v1::SubmitIncidentRequest {
         incident: Some(routed("I1", D1)),

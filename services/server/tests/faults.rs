@@ -262,6 +262,14 @@ async fn staff(
     places
 }
 
+/// Intake's record of incident `id`.
+async fn record(intake: &IntakeClient<Channel>, id: &str) -> Result<v1::Incident, Status> {
+    let req = v1::GetIncidentRequest {
+        incident_id: id.to_owned(),
+    };
+    Ok(intake.clone().get_incident(req).await?.into_inner())
+}
+
 /// Waits until every incident of `ids` is cleared and was on scene first.
 async fn all_cleared(intake: &str, ids: &[String], within: Duration) -> anyhow::Result<()> {
     let intake = IntakeClient::new(channel(intake));
@@ -270,13 +278,7 @@ async fn all_cleared(intake: &str, ids: &[String], within: Duration) -> anyhow::
         async move {
             let mut open = Vec::new();
             for id in ids {
-                let i = intake
-                    .clone()
-                    .get_incident(v1::GetIncidentRequest {
-                        incident_id: id.clone(),
-                    })
-                    .await?
-                    .into_inner();
+                let i = record(&intake, id).await?;
                 let t = i.times.unwrap_or_default();
                 if i.state != v1::IncidentState::Cleared as i32 || t.on_scene_at.is_none() {
                     open.push(format!("{id}: {:?}", v1::IncidentState::try_from(i.state)));
@@ -305,14 +307,9 @@ async fn cases_opened(
             continue;
         }
         eventually(within, || {
-            let (mut cases, mut intake) = (cases.clone(), intake.clone());
+            let (mut cases, intake) = (cases.clone(), intake.clone());
             async move {
-                let incident = intake
-                    .get_incident(v1::GetIncidentRequest {
-                        incident_id: id.clone(),
-                    })
-                    .await?
-                    .into_inner();
+                let incident = record(&intake, id).await?;
                 let expected = format!("case-{}-{id}", incident.station_id);
                 anyhow::ensure!(
                     incident.case_id == expected,
@@ -383,14 +380,7 @@ async fn kill_9_of_every_service_and_of_redis_loses_no_call() {
     let seen = orders.lock().unwrap().clone();
     let intake = IntakeClient::new(channel(&e.intake));
     for id in &ids {
-        let incident = intake
-            .clone()
-            .get_incident(v1::GetIncidentRequest {
-                incident_id: id.clone(),
-            })
-            .await
-            .expect("incident")
-            .into_inner();
+        let incident = record(&intake, id).await.expect("incident");
         // `{district_id}/{incident_id}/{n}`: the first dispatch by the incident's district.
         let dispatches = seen.get(id).cloned().unwrap_or_default();
         assert_eq!(
@@ -569,15 +559,7 @@ async fn with_the_case_squad_down_for_a_minute_orders_flow_and_cases_open_once_i
         let intake = IntakeClient::new(channel(&e.intake));
         let mut stations = BTreeSet::new();
         for id in &ids {
-            let i = intake
-                .clone()
-                .get_incident(v1::GetIncidentRequest {
-                    incident_id: id.clone(),
-                })
-                .await
-                .expect("incident")
-                .into_inner();
-            stations.insert(i.station_id);
+            stations.insert(record(&intake, id).await.expect("incident").station_id);
         }
         stations
     };
