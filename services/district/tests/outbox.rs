@@ -795,6 +795,31 @@ async fn an_order_dead_lettered_during_a_long_outage_is_delivered_once_the_peer_
     assert_eq!(r.notify.labels(), ["town-d01/inc-1/1"]);
 }
 
+/// However many times an undeliverable effect is sent again, even when each round of tries
+/// outlasts the redrive period, it is one dead letter: one error line, one record.
+#[tokio::test(start_paused = true)]
+async fn an_effect_sent_again_and_again_is_one_dead_letter() {
+    let config = OutboxConfig {
+        max_tries: 3,
+        redrive_every: Duration::from_millis(100),
+        ..OutboxConfig::default()
+    };
+    let r = rig(config, Mode::Fail(Code::Unavailable), Mode::Accept);
+    r.outbox.emit(vec![order("inc-1", "o-7")]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let stats = r.outbox.stats().notification;
+    assert!(stats.redriven >= 10, "{stats:?}");
+    assert_eq!(stats.dead_lettered, 1);
+    assert_eq!(r.letters.recorded(), 1);
+    r.notify.set_mode(Mode::Accept);
+    eventually("delivered", || r.notify.labels() == ["town-d01/inc-1/1"]).await;
+    let stats = r.outbox.stats().notification;
+    assert_eq!(
+        (stats.delivered, stats.parked, stats.dead_lettered),
+        (1, 0, 1)
+    );
+}
+
 /// A refusal is final: the effect stays in the dead letters for an operator and is never sent
 /// again, and it does not hold the delivered mark back.
 #[tokio::test(start_paused = true)]

@@ -58,7 +58,7 @@ pub(super) struct Graveyard {
     /// Dead letters that may still be delivered ([`Reason::redelivered`]), oldest first, until
     /// the redrive sends them again.
     pub parked: Arc<Mutex<Vec<Effect>>>,
-    /// Keys ([`key`]) of the effects the latest redrive sent again.
+    /// Keys ([`key`]) of the effects the redrive sent again and not yet delivered.
     pub redriving: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -121,13 +121,11 @@ impl Graveyard {
 
     /// Takes every parked effect, oldest first. The `parked` gauge is left as it is: the
     /// caller lowers it with [`Graveyard::unpark`] once the effects are back in a lane.
-    /// The keys of what it takes replace those of the previous redrive, so the set holds at most
-    /// one redrive's effects.
+    /// Their keys are remembered until they are delivered ([`Graveyard::delivered_items`]), so
+    /// the set holds only effects sent again and not yet delivered.
     pub fn take_parked(&self) -> Vec<Effect> {
         let effects = std::mem::take(&mut *self.parked.lock());
-        let mut redriving = self.redriving.lock();
-        redriving.clear();
-        redriving.extend(effects.iter().map(key));
+        self.redriving.lock().extend(effects.iter().map(key));
         effects
     }
 
@@ -149,6 +147,19 @@ impl Graveyard {
         let n = n as u64;
         self.counters.pending.fetch_sub(n, Ordering::Relaxed);
         self.counters.delivered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// [`Graveyard::delivered`] for `items`, forgetting those the redrive had sent again.
+    fn delivered_items<T: Clone + Into<Effect>>(&self, items: &[T]) {
+        {
+            let mut redriving = self.redriving.lock();
+            if !redriving.is_empty() {
+                for item in items {
+                    redriving.remove(&key(&item.clone().into()));
+                }
+            }
+        }
+        self.delivered(items.len());
     }
 }
 
@@ -253,7 +264,7 @@ impl<D: Destination> Courier<D> {
     async fn deliver(&self, batch: &[D::Item], progress: &mut Progress) {
         match self.call(batch, &mut progress.tries).await {
             Ok(()) => {
-                self.graveyard.delivered(batch.len());
+                self.graveyard.delivered_items(batch);
                 progress.done = batch.len();
             }
             Err(Reason::Refused { error }) if batch.len() > 1 => {
@@ -272,7 +283,7 @@ impl<D: Destination> Courier<D> {
                         .call(std::slice::from_ref(item), &mut progress.tries)
                         .await
                     {
-                        Ok(()) => self.graveyard.delivered(1),
+                        Ok(()) => self.graveyard.delivered_items(std::slice::from_ref(item)),
                         Err(reason) => self.graveyard.bury_taken(item.clone().into(), reason),
                     }
                     progress.done += 1;
