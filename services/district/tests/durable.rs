@@ -164,6 +164,16 @@ impl Node {
         }
     }
 
+    /// Signs on officer `{D1}-o01` at [`here`] and answers its id.
+    async fn sign_on(&self) -> String {
+        let officer = format!("{D1}-o01");
+        self.node
+            .set_status(&officer, OfficerStatus::Available, here())
+            .await
+            .unwrap();
+        officer
+    }
+
     /// As `kill -9` would: the actors, the mark tracker and whatever the outbox held are gone.
     async fn crash(self) {
         for a in self.arbiters {
@@ -203,12 +213,7 @@ async fn a_node_that_died_is_rebuilt_exactly_and_its_undelivered_orders_are_deli
     let down = Arc::new(Terminals::default());
     down.down.store(true, Ordering::SeqCst);
     let first = Node::start(journal.clone(), down.clone()).await;
-    let officer = format!("{D1}-o01");
-    first
-        .node
-        .set_status(&officer, OfficerStatus::Available, here())
-        .await
-        .unwrap();
+    let officer = first.sign_on().await;
     // Four entries with a snapshot every 3: the rebuild uses snapshot and tail.
     for id in ["I1", "I2", "I3"] {
         first.node.submit(routed(id)).await.unwrap();
@@ -269,11 +274,7 @@ async fn an_append_redis_did_not_take_is_refused_and_the_district_rebuilds() {
     let journal: Arc<dyn Journal> = Arc::new(RedisJournal::connect(&server.url()).unwrap());
     let terminals = Arc::new(Terminals::default());
     let node = Node::start(journal, terminals.clone()).await;
-    let officer = format!("{D1}-o01");
-    node.node
-        .set_status(&officer, OfficerStatus::Available, here())
-        .await
-        .unwrap();
+    node.sign_on().await;
     server.stop().unwrap();
     let refused = node.node.submit(routed("I1")).await.unwrap_err();
     assert!(matches!(refused, Error::Journal(_)), "{refused:?}");
@@ -311,11 +312,7 @@ async fn a_node_whose_districts_were_taken_over_cannot_write() {
         terminals.clone(),
     )
     .await;
-    let officer = format!("{D1}-o01");
-    old.node
-        .set_status(&officer, OfficerStatus::Available, here())
-        .await
-        .unwrap();
+    old.sign_on().await;
     // Another node opens the same district (a takeover while the old one was paused).
     let new = Node::start(
         Arc::new(RedisJournal::connect(&server.url()).unwrap()),
@@ -356,12 +353,7 @@ async fn a_parked_dead_letter_holds_the_delivered_mark_so_a_crash_loses_nothing(
         ..OutboxConfig::default()
     };
     let first = Node::start_with(journal.clone(), down.clone(), config).await;
-    let officer = format!("{D1}-o01");
-    first
-        .node
-        .set_status(&officer, OfficerStatus::Available, here())
-        .await
-        .unwrap();
+    first.sign_on().await;
     first.node.submit(routed("I1")).await.unwrap();
     eventually("the order is dead-lettered and parked", || {
         let stats = first.outbox.stats().notification;

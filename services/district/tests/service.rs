@@ -58,22 +58,40 @@ async fn fixture() -> Fixture {
     let clock = Arc::new(ManualClock::at(Timestamp(1_700_000_000_000)));
     let hub = Arc::new(FeedHub::new(clock.clone(), FeedLimits::default()));
     let notification = Arc::new(NotificationService::new(hub.clone()));
+    let notify = NotifyClient::in_process(notification, options());
+    let config = NodeConfig {
+        officers_per_district: 2,
+        ..NodeConfig::default()
+    };
+    let (grpc, arbiters) = district(clock, notify, config).await;
+    Fixture {
+        grpc,
+        hub,
+        _arbiters: arbiters,
+    }
+}
+
+fn options() -> CallOptions {
+    CallOptions::with_deadline(std::time::Duration::from_secs(5))
+}
+
+/// A district node on `clock` publishing through `notify`, with case squads in process and its
+/// journal in memory, behind its gRPC face; and its arbiters (the actors stop when they are
+/// dropped).
+async fn district(
+    clock: Arc<ManualClock>,
+    notify: NotifyClient,
+    config: NodeConfig,
+) -> (DistrictGrpc, Vec<actix_rt::Arbiter>) {
     let cases = Arc::new(CaseSquadService::from_directory(
         &directory(),
         2,
         clock.clone(),
     ));
-    let options = CallOptions::with_deadline(std::time::Duration::from_secs(5));
-    let outbox = Outbox::spawn(
-        NotifyClient::in_process(notification, options),
-        CaseClient::in_process(cases, options),
-    );
+    let outbox = Outbox::spawn(notify, CaseClient::in_process(cases, options()));
     let (node, arbiters) = DistrictNode::start_on_new_arbiters(
         &directory(),
-        NodeConfig {
-            officers_per_district: 2,
-            ..NodeConfig::default()
-        },
+        config,
         clock,
         outbox,
         Arc::new(MemoryJournal::new()),
@@ -81,11 +99,7 @@ async fn fixture() -> Fixture {
     )
     .await
     .expect("node starts");
-    Fixture {
-        grpc: DistrictGrpc::new(node),
-        hub,
-        _arbiters: arbiters,
-    }
+    (DistrictGrpc::new(node), arbiters)
 }
 
 fn routed(id: &str, district: &str) -> v1::Incident {
@@ -500,31 +514,11 @@ impl dispatch_bus::ports::NotifyPort for TraceRecorder {
     }
 }
 
-/// A district node whose publications go to `recorder`, behind its gRPC face, and its arbiters
-/// (the actors stop when they are dropped).
+/// A district node whose publications go to `recorder`; see [`district`].
 async fn traced_district(recorder: Arc<TraceRecorder>) -> (DistrictGrpc, Vec<actix_rt::Arbiter>) {
     let clock = Arc::new(ManualClock::at(Timestamp(1_700_000_000_000)));
-    let cases = Arc::new(CaseSquadService::from_directory(
-        &directory(),
-        2,
-        clock.clone(),
-    ));
-    let options = CallOptions::with_deadline(std::time::Duration::from_secs(5));
-    let outbox = Outbox::spawn(
-        NotifyClient::from_port(recorder, options),
-        CaseClient::in_process(cases, options),
-    );
-    let (node, arbiters) = DistrictNode::start_on_new_arbiters(
-        &directory(),
-        NodeConfig::default(),
-        clock,
-        outbox,
-        Arc::new(MemoryJournal::new()),
-        1,
-    )
-    .await
-    .expect("node starts");
-    (DistrictGrpc::new(node), arbiters)
+    let notify = NotifyClient::from_port(recorder, options());
+    district(clock, notify, NodeConfig::default()).await
 }
 
 /// An officer's step (here the acknowledgement) is published in the terminal's trace, as a
