@@ -308,12 +308,15 @@ pub trait FeedStore: Send + Sync + fmt::Debug + 'static {
     async fn span(&self, audience: &AudienceKey) -> Result<Span>;
 
     /// Returns once `audience`'s feed may have moved past `after` (a notice appended, or a
-    /// new epoch); at once if it already has. A caller reads again after it, so a spurious
-    /// return costs one read; callers bound the wait (the notification service wakes at
-    /// least every heartbeat interval and re-checks its cursor).
+    /// new epoch); at once if it already has. When the store learnt the notice that moved
+    /// the feed from the wake-up itself, and it is the very next one after `after` (same
+    /// epoch, position + 1), it returns that notice, sparing the caller a read; otherwise it
+    /// returns nothing and the caller reads. A spurious return costs one read; callers bound
+    /// the wait (the notification service wakes at least every heartbeat interval and
+    /// re-checks its cursor).
     ///
     /// Errors: [`Error::Closed`] once the store is closed; [`Error::Unavailable`].
-    async fn wait(&self, audience: &AudienceKey, after: Option<Cursor>) -> Result<()>;
+    async fn wait(&self, audience: &AudienceKey, after: Option<Cursor>) -> Result<Vec<v1::Notice>>;
 
     /// Ends every wait, now and later, with [`Error::Closed`] (at shutdown, so open
     /// subscriptions end and the server can drain).
@@ -382,11 +385,11 @@ pub fn follow(
                 }
                 Ok(_) => tokio::time::timeout(FOLLOW_RECHECK, s.store.wait(&s.audience, s.after))
                     .await
-                    .unwrap_or(Ok(())),
+                    .unwrap_or(Ok(Vec::new())),
                 Err(e) => Err(e),
             };
             match waited {
-                Ok(()) => {}
+                Ok(next) => s.pending.extend(next),
                 Err(Error::Closed) => return None,
                 Err(e) => {
                     s.failed = true;

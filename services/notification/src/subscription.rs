@@ -71,10 +71,14 @@ struct Pump {
 
 impl Pump {
     async fn run(&mut self, mut batch: Vec<v1::Notice>) {
+        // Whether `batch` is the very next notice, handed over by the wake-up of a wait.
+        let mut from_wake = false;
         loop {
-            // A batch with notices may have more behind it: read again at once. An empty one
-            // means caught up: wait for the feed to move first.
-            let caught_up = batch.is_empty();
+            // A batch read may have more behind it: read again at once. An empty one means
+            // caught up: wait for the feed to move first. So does the notice a wake-up handed
+            // over (the wait looks at the feed first, and returns at once if it moved further).
+            let caught_up = batch.is_empty() || from_wake;
+            from_wake = false;
             for notice in std::mem::take(&mut batch) {
                 let Ok(cursor) = Cursor::parse(&notice.cursor, "cursor") else {
                     self.outlet.fail(Status::internal(format!(
@@ -94,7 +98,12 @@ impl Pump {
             }
             if caught_up {
                 match self.idle().await {
-                    Ok(()) => {}
+                    Ok(next) if !next.is_empty() => {
+                        batch = next;
+                        from_wake = true;
+                        continue;
+                    }
+                    Ok(_) => {}
                     Err(Some(status)) => return self.outlet.fail(status),
                     Err(None) => return,
                 }
@@ -110,21 +119,22 @@ impl Pump {
         }
     }
 
-    /// Waits for the feed to move, sending a heartbeat each quiet interval. `Err(None)`: end
-    /// the stream quietly (closed store, subscriber gone); `Err(Some(status))`: end it with
-    /// `status`.
-    async fn idle(&self) -> Result<(), Option<Status>> {
+    /// Waits for the feed to move, sending a heartbeat each quiet interval; gives the next
+    /// notice when the wake-up carried it (empty: read). `Err(None)`: end the stream quietly
+    /// (closed store, subscriber gone); `Err(Some(status))`: end it with `status`.
+    async fn idle(&self) -> Result<Vec<v1::Notice>, Option<Status>> {
         let wait = self.store.wait(&self.audience, self.position);
         tokio::select! {
             waited = wait => match waited {
-                Ok(()) => Ok(()),
+                Ok(next) => Ok(next),
                 Err(FeedError::Closed) => Err(None),
                 Err(e) => Err(Some(feed_status(e))),
             },
             () = tokio::time::sleep(self.config.heartbeat_interval) => {
                 // After the heartbeat the caller reads again, which also re-checks the cursor
                 // (a feed that lost its history answers out of range instead of silence).
-                self.send(self.heartbeat()).await.map_err(|Stop| None)
+                self.send(self.heartbeat()).await.map_err(|Stop| None)?;
+                Ok(Vec::new())
             }
             () = self.outlet.closed() => Err(None),
         }

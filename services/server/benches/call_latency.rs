@@ -27,6 +27,9 @@ use hdrhistogram::Histogram;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
+/// Quiet time before each timed call (and each idle `PING`): 2 ms.
+const PAUSE: Duration = Duration::from_millis(2);
+
 struct Figures {
     name: &'static str,
     hist: Histogram<u64>,
@@ -81,11 +84,20 @@ async fn bare_tonic(calls: usize) -> Figures {
     f
 }
 
-async fn redis_ping(url: &str, calls: usize) -> Figures {
+/// `PING` round trips on one connection, back to back, or with `pause` before each (as the
+/// calls have, so every process involved has gone idle when it comes).
+async fn redis_ping(url: &str, calls: usize, pause: Option<Duration>) -> Figures {
     let client = redis::Client::open(url).unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    let mut f = Figures::new("redis PING round trip");
+    let mut f = Figures::new(if pause.is_some() {
+        "redis PING, idle 2 ms before each"
+    } else {
+        "redis PING round trip"
+    });
     for i in 0..calls + 20 {
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
         let t = Instant::now();
         let _: String = redis::cmd("PING").query_async(&mut con).await.unwrap();
         if i >= 20 {
@@ -93,6 +105,49 @@ async fn redis_ping(url: &str, calls: usize) -> Figures {
         }
     }
     f
+}
+
+/// One Redis step of a call alone, at concurrency 1: `PING` on a connection made the way the
+/// services make theirs ([`dispatch_bus::redis_conn`]: a `ConnectionManager` with timeouts),
+/// and one feed append (the notification step: the append script through that connection).
+async fn redis_steps(url: &str, calls: usize) -> (Figures, Figures) {
+    use dispatch_bus::feed::{AudienceKey, FeedStore, Publication, RedisConfig, RedisFeedStore};
+    let con = dispatch_bus::redis_conn::connect(url).unwrap();
+    let mut ping = Figures::new("redis PING, services' connection");
+    for i in 0..calls + 20 {
+        let t = Instant::now();
+        assert!(dispatch_bus::redis_conn::ping(&con).await);
+        if i >= 20 {
+            ping.record(t.elapsed());
+        }
+    }
+    let store = RedisFeedStore::connect(
+        url,
+        Arc::new(dispatch_core::clock::WallClock),
+        RedisConfig::default(),
+    )
+    .await
+    .unwrap();
+    let mut append = Figures::new("redis feed append, one order");
+    let audience = AudienceKey::Officer("bench-officer".into());
+    for i in 0..calls + 20 {
+        let p = Publication {
+            audience: audience.clone(),
+            body: v1::NoticeBody {
+                kind: Some(v1::notice_body::Kind::DispatchOrder(v1::DispatchOrder {
+                    dispatch_id: format!("bench-d/inc-{i}/1"),
+                    ..Default::default()
+                })),
+            },
+            id: Some(format!("bench-{i}")),
+        };
+        let t = Instant::now();
+        store.append(vec![p]).await.unwrap();
+        if i >= 20 {
+            append.record(t.elapsed());
+        }
+    }
+    (ping, append)
 }
 
 async fn call_to_order(
@@ -130,7 +185,7 @@ async fn call_to_order(
         Instant::now().elapsed().as_nanos() ^ std::process::id() as u128
     );
     for i in 0..calls + 20 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(PAUSE).await;
         let t = Instant::now();
         flow::report(
             &mut c,
@@ -170,15 +225,42 @@ fn main() {
     let url = redis.url();
     let figures = system.block_on(async move {
         let bare = bare_tonic(calls).await;
-        let ping = redis_ping(&url, calls).await;
+        let ping = redis_ping(&url, calls, None).await;
+        let idle_ping = redis_ping(&url, calls, Some(PAUSE)).await;
+        let (managed_ping, feed_append) = redis_steps(&url, calls).await;
         let (mem, mem_answered) =
             call_to_order("call -> order, in memory", map.clone(), None, calls).await;
         reset_command_stats(&url).await;
+        // MONITOR=file: every command of the Redis run, with Redis's timestamps, to see where
+        // a call's time goes (slows the run down; not for the figures).
+        let _monitor = std::env::var_os("MONITOR").map(|file| {
+            let port = url
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_owned();
+            std::process::Command::new("redis-cli")
+                .args(["-p", &port, "monitor"])
+                .stdout(std::fs::File::create(file).unwrap())
+                .spawn()
+                .unwrap()
+        });
         let (red, red_answered) =
             call_to_order("call -> order, Redis", map, Some(url.clone()), calls).await;
         let stats = command_stats(&url).await;
         (
-            vec![bare, ping, mem, red, mem_answered, red_answered],
+            vec![
+                bare,
+                ping,
+                mem,
+                red,
+                mem_answered,
+                red_answered,
+                managed_ping,
+                feed_append,
+                idle_ping,
+            ],
             stats,
         )
     });

@@ -212,7 +212,8 @@ impl FeedStore for FeedHub {
         })
     }
 
-    async fn wait(&self, audience: &AudienceKey, after: Option<Cursor>) -> Result<()> {
+    /// Never hands notices back: reading the in-memory feed costs no round trip.
+    async fn wait(&self, audience: &AudienceKey, after: Option<Cursor>) -> Result<Vec<v1::Notice>> {
         let feed = self.feed(audience);
         let mut head = feed.head.subscribe();
         let mut closed = self.closed.subscribe();
@@ -227,7 +228,7 @@ impl FeedStore for FeedHub {
                 Some(c) => c.epoch != self.epoch || c.position != last,
             };
             if moved {
-                return Ok(());
+                return Ok(Vec::new());
             }
             tokio::select! {
                 // Both senders outlive the call (the feed is held, the hub borrowed).

@@ -23,10 +23,15 @@
 //! cursor handed out before is refused as out of range. With `appendfsync everysec` a crash may
 //! lose the last second of appends; `appendfsync always` loses nothing acknowledged.
 //!
-//! Waiting: every append publishes the feed's tag on [`WAKE_CHANNEL`]; one pub/sub connection
-//! per store wakes the local waiters of that feed. Pub/sub is at most once (a message is lost
-//! while the connection is down), so the store wakes every waiter after each (re)subscribe and
-//! callers bound their waits.
+//! Waiting: every append publishes a wake-up on [`WAKE_CHANNEL`] carrying the feed's tag and
+//! the new notice (its epoch, seq, time and, up to [`INLINE_BODY_MAX`] bytes, its body); one
+//! pub/sub connection per store wakes the local waiters of that feed, and the appending store
+//! wakes its own process's waiters at once with the notice it just appended. A waiter whose
+//! cursor is right before that notice takes it from the wake-up instead of reading the feed:
+//! the order reaches a terminal one Redis round trip sooner. Anything else (a wake-up for a
+//! later notice, one without a body) makes the waiter read. Pub/sub is at most once (a message
+//! is lost while the connection is down), so the store wakes every waiter after each
+//! (re)subscribe and callers bound their waits.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -46,8 +51,16 @@ use super::{AudienceKey, Cursor, Error, FeedLimits, FeedStore, Publication, Resu
 use crate::convert::timestamp_to_wire;
 use crate::redis_conn;
 
-/// The pub/sub channel on which every append announces its feed's tag.
+/// The pub/sub channel on which every append announces its feed's tag and new notice.
+///
+/// Message: `"<epoch> <seq> <published at ms> <tag length> <inline 1|0>\n"`, then the tag, then
+/// the encoded `NoticeBody` when inline is `1`.
 pub const WAKE_CHANNEL: &str = "feed:wake";
+
+/// Largest notice body a wake-up carries (bytes); a bigger one is announced without it and
+/// waiters read it. 16 KiB is over ten times an order with a long description, and keeps a
+/// burst of wake-ups, which every notification node receives, small.
+pub const INLINE_BODY_MAX: usize = 16 * 1024;
 
 /// Settings of a [`RedisFeedStore`].
 #[derive(Debug, Clone, PartialEq)]
@@ -81,8 +94,32 @@ pub struct RedisFeedStore {
     listener: tokio::task::AbortHandle,
 }
 
-/// Feed tag -> the wake-up of its local waiters (a counter bumped on every wake).
-type Wakers = Mutex<HashMap<String, watch::Sender<u64>>>;
+/// Feed tag -> the wake-up of its local waiters: every wake sends, carrying the appended notice
+/// when it is known.
+type Wakers = Mutex<HashMap<String, watch::Sender<Option<Arc<Fresh>>>>>;
+
+/// A notice just appended, as a wake-up carries it.
+#[derive(Debug)]
+struct Fresh {
+    epoch: u64,
+    notice: v1::Notice,
+}
+
+impl Fresh {
+    /// The notice when it is the very next one after `after` (for `None`, the feed's first).
+    fn next_after(&self, after: Option<Cursor>) -> Option<v1::Notice> {
+        let next = match after {
+            Some(c) => c.epoch == self.epoch && c.position + 1 == self.notice.seq,
+            None => self.notice.seq == 1,
+        };
+        next.then(|| self.notice.clone())
+    }
+
+    /// Whether a waiter at `after` has this notice already (a late wake-up for it).
+    fn seen_by(&self, after: Option<Cursor>) -> bool {
+        after.is_some_and(|c| c.epoch == self.epoch && self.notice.seq <= c.position)
+    }
+}
 
 impl std::fmt::Debug for RedisFeedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,11 +136,12 @@ impl Drop for RedisFeedStore {
     }
 }
 
-/// Appends one notice; see the module docs. Returns `{epoch, seq}` as strings.
+/// Appends one notice; see the module docs. Returns `{epoch, seq, new}` as strings (`new` is
+/// `0` for a publication id the feed already held).
 ///
 /// KEYS: stream, seq, epoch, publication id key (unused without an id).
 /// ARGV: encoded body, published at (ms), MAXLEN, has id (`1`/`0`), id TTL (s), wake
-/// channel, tag.
+/// channel, tag, largest body the wake-up carries (bytes).
 const APPEND: &str = r"
 redis.replicate_commands()
 local epoch = redis.call('GET', KEYS[3])
@@ -114,15 +152,18 @@ if not epoch then
 end
 if ARGV[4] == '1' then
   local seen = redis.call('GET', KEYS[4])
-  if seen then return {epoch, seen} end
+  if seen then return {epoch, seen, '0'} end
 end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '0-' .. seq, 'b', ARGV[1], 't', ARGV[2])
 if ARGV[4] == '1' then
   redis.call('SET', KEYS[4], seq, 'EX', ARGV[5])
 end
-redis.call('PUBLISH', ARGV[6], ARGV[7])
-return {epoch, tostring(seq)}
+local inline = #ARGV[1] <= tonumber(ARGV[8])
+local wake = epoch .. ' ' .. seq .. ' ' .. ARGV[2] .. ' ' .. #ARGV[7] .. ' ' .. (inline and '1' or '0') .. '\n' .. ARGV[7]
+if inline then wake = wake .. ARGV[1] end
+redis.call('PUBLISH', ARGV[6], wake)
+return {epoch, tostring(seq), '1'}
 ";
 
 /// The keys of one audience's feed.
@@ -168,6 +209,67 @@ fn number(text: &str, what: &str) -> Result<u64> {
         .map_err(|_| Error::Unavailable(format!("{what} is not a number: {text:?}")))
 }
 
+/// One publication as the append script answered it.
+#[derive(Debug, Clone, Copy)]
+struct Appended {
+    cursor: Cursor,
+    /// When it was stamped (ms of the cluster clock): the notice's time when it is new.
+    at: i64,
+    /// Appended now (`false`: the feed held its publication id already).
+    new: bool,
+}
+
+/// Reads the append script's `{epoch, seq, new}` reply for a notice stamped `at`.
+fn appended((epoch, seq, new): &(String, String, String), at: i64) -> Result<Appended> {
+    Ok(Appended {
+        cursor: Cursor {
+            epoch: number(epoch, "feed epoch")?,
+            position: number(seq, "feed seq")?,
+        },
+        at,
+        new: new == "1",
+    })
+}
+
+/// The notice at `cursor`, published at `at` (ms), of `body`.
+fn notice_at(cursor: Cursor, at: i64, body: v1::NoticeBody) -> v1::Notice {
+    v1::Notice {
+        seq: cursor.position,
+        published_at: Some(timestamp_to_wire(Timestamp(at))),
+        body: Some(body),
+        cursor: cursor.encode(),
+    }
+}
+
+/// What a wake-up message on [`WAKE_CHANNEL`] says: the feed's tag and, when it carries a
+/// body, the notice. `None` for a message this version cannot read (it then wakes nobody).
+fn parse_wake(payload: &[u8]) -> Option<(String, Option<Fresh>)> {
+    let newline = payload.iter().position(|&b| b == b'\n')?;
+    let header = std::str::from_utf8(&payload[..newline]).ok()?;
+    let mut fields = header.split(' ');
+    let mut next = || fields.next();
+    let (epoch, seq, at, tag_len, inline) = (next()?, next()?, next()?, next()?, next()?);
+    let rest = &payload[newline + 1..];
+    let tag_len: usize = tag_len.parse().ok()?;
+    let tag = std::str::from_utf8(rest.get(..tag_len)?).ok()?.to_owned();
+    let body = &rest[tag_len..];
+    let fresh = (|| {
+        if inline != "1" {
+            return None;
+        }
+        let cursor = Cursor {
+            epoch: epoch.parse().ok()?,
+            position: seq.parse().ok()?,
+        };
+        let body = v1::NoticeBody::decode(body).ok()?;
+        Some(Fresh {
+            epoch: cursor.epoch,
+            notice: notice_at(cursor, at.parse().ok()?, body),
+        })
+    })();
+    Some((tag, fresh))
+}
+
 /// The `seq` of a stream entry id `0-<seq>`.
 fn entry_seq(id: &str) -> Result<u64> {
     let seq = id
@@ -200,22 +302,48 @@ impl RedisFeedStore {
         })
     }
 
-    async fn append_one(&self, p: &Publication) -> Result<Cursor> {
-        let keys = Keys::of(&p.audience);
+    /// The append script's keys and arguments for `p`, stamped `at` (ms).
+    fn append_args(&self, p: &Publication, keys: &Keys, at: i64) -> (Vec<String>, Vec<Vec<u8>>) {
         let id = p.id.as_deref();
+        let keys_ = vec![
+            keys.stream.clone(),
+            keys.seq.clone(),
+            keys.epoch.clone(),
+            id.map_or_else(|| keys.stream.clone(), |id| keys.publication(id)),
+        ];
+        let args = vec![
+            p.body.encode_to_vec(),
+            at.to_string().into_bytes(),
+            self.config.limits.of(&p.audience).to_string().into_bytes(),
+            if id.is_some() {
+                b"1".to_vec()
+            } else {
+                b"0".to_vec()
+            },
+            self.config
+                .dedup_ttl
+                .as_secs()
+                .max(1)
+                .to_string()
+                .into_bytes(),
+            WAKE_CHANNEL.as_bytes().to_vec(),
+            keys.tag.clone().into_bytes(),
+            INLINE_BODY_MAX.to_string().into_bytes(),
+        ];
+        (keys_, args)
+    }
+
+    async fn append_one(&self, p: &Publication) -> Result<Appended> {
+        let keys = Keys::of(&p.audience);
+        let at = self.clock.now().as_millis();
+        let (k, a) = self.append_args(p, &keys, at);
         let mut invocation = self.append.prepare_invoke();
-        invocation
-            .key(&keys.stream)
-            .key(&keys.seq)
-            .key(&keys.epoch)
-            .key(id.map_or_else(|| keys.stream.clone(), |id| keys.publication(id)))
-            .arg(p.body.encode_to_vec())
-            .arg(self.clock.now().as_millis())
-            .arg(self.config.limits.of(&p.audience))
-            .arg(if id.is_some() { "1" } else { "0" })
-            .arg(self.config.dedup_ttl.as_secs().max(1))
-            .arg(WAKE_CHANNEL)
-            .arg(&keys.tag);
+        for key in &k {
+            invocation.key(key);
+        }
+        for arg in &a {
+            invocation.arg(arg.as_slice());
+        }
         let invoke = || {
             let mut con = self.con.clone();
             let invocation = &invocation;
@@ -223,68 +351,119 @@ impl RedisFeedStore {
         };
         // Without an id a retry could append twice (the reply may be what was lost); with
         // one it is idempotent.
-        let reply: redis::RedisResult<(String, String)> = if id.is_some() {
+        let reply: redis::RedisResult<(String, String, String)> = if p.id.is_some() {
             redis_conn::retry("feed append", invoke).await
         } else {
             invoke().await
         };
-        let (epoch, seq) = reply.map_err(unavailable(&format!("appending to {}", keys.stream)))?;
-        Ok(Cursor {
-            epoch: number(&epoch, "feed epoch")?,
-            position: number(&seq, "feed seq")?,
-        })
+        let reply = reply.map_err(unavailable(&format!("appending to {}", keys.stream)))?;
+        appended(&reply, at)
     }
 
     /// Appends a batch whose every publication has an id in one round trip: the append script
-    /// once per publication, in order, in one pipeline (each is idempotent on its id, so the
-    /// whole pipeline may be sent again after a lost reply). A batch of a dispatch (the
-    /// incident's change, then the order) costs one round trip instead of one per notice.
-    async fn append_pipelined(&self, publications: &[Publication]) -> Result<Vec<Cursor>> {
+    /// (by its SHA, loaded first when Redis does not hold it) once per publication, in order,
+    /// in one pipeline (each is idempotent on its id, so the whole pipeline may be sent again
+    /// after a lost reply). A batch of a dispatch (the incident's change, then the order)
+    /// costs one round trip instead of one per notice.
+    async fn append_pipelined(&self, publications: &[Publication]) -> Result<Vec<Appended>> {
         let mut pipe = redis::pipe();
+        let mut stamps = Vec::with_capacity(publications.len());
         for p in publications {
             let keys = Keys::of(&p.audience);
-            let id = p.id.as_deref().unwrap_or_default();
-            pipe.cmd("EVAL")
-                .arg(APPEND)
-                .arg(4)
-                .arg(&keys.stream)
-                .arg(&keys.seq)
-                .arg(&keys.epoch)
-                .arg(keys.publication(id))
-                .arg(p.body.encode_to_vec())
-                .arg(self.clock.now().as_millis())
-                .arg(self.config.limits.of(&p.audience))
-                .arg("1")
-                .arg(self.config.dedup_ttl.as_secs().max(1))
-                .arg(WAKE_CHANNEL)
-                .arg(&keys.tag);
+            let at = self.clock.now().as_millis();
+            stamps.push(at);
+            let (k, a) = self.append_args(p, &keys, at);
+            let cmd = pipe.cmd("EVALSHA").arg(self.append.get_hash()).arg(k.len());
+            for key in &k {
+                cmd.arg(key);
+            }
+            for arg in &a {
+                cmd.arg(arg.as_slice());
+            }
         }
-        let replies: Vec<(String, String)> = redis_conn::retry("feed append", || {
+        let replies: Vec<(String, String, String)> = redis_conn::retry("feed append", || {
             let mut con = self.con.clone();
             let pipe = &pipe;
-            async move { pipe.query_async(&mut con).await }
+            let script = &self.append;
+            async move {
+                match pipe.query_async(&mut con).await {
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        // A restarted or flushed Redis forgot the script: load it, send again.
+                        script.prepare_invoke().load_async(&mut con).await?;
+                        pipe.query_async(&mut con).await
+                    }
+                    other => other,
+                }
+            }
         })
         .await
         .map_err(unavailable("appending a batch of notices"))?;
         replies
             .iter()
-            .map(|(epoch, seq)| {
-                Ok(Cursor {
-                    epoch: number(epoch, "feed epoch")?,
-                    position: number(seq, "feed seq")?,
-                })
+            .zip(stamps)
+            .map(|(reply, at)| appended(reply, at))
+            .collect()
+    }
+
+    /// Appends a batch whose every publication has an id: one pipeline per audience, in
+    /// order within it, all sent at once, and wakes each feed's local waiters as soon as its
+    /// own pipeline is answered. Feeds are independent, so an officer's order does not wait
+    /// behind the command center's notices of the same batch.
+    async fn append_by_audience(&self, publications: Vec<Publication>) -> Result<Vec<Cursor>> {
+        let mut groups: Vec<(AudienceKey, Vec<usize>)> = Vec::new();
+        for (i, p) in publications.iter().enumerate() {
+            match groups.iter_mut().find(|(a, _)| *a == p.audience) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((p.audience.clone(), vec![i])),
+            }
+        }
+        // Officers' feeds first: their pipelines reach Redis first, so an order is stored
+        // and handed to its terminal before the command center's copies are.
+        groups.sort_by_key(|(a, _)| matches!(a, AudienceKey::CommandCenter));
+        let appends = groups.iter().map(|(_, members)| {
+            let group: Vec<Publication> =
+                members.iter().map(|&i| publications[i].clone()).collect();
+            async move {
+                let appended = self.append_pipelined(&group).await?;
+                self.wake_local(&group, &appended);
+                Ok::<_, Error>(appended)
+            }
+        });
+        let answered = futures::future::try_join_all(appends).await?;
+        let mut cursors = vec![None; publications.len()];
+        for ((_, members), appended) in groups.iter().zip(answered) {
+            for (&i, a) in members.iter().zip(appended) {
+                cursors[i] = Some(a.cursor);
+            }
+        }
+        cursors
+            .into_iter()
+            .map(|c| {
+                c.ok_or_else(|| Error::Unavailable("a pipeline answered too few appends".into()))
             })
             .collect()
     }
 
-    /// Wakes this process's waiters on the feeds just appended to at once, without waiting for
-    /// the announcement to come back through Redis pub/sub (which wakes other processes).
-    fn wake_local(&self, publications: &[Publication]) {
+    /// Wakes this process's waiters on the feeds just appended to at once, with the notices
+    /// appended, without waiting for the announcement to come back through Redis pub/sub
+    /// (which wakes other processes).
+    fn wake_local(&self, publications: &[Publication], appended: &[Appended]) {
         let wakers = self.wakers.lock();
-        for p in publications {
-            if let Some(tx) = wakers.get(&Keys::of(&p.audience).tag) {
-                tx.send_modify(|n| *n = n.wrapping_add(1));
+        for (p, a) in publications.iter().zip(appended) {
+            // A publication the feed already held announces nothing: its notice is old.
+            if !a.new {
+                continue;
             }
+            let Some(tx) = wakers.get(&Keys::of(&p.audience).tag) else {
+                continue;
+            };
+            tx.send_replace(Some(Arc::new(Fresh {
+                epoch: a.cursor.epoch,
+                notice: notice_at(a.cursor, a.at, p.body.clone()),
+            })));
         }
     }
 
@@ -348,16 +527,11 @@ impl RedisFeedStore {
         let body = v1::NoticeBody::decode(body.as_slice())
             .map_err(|e| corrupt(&format!("body cannot be decoded: {e}")))?;
         let at: i64 = entry.get("t").ok_or_else(|| corrupt("has no time"))?;
-        Ok(v1::Notice {
-            seq,
-            published_at: Some(timestamp_to_wire(Timestamp(at))),
-            body: Some(body),
-            cursor: Cursor {
-                epoch,
-                position: seq,
-            }
-            .encode(),
-        })
+        let cursor = Cursor {
+            epoch,
+            position: seq,
+        };
+        Ok(notice_at(cursor, at, body))
     }
 
     /// The wake-up receiver of feed `tag`, registered until the guard drops.
@@ -366,7 +540,7 @@ impl RedisFeedStore {
             .wakers
             .lock()
             .entry(tag.to_string())
-            .or_insert_with(|| watch::channel(0).0)
+            .or_insert_with(|| watch::channel(None).0)
             .subscribe();
         WakeGuard {
             wakers: self.wakers.clone(),
@@ -380,7 +554,7 @@ impl RedisFeedStore {
 struct WakeGuard {
     wakers: Arc<Wakers>,
     tag: String,
-    rx: Option<watch::Receiver<u64>>,
+    rx: Option<watch::Receiver<Option<Arc<Fresh>>>>,
 }
 
 impl Drop for WakeGuard {
@@ -410,15 +584,18 @@ async fn listen(client: redis::Client, wakers: Weak<Wakers>) {
                 // Appends while the subscription was down announced nothing we heard.
                 let Some(all) = wakers.upgrade() else { return };
                 for tx in all.lock().values() {
-                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                    tx.send_replace(None);
                 }
                 drop(all);
                 let mut messages = pubsub.on_message();
                 while let Some(msg) = messages.next().await {
                     let Some(all) = wakers.upgrade() else { return };
-                    let tag = String::from_utf8_lossy(msg.get_payload_bytes());
-                    if let Some(tx) = all.lock().get(tag.as_ref()) {
-                        tx.send_modify(|n| *n = n.wrapping_add(1));
+                    let Some((tag, fresh)) = parse_wake(msg.get_payload_bytes()) else {
+                        tracing::warn!(channel = WAKE_CHANNEL, "unreadable feed wake-up ignored");
+                        continue;
+                    };
+                    if let Some(tx) = all.lock().get(&tag) {
+                        tx.send_replace(fresh.map(Arc::new));
                     }
                 }
                 tracing::warn!(
@@ -455,17 +632,15 @@ async fn subscribe(client: &redis::Client) -> redis::RedisResult<redis::aio::Pub
 #[tonic::async_trait]
 impl FeedStore for RedisFeedStore {
     async fn append(&self, publications: Vec<Publication>) -> Result<Vec<Cursor>> {
-        let cursors = if publications.iter().all(|p| p.id.is_some()) {
-            self.append_pipelined(&publications).await?
-        } else {
-            let mut cursors = Vec::with_capacity(publications.len());
-            for p in &publications {
-                cursors.push(self.append_one(p).await?);
-            }
-            cursors
-        };
-        self.wake_local(&publications);
-        Ok(cursors)
+        if publications.iter().all(|p| p.id.is_some()) {
+            return self.append_by_audience(publications).await;
+        }
+        let mut appended = Vec::with_capacity(publications.len());
+        for p in &publications {
+            appended.push(self.append_one(p).await?);
+        }
+        self.wake_local(&publications, &appended);
+        Ok(appended.iter().map(|a| a.cursor).collect())
     }
 
     async fn read(
@@ -491,7 +666,7 @@ impl FeedStore for RedisFeedStore {
         Ok(self.snapshot(&Keys::of(audience), None).await?.0)
     }
 
-    async fn wait(&self, audience: &AudienceKey, after: Option<Cursor>) -> Result<()> {
+    async fn wait(&self, audience: &AudienceKey, after: Option<Cursor>) -> Result<Vec<v1::Notice>> {
         let keys = Keys::of(audience);
         let mut guard = self.waker(&keys.tag);
         let mut closed = self.closed.subscribe();
@@ -510,15 +685,28 @@ impl FeedStore for RedisFeedStore {
                 Some(c) => span.epoch != Some(c.epoch) || span.last != c.position,
             };
             if moved {
-                return Ok(());
+                return Ok(Vec::new());
             }
-            tokio::select! {
-                // An append to this feed (announced locally or through pub/sub): return at
-                // once rather than look again, which would cost the caller a second round trip
-                // before its read; a spurious return costs one read (see the trait).
-                // The sender lives while this guard holds the registration.
-                changed = rx.changed() => if changed.is_ok() { return Ok(()) },
-                _ = closed.changed() => {}
+            loop {
+                tokio::select! {
+                    // An append to this feed (announced locally or through pub/sub): return at
+                    // once rather than look again, which would cost the caller a second round
+                    // trip before its read; with the very next notice when the wake-up carried
+                    // it. A spurious return costs one read (see the trait). The sender lives
+                    // while this guard holds the registration.
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let fresh = rx.borrow_and_update().clone();
+                        match fresh {
+                            Some(f) if f.seen_by(after) => continue,
+                            Some(f) => return Ok(f.next_after(after).into_iter().collect()),
+                            None => return Ok(Vec::new()),
+                        }
+                    }
+                    _ = closed.changed() => break,
+                }
             }
         }
     }
@@ -529,5 +717,91 @@ impl FeedStore for RedisFeedStore {
 
     fn is_closed(&self) -> bool {
         *self.closed.borrow()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod wake_tests {
+    use super::*;
+
+    fn message(header: &str, tag: &str, body: &[u8]) -> Vec<u8> {
+        [header.as_bytes(), b"\n", tag.as_bytes(), body].concat()
+    }
+
+    fn body() -> v1::NoticeBody {
+        v1::NoticeBody {
+            kind: Some(v1::notice_body::Kind::DispatchOrder(v1::DispatchOrder {
+                dispatch_id: "d-1/inc-1/1".into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn a_wake_up_gives_its_tag_and_notice_whatever_bytes_the_tag_holds() {
+        // A tag with a space and a newline: its length, not a separator, ends it.
+        let tag = "officer:a b\nc";
+        let payload = message(
+            &format!("17 5 1000 {} 1", tag.len()),
+            tag,
+            &body().encode_to_vec(),
+        );
+        let (got_tag, fresh) = parse_wake(&payload).unwrap();
+        assert_eq!(got_tag, tag);
+        let fresh = fresh.unwrap();
+        assert_eq!(fresh.epoch, 17);
+        assert_eq!(
+            fresh.notice,
+            notice_at(
+                Cursor {
+                    epoch: 17,
+                    position: 5
+                },
+                1000,
+                body()
+            )
+        );
+        // The very next notice after 17-4 only.
+        let after = |position| {
+            Some(Cursor {
+                epoch: 17,
+                position,
+            })
+        };
+        assert!(fresh.next_after(after(4)).is_some());
+        assert!(fresh.next_after(after(3)).is_none());
+        assert!(
+            fresh
+                .next_after(Some(Cursor {
+                    epoch: 18,
+                    position: 4
+                }))
+                .is_none()
+        );
+        assert!(fresh.next_after(None).is_none());
+        assert!(fresh.seen_by(after(5)) && fresh.seen_by(after(9)) && !fresh.seen_by(after(4)));
+    }
+
+    #[test]
+    fn a_wake_up_without_a_readable_body_wakes_without_a_notice() {
+        let no_body = message("17 5 1000 9 0", "officer:a", b"");
+        assert_eq!(parse_wake(&no_body).unwrap().0, "officer:a");
+        assert!(parse_wake(&no_body).unwrap().1.is_none());
+        let garbled = message("17 5 1000 9 1", "officer:a", b"\xff\xff\xff");
+        let (tag, fresh) = parse_wake(&garbled).unwrap();
+        assert_eq!((tag.as_str(), fresh.is_none()), ("officer:a", true));
+    }
+
+    #[test]
+    fn unreadable_wake_ups_are_none() {
+        for bad in [
+            b"officer:a".to_vec(),                       // an older version's bare tag
+            message("17 5 1000 99 1", "officer:a", b""), // tag longer than the message
+            message("17 5 1000 x 1", "officer:a", b""),  // length not a number
+            message("17 5", "officer:a", b""),           // fields missing
+        ] {
+            assert!(parse_wake(&bad).is_none(), "{bad:?}");
+        }
     }
 }

@@ -427,7 +427,16 @@ async fn waiting_wakes_on_append_and_ends_on_close(store: Arc<dyn FeedStore>) {
         .await
         .unwrap();
     let woke = tokio::time::timeout(Duration::from_secs(5), waiter).await;
-    assert!(matches!(woke, Ok(Ok(Ok(())))), "{woke:?}");
+    let Ok(Ok(Ok(handed))) = woke else {
+        panic!("the waiter did not wake: {woke:?}")
+    };
+    // What a wake-up hands over is what a read from the same cursor gives first (the Redis
+    // store hands over the very next notice it learnt from the wake-up; memory, nothing).
+    let read = store.read(&a, Some(first), 10).await.unwrap();
+    assert!(
+        read.starts_with(&handed),
+        "{handed:?} is not a prefix of {read:?}"
+    );
     assert!(!idle.is_finished());
 
     assert!(!store.is_closed());
@@ -593,7 +602,7 @@ async fn a_redis_restart_keeps_the_feed_and_its_cursors() {
         .await
         .unwrap();
     let woke = tokio::time::timeout(Duration::from_secs(10), waiter).await;
-    assert!(matches!(woke, Ok(Ok(Ok(())))), "{woke:?}");
+    assert!(matches!(woke, Ok(Ok(Ok(_)))), "{woke:?}");
 }
 
 #[tokio::test]
@@ -635,7 +644,7 @@ async fn lost_redis_data_makes_old_cursors_out_of_range_not_silent() {
     assert_eq!(new.position, 1);
     assert_ne!(new.epoch, old[0].epoch);
     let woke = tokio::time::timeout(Duration::from_secs(5), waiter).await;
-    assert!(matches!(woke, Ok(Ok(Ok(())))), "{woke:?}");
+    assert!(matches!(woke, Ok(Ok(Ok(_)))), "{woke:?}");
     // Same position numbers, other history: refused, naming what the feed now holds.
     assert_eq!(
         store.read(&a, Some(old[0]), 10).await,
@@ -669,4 +678,99 @@ async fn officer_ids_cannot_escape_their_feed_keys() {
         seen(&store.read(&y, None, 10).await.unwrap()),
         vec![(1, "for x".into())]
     );
+}
+
+// ---- wake-ups that carry the notice (Redis) ---------------------------------------------
+
+/// Waits at `after` on `store` in a task, and gives the handle once the wait has registered
+/// (its first look at the feed is done, so an append from now on wakes it).
+async fn waiting(
+    store: &Arc<dyn FeedStore>,
+    a: &AudienceKey,
+    after: Cursor,
+) -> tokio::task::JoinHandle<Result<Vec<v1::Notice>>> {
+    let waiter = {
+        let (store, a) = (store.clone(), a.clone());
+        tokio::spawn(async move { store.wait(&a, Some(after)).await })
+    };
+    // At the head the wait blocks; 200 ms is ample for its one look at a loopback Redis, and
+    // a late registration only makes the wait return empty, which the callers' asserts catch.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished());
+    waiter
+}
+
+async fn woken(waiter: tokio::task::JoinHandle<Result<Vec<v1::Notice>>>) -> Vec<v1::Notice> {
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("woken within 5 s")
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_waiter_at_the_head_is_handed_the_next_notice_by_its_own_store_and_by_another() {
+    let server = redis_server();
+    let here = redis_on(&server, SMALL).await;
+    let elsewhere = redis_on(&server, SMALL).await;
+    let a = officer("a");
+    let first = here
+        .append(vec![publication(&a, "a1", Some("p1"))])
+        .await
+        .unwrap()[0];
+
+    // Appended by the waiter's own store: woken locally with the notice.
+    let waiter = waiting(&here, &a, first).await;
+    let second = here
+        .append(vec![publication(&a, "a2", Some("p2"))])
+        .await
+        .unwrap()[0];
+    let handed = woken(waiter).await;
+    assert_eq!(handed, here.read(&a, Some(first), 10).await.unwrap());
+    assert_eq!(seen(&handed), vec![(2, "a2".into())]);
+    assert_eq!(handed[0].cursor, second.encode());
+    assert_eq!(
+        handed[0].published_at,
+        Some(crate::convert::timestamp_to_wire(Timestamp(NOW_MS)))
+    );
+
+    // Appended by another store (another notification node): the pub/sub wake-up carries it.
+    let waiter = waiting(&here, &a, second).await;
+    elsewhere
+        .append(vec![publication(&a, "a3", Some("p3"))])
+        .await
+        .unwrap();
+    let handed = woken(waiter).await;
+    assert_eq!(handed, here.read(&a, Some(second), 10).await.unwrap());
+    assert_eq!(seen(&handed), vec![(3, "a3".into())]);
+}
+
+#[tokio::test]
+async fn a_repeated_publication_or_a_body_too_big_to_carry_hands_over_nothing() {
+    let server = redis_server();
+    let here = redis_on(&server, SMALL).await;
+    let elsewhere = redis_on(&server, SMALL).await;
+    let a = officer("a");
+    let first = here
+        .append(vec![publication(&a, "a1", Some("p1"))])
+        .await
+        .unwrap()[0];
+    // A publication the feed holds already is not appended and wakes nobody.
+    let waiter = waiting(&here, &a, first).await;
+    here.append(vec![publication(&a, "a1", Some("p1"))])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished());
+    // A body over the wake-up's limit is announced without it: the waiter must read.
+    let big = Publication {
+        audience: a.clone(),
+        body: order(&"x".repeat(super::redis_store::INLINE_BODY_MAX + 1)),
+        id: Some("big".into()),
+    };
+    elsewhere.append(vec![big]).await.unwrap();
+    assert_eq!(woken(waiter).await, Vec::new());
+    let read = here.read(&a, Some(first), 10).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].seq, 2);
 }
