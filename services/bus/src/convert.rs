@@ -15,6 +15,15 @@ use tonic::Status;
 
 use crate::ports::{Case, CaseKind, Route};
 
+mod directory;
+mod notice;
+
+pub use self::directory::directory_from_wire;
+pub use self::notice::{
+    audience_to_wire, notice_body_to_wire, notice_from_wire, notice_to_wire, publication_to_wire,
+    publish_reply_from_wire, subscription_to_wire,
+};
+
 /// A wire field that breaks a rule.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{field}: {rule}")]
@@ -61,6 +70,40 @@ pub fn timestamp_to_wire(t: Timestamp) -> prost_types::Timestamp {
 /// A protobuf timestamp to cluster time (millisecond resolution).
 pub fn timestamp_from_wire(t: &prost_types::Timestamp) -> Timestamp {
     Timestamp(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+}
+
+/// Seconds of the earliest protobuf timestamp, 0001-01-01T00:00:00Z (the range
+/// `google/protobuf/timestamp.proto` allows).
+const MIN_WIRE_SECONDS: i64 = -62_135_596_800;
+/// Seconds of the latest protobuf timestamp, 9999-12-31T23:59:59Z.
+const MAX_WIRE_SECONDS: i64 = 253_402_300_799;
+
+/// A required protobuf timestamp to cluster time (millisecond resolution), checked against
+/// the rules of `google/protobuf/timestamp.proto`.
+///
+/// Errors: `field` when unset; `{field}.seconds` outside years 1 to 9999;
+/// `{field}.nanos` outside `0..=999_999_999`.
+pub fn required_timestamp_from_wire(
+    t: Option<&prost_types::Timestamp>,
+    field: &str,
+) -> Result<Timestamp, FieldError> {
+    let t = t.ok_or_else(|| FieldError::new(field, "is required"))?;
+    if !(MIN_WIRE_SECONDS..=MAX_WIRE_SECONDS).contains(&t.seconds) {
+        return Err(FieldError::new(
+            format!("{field}.seconds"),
+            format!(
+                "must be within {MIN_WIRE_SECONDS}..={MAX_WIRE_SECONDS} (years 1 to 9999), got {}",
+                t.seconds
+            ),
+        ));
+    }
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(FieldError::new(
+            format!("{field}.nanos"),
+            format!("must be within 0..=999999999, got {}", t.nanos),
+        ));
+    }
+    Ok(timestamp_from_wire(t))
 }
 
 /// A point to the wire.
@@ -336,6 +379,41 @@ pub fn order_to_wire(o: &DispatchOrder) -> v1::DispatchOrder {
         eta_s: o.eta_s,
         dispatched_at: Some(timestamp_to_wire(o.dispatched_at)),
     }
+}
+
+/// A dispatch order from the wire (as a terminal receives it). Errors name the field:
+/// `dispatch_id`, `incident_id`, `officer_id` or `district_id` empty; `priority`, `category`,
+/// `location...` as for an incident; `eta_s` negative or not finite; `dispatched_at...` (see
+/// [`required_timestamp_from_wire`]).
+pub fn order_from_wire(o: &v1::DispatchOrder) -> Result<DispatchOrder, FieldError> {
+    for (field, value) in [
+        ("dispatch_id", &o.dispatch_id),
+        ("incident_id", &o.incident_id),
+        ("officer_id", &o.officer_id),
+        ("district_id", &o.district_id),
+    ] {
+        if value.is_empty() {
+            return Err(FieldError::new(field, "is required"));
+        }
+    }
+    if !(o.eta_s.is_finite() && o.eta_s >= 0.0) {
+        return Err(FieldError::new(
+            "eta_s",
+            format!("must be a finite number of seconds >= 0, got {}", o.eta_s),
+        ));
+    }
+    Ok(DispatchOrder {
+        dispatch_id: o.dispatch_id.as_str().into(),
+        incident_id: o.incident_id.as_str().into(),
+        officer_id: o.officer_id.as_str().into(),
+        district_id: o.district_id.as_str().into(),
+        priority: priority_from_wire(o.priority, "priority")?,
+        category: category_from_wire(o.category, "category")?,
+        location: latlng_from_wire(o.location.as_ref(), "location")?,
+        description: o.description.clone(),
+        eta_s: o.eta_s,
+        dispatched_at: required_timestamp_from_wire(o.dispatched_at.as_ref(), "dispatched_at")?,
+    })
 }
 
 /// An officer to the wire.

@@ -26,6 +26,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dispatch_core::OfficerId;
 use dispatch_proto::v1;
 use futures::Stream;
 
@@ -34,11 +35,12 @@ use crate::convert::FieldError;
 pub use memory::FeedHub;
 pub use redis_store::{RedisConfig, RedisFeedStore};
 
-/// Who a notice is for.
+/// Who a notice is for: the key of one feed, and the audience of the notification port
+/// ([`crate::ports::NotifyPort`]) in domain terms (`dispatch.v1.Audience` on the wire).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AudienceKey {
     /// One officer's terminal.
-    Officer(String),
+    Officer(OfficerId),
     /// Every command-center screen.
     CommandCenter,
 }
@@ -227,13 +229,18 @@ impl Span {
     }
 }
 
-/// One notice to append.
+/// One notice to append to its audience's feed.
+///
+/// `B` is the form of its body: in the feeds, the wire body as the notification service
+/// received it (`v1::NoticeBody`, the default); at the notification port, the domain body
+/// ([`crate::ports::NoticeBody`], see [`crate::ports::Publication`]). Either way an order or an
+/// incident update, never a heartbeat.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Publication {
+pub struct Publication<B = v1::NoticeBody> {
     /// Whose feed.
     pub audience: AudienceKey,
-    /// What to deliver (an order or an incident update; never a heartbeat).
-    pub body: v1::NoticeBody,
+    /// What to deliver.
+    pub body: B,
     /// Idempotency key, unique within the audience's feed; `None`: always appended.
     pub id: Option<String>,
 }

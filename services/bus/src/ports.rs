@@ -28,16 +28,17 @@
 //! The district port also resolves which node owns a district ([`Placement`]) before each
 //! submit; with one node ([`SingleNode`]) that is a check that the district exists.
 //!
-//! [`NotifyPort`] still carries `dispatch.v1` messages (publications, subscriptions and notices)
-//! with a [`PortError`]: the feeds store wire bodies, and domain types for them are left for the
-//! issue that makes notifications cross nodes over Redis. The directory
-//! ([`RouterClient::list_districts`]) is the `dispatch.v1` message every service already
-//! builds its state from.
+//! The notification port carries [`Publication`]s out and a [`Subscription`]'s [`Notice`]s
+//! in, addressed by the feeds' own [`AudienceKey`] and [`Cursor`]; the geo-router's directory
+//! is a [`Directory`]. Their `dispatch.v1` forms are made and read only by the adapters (with
+//! [`crate::convert`]); a reply that does not convert is [`PortError::Internal`] naming the
+//! field.
 
 mod clients;
 mod error;
 mod grpc;
 mod in_process;
+mod notice;
 mod placement;
 mod types;
 
@@ -45,7 +46,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use dispatch_core::{Incident, IncidentId, LatLng};
-use dispatch_proto::v1;
 use futures::Stream;
 use tonic::Request;
 use tonic::transport::{Channel, Endpoint};
@@ -53,12 +53,21 @@ use tonic::transport::{Channel, Endpoint};
 pub use self::clients::{CaseClient, DistrictClient, NotifyClient, RecordsClient, RouterClient};
 pub use self::error::{PortError, Result};
 pub use self::in_process::InProcess;
+pub use self::notice::{Notice, NoticeBody, Publication, PublishedNotice, Subscription};
 pub use self::placement::{NodeId, Placement, SingleNode};
-pub use self::types::{Case, CaseKind, Route};
+pub use self::types::{
+    Case, CaseKind, Directory, DistrictEntry, Route, StationEntry, SubBureauEntry,
+};
+pub use crate::feed::{AudienceKey, Cursor};
 use crate::trace::{self, TraceContext};
 
-/// A stream of notices for one audience; an error ends it.
-pub type NoticeStream = Pin<Box<dyn Stream<Item = Result<v1::Notice>> + Send>>;
+/// A stream of one audience's notices, in feed order.
+///
+/// A notice this side cannot read (the peer's `dispatch.v1.Notice` breaks a rule of the wire
+/// contract) is an `Err(`[`PortError::Internal`]`)` naming the field, and the stream goes on
+/// after it; any other error (the peer's status, a broken connection) is the stream's last
+/// item.
+pub type NoticeStream = Pin<Box<dyn Stream<Item = Result<Notice>> + Send>>;
 
 /// How a client calls its port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,8 +132,12 @@ pub trait RouterPort: Send + Sync + 'static {
     /// Errors: [`PortError::Refused`] on `location` for a point more than 2 km off the map;
     /// [`PortError::Internal`] for a reply without a district; transport errors.
     async fn route(&self, call: &Call, location: LatLng) -> Result<Route>;
-    /// The whole directory (see `GeoRouter.ListDistricts`).
-    async fn list_districts(&self, call: &Call) -> Result<v1::ListDistrictsResponse>;
+    /// The whole directory of sub-bureaus, stations and districts (see
+    /// `GeoRouter.ListDistricts`).
+    ///
+    /// Errors: [`PortError::Internal`] naming the field for a reply that is not a valid
+    /// directory (e.g. `districts[3].district_id` empty); transport errors.
+    async fn list_districts(&self, call: &Call) -> Result<Directory>;
 }
 
 /// Intake -> district: take this routed incident.
@@ -142,11 +155,20 @@ pub trait DistrictPort: Send + Sync + 'static {
 /// District -> notification (publish) and intake/screens <- notification (subscribe).
 #[tonic::async_trait]
 pub trait NotifyPort: Send + Sync + 'static {
-    /// Appends publications to their audiences' feeds (see `Notification.Publish`).
-    async fn publish(&self, call: &Call, req: v1::PublishRequest) -> Result<v1::PublishResponse>;
-    /// Opens a stream of one audience's notices (see `Notification.Subscribe`); a cursor the
-    /// feed cannot honour is [`PortError::Refused`] with `OutOfRange`.
-    async fn subscribe(&self, call: &Call, req: v1::SubscribeRequest) -> Result<NoticeStream>;
+    /// Appends `publications` to their audiences' feeds, in order, and answers the cursor of
+    /// each one's notice, in the same order (see `Notification.Publish`; idempotent on each
+    /// publication's id, whose notice keeps its first cursor).
+    ///
+    /// Errors: [`PortError::Refused`] naming the field (`publications[i]...`) of a
+    /// publication the service refuses, nothing appended then; [`PortError::Internal`] for a
+    /// reply without one valid cursor per publication; transport errors (some publications
+    /// may be appended: send them again with the same ids).
+    async fn publish(&self, call: &Call, publications: Vec<Publication>) -> Result<Vec<Cursor>>;
+    /// Opens a stream of one audience's notices (see `Notification.Subscribe`).
+    ///
+    /// Errors: [`PortError::Refused`] with `OutOfRange` naming `resume_after` for a cursor
+    /// the feed cannot honour, with `NotFound` for an officer on no roster; transport errors.
+    async fn subscribe(&self, call: &Call, subscription: Subscription) -> Result<NoticeStream>;
 }
 
 /// District -> case squad: open a case for this cleared incident.

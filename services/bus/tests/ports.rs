@@ -1,21 +1,28 @@
 //! The ports' contract, the same over both adapters: errors keep their code and field, every
-//! call runs under its deadline, and the handler sees the same `traceparent` and
-//! `grpc-timeout` whether it is called over gRPC or in-process.
+//! call runs under its deadline, the handler sees the same `traceparent` and `grpc-timeout`
+//! whether it is called over gRPC or in-process, and replies arrive in domain terms (a
+//! malformed one is `PortError::Internal` naming the field).
 
 #![allow(clippy::unwrap_used)]
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dispatch_bus::ports::{
-    Call, CallOptions, CaseClient, CaseKind, DistrictClient, DistrictPort, PortError, Result,
-    RouterClient, SingleNode,
+    AudienceKey, Call, CallOptions, CaseClient, CaseKind, Cursor, Directory, DistrictClient,
+    DistrictEntry, DistrictPort, Notice, NoticeBody, NotifyClient, PortError, Publication,
+    PublishedNotice, Result, RouterClient, SingleNode, StationEntry, SubBureauEntry, Subscription,
 };
 use dispatch_bus::trace::{self, TraceContext};
-use dispatch_core::{Category, Incident, IncidentState, LatLng, Timestamp};
+use dispatch_core::district::DispatchOrder;
+use dispatch_core::{Category, Incident, IncidentState, LatLng, Priority, Timestamp};
 use dispatch_proto::status::{invalid_argument, violated_field};
 use dispatch_proto::v1;
 use dispatch_proto::v1::geo_router_server::{GeoRouter, GeoRouterServer};
+use dispatch_proto::v1::notice_body::Kind;
+use dispatch_proto::v1::notification_server::{Notification, NotificationServer};
+use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
 use tonic::{Code, Request, Response, Status};
 
@@ -109,6 +116,8 @@ struct RecordingRouter {
     seen: Mutex<Vec<Seen>>,
     /// Each route waits this long before answering.
     delay: Duration,
+    /// What `ListDistricts` answers; `None`: `UNIMPLEMENTED`.
+    directory: Option<v1::ListDistrictsResponse>,
 }
 
 fn seen<T>(request: &Request<T>) -> Seen {
@@ -150,9 +159,13 @@ impl GeoRouter for RecordingRouter {
 
     async fn list_districts(
         &self,
-        _: Request<v1::ListDistrictsRequest>,
+        request: Request<v1::ListDistrictsRequest>,
     ) -> Result<Response<v1::ListDistrictsResponse>, Status> {
-        Err(Status::unimplemented("not used"))
+        self.seen.lock().push(seen(&request));
+        self.directory
+            .clone()
+            .map(Response::new)
+            .ok_or_else(|| Status::unimplemented("no directory in this test"))
     }
 }
 
@@ -167,18 +180,22 @@ fn options(ms: u64) -> CallOptions {
 async fn serve(
     router: Arc<RecordingRouter>,
 ) -> (tonic::transport::Channel, tokio::task::JoinHandle<()>) {
+    let routes = tonic::service::Routes::new(GeoRouterServer::from_arc(router));
+    serve_routes(routes, dispatch_proto::service_names::GEO_ROUTER).await
+}
+
+/// Serves `routes` (the service `name`) on a free loopback port: a lazy channel to it and the
+/// server's task.
+async fn serve_routes(
+    routes: tonic::service::Routes,
+    name: &'static str,
+) -> (tonic::transport::Channel, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let routes = tonic::service::Routes::new(GeoRouterServer::from_arc(router));
     let server = tokio::spawn(async move {
-        dispatch_runtime::serve(
-            listener,
-            routes,
-            &[dispatch_proto::service_names::GEO_ROUTER],
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+        dispatch_runtime::serve(listener, routes, &[name], std::future::pending())
+            .await
+            .unwrap();
     });
     let channel = dispatch_bus::ports::channel(&addr.to_string()).unwrap();
     (channel, server)
@@ -410,4 +427,422 @@ async fn a_case_reply_without_a_kind_is_internal_naming_the_field() {
             message: "case squad answered a malformed case: kind: must be CASE_KIND_CRIMINAL or CASE_KIND_ADMINISTRATIVE, got 0".into()
         }
     );
+}
+
+// ---- the directory over both adapters ----
+
+/// A one-station, one-district directory on the wire.
+fn wire_directory() -> v1::ListDistrictsResponse {
+    v1::ListDistrictsResponse {
+        map_name: "test".into(),
+        sub_bureaus: vec![v1::SubBureau {
+            sub_bureau_id: "nancheng".into(),
+            name: "南城街道".into(),
+            population: 332_000,
+            area_m2: 5.7e7,
+        }],
+        stations: vec![v1::Station {
+            station_id: "nc-st2".into(),
+            sub_bureau_id: "nancheng".into(),
+            central_district_id: "nc-d07".into(),
+            location: Some(v1::LatLng {
+                lat: 23.03,
+                lon: 113.76,
+            }),
+        }],
+        districts: vec![v1::District {
+            district_id: "nc-d07".into(),
+            station_id: "nc-st2".into(),
+            sub_bureau_id: "nancheng".into(),
+            central: true,
+            center: Some(v1::LatLng {
+                lat: 23.03,
+                lon: 113.76,
+            }),
+            area_m2: 2.5e6,
+            adjacent_district_ids: vec!["nc-d08".into()],
+        }],
+    }
+}
+
+#[tokio::test]
+async fn the_directory_arrives_in_domain_terms_and_a_malformed_one_is_internal() {
+    let router = |directory| {
+        Arc::new(RecordingRouter {
+            directory: Some(directory),
+            ..RecordingRouter::default()
+        })
+    };
+    let mut broken = wire_directory();
+    broken.districts[0].district_id.clear();
+    let (good_channel, good_server) = serve(router(wire_directory())).await;
+    let (broken_channel, broken_server) = serve(router(broken.clone())).await;
+    let clients = [
+        (
+            RouterClient::in_process(router(wire_directory()), options(1_000)),
+            RouterClient::in_process(router(broken), options(1_000)),
+        ),
+        (
+            RouterClient::grpc(good_channel, options(1_000)),
+            RouterClient::grpc(broken_channel, options(1_000)),
+        ),
+    ];
+    for (good, broken) in clients {
+        let directory = good.list_districts().await.unwrap();
+        assert_eq!(
+            directory,
+            Directory {
+                map_name: "test".into(),
+                sub_bureaus: vec![SubBureauEntry {
+                    id: "nancheng".into(),
+                    name: "南城街道".into(),
+                    population: 332_000,
+                    area_m2: 5.7e7,
+                }],
+                stations: vec![StationEntry {
+                    id: "nc-st2".into(),
+                    sub_bureau_id: "nancheng".into(),
+                    central_district_id: "nc-d07".into(),
+                    location: point(23.03),
+                }],
+                districts: vec![DistrictEntry {
+                    id: "nc-d07".into(),
+                    station_id: "nc-st2".into(),
+                    sub_bureau_id: "nancheng".into(),
+                    central: true,
+                    center: point(23.03),
+                    area_m2: 2.5e6,
+                    adjacent: vec!["nc-d08".into()],
+                }],
+            }
+        );
+        // Placement takes it as it is.
+        let placement = SingleNode::from_directory(&directory);
+        assert_eq!(
+            dispatch_bus::ports::Placement::owner(&placement, "nc-d07").unwrap(),
+            SingleNode::NODE
+        );
+        assert_eq!(
+            broken.list_districts().await.unwrap_err(),
+            PortError::Internal {
+                message: "geo-router answered a malformed directory: districts[0].district_id: is required"
+                    .into()
+            }
+        );
+    }
+    good_server.abort();
+    broken_server.abort();
+}
+
+// ---- the notification port over both adapters ----
+
+type WireNotices = Pin<Box<dyn Stream<Item = Result<v1::Notice, Status>> + Send>>;
+
+/// A notification service that records what its handlers saw: `Publish` answers cursors
+/// `9-1`, `9-2`, ... (none with `short_reply`), `Subscribe` streams `notices` and then ends.
+#[derive(Default)]
+struct RecordingNotification {
+    seen: Mutex<Vec<Seen>>,
+    published: Mutex<Vec<v1::PublishRequest>>,
+    subscriptions: Mutex<Vec<v1::SubscribeRequest>>,
+    notices: Vec<v1::Notice>,
+    short_reply: bool,
+}
+
+#[tonic::async_trait]
+impl Notification for RecordingNotification {
+    type SubscribeStream = WireNotices;
+
+    async fn subscribe(
+        &self,
+        request: Request<v1::SubscribeRequest>,
+    ) -> Result<Response<WireNotices>, Status> {
+        self.seen.lock().push(seen(&request));
+        self.subscriptions.lock().push(request.into_inner());
+        let notices = self.notices.clone().into_iter().map(Ok);
+        Ok(Response::new(futures::stream::iter(notices).boxed()))
+    }
+
+    async fn publish(
+        &self,
+        request: Request<v1::PublishRequest>,
+    ) -> Result<Response<v1::PublishResponse>, Status> {
+        self.seen.lock().push(seen(&request));
+        let n = request.get_ref().publications.len() as u64;
+        if request.get_ref().publications.iter().any(|p| {
+            p.audience.as_ref().and_then(|a| a.target.as_ref())
+                == Some(&v1::audience::Target::OfficerId("nobody".into()))
+        }) {
+            return Err(dispatch_proto::status::invalid_argument(
+                "publications[0].audience.officer_id",
+                "is on no district's roster",
+            ));
+        }
+        self.published.lock().push(request.into_inner());
+        let cursors = if self.short_reply {
+            vec![]
+        } else {
+            (1..=n).map(|i| format!("9-{i}")).collect()
+        };
+        Ok(Response::new(v1::PublishResponse {
+            seqs: (1..=n).collect(),
+            cursors,
+        }))
+    }
+}
+
+fn order() -> DispatchOrder {
+    DispatchOrder {
+        dispatch_id: "nc-d07/inc-1/1".into(),
+        incident_id: "inc-1".into(),
+        officer_id: "nc-d07-o03".into(),
+        district_id: "nc-d07".into(),
+        priority: Priority::P2,
+        category: Category::Theft,
+        location: point(23.03),
+        description: "wallet taken".into(),
+        eta_s: 95.0,
+        dispatched_at: Timestamp(1_700_000_060_000),
+    }
+}
+
+/// The stream the fake service sends: an update, a heartbeat, three notices this side cannot
+/// read (no body, a bad cursor, a bad timestamp), then an order.
+fn wire_notices() -> Vec<v1::Notice> {
+    let published_at = Some(prost_types::Timestamp {
+        seconds: 1_700_000_070,
+        nanos: 5_000_000,
+    });
+    let update = v1::Notice {
+        seq: 2,
+        published_at,
+        body: Some(v1::NoticeBody {
+            kind: Some(Kind::IncidentUpdate(
+                dispatch_bus::convert::incident_to_wire(&routed("nc-d07")),
+            )),
+        }),
+        cursor: "9-2".into(),
+    };
+    let heartbeat = v1::Notice {
+        seq: 2,
+        published_at: None,
+        body: Some(v1::NoticeBody {
+            kind: Some(Kind::Heartbeat(v1::Heartbeat {})),
+        }),
+        cursor: "9-2".into(),
+    };
+    let order = v1::Notice {
+        seq: 3,
+        body: Some(v1::NoticeBody {
+            kind: Some(Kind::DispatchOrder(dispatch_bus::convert::order_to_wire(
+                &order(),
+            ))),
+        }),
+        cursor: "9-3".into(),
+        ..update.clone()
+    };
+    vec![
+        update.clone(),
+        heartbeat,
+        v1::Notice {
+            body: None,
+            ..update.clone()
+        },
+        v1::Notice {
+            cursor: "9:2".into(),
+            ..update.clone()
+        },
+        v1::Notice {
+            published_at: Some(prost_types::Timestamp {
+                seconds: 1_700_000_070,
+                nanos: -5,
+            }),
+            ..update
+        },
+        order,
+    ]
+}
+
+#[tokio::test]
+async fn the_notify_port_speaks_domain_terms_with_deadline_and_trace_over_both_adapters() {
+    let context = TraceContext::parse(TRACEPARENT).unwrap();
+    let service = || {
+        Arc::new(RecordingNotification {
+            notices: wire_notices(),
+            ..RecordingNotification::default()
+        })
+    };
+    let (in_process, over_grpc) = (service(), service());
+    let (channel, server) = serve_routes(
+        tonic::service::Routes::new(NotificationServer::from_arc(over_grpc.clone())),
+        dispatch_proto::service_names::NOTIFICATION,
+    )
+    .await;
+    let clients = [
+        (
+            NotifyClient::in_process(in_process.clone(), options(1_500)),
+            in_process,
+        ),
+        (NotifyClient::grpc(channel, options(1_500)), over_grpc),
+    ];
+    let cursor = |position| Cursor { epoch: 9, position };
+    for (client, service) in clients {
+        let publications = vec![
+            Publication {
+                audience: AudienceKey::Officer("nc-d07-o03".into()),
+                body: NoticeBody::DispatchOrder(order()),
+                id: Some("nc-d07/inc-1/1".into()),
+            },
+            Publication {
+                audience: AudienceKey::CommandCenter,
+                body: NoticeBody::IncidentUpdate(Box::new(routed("nc-d07"))),
+                id: None,
+            },
+        ];
+        let cursors = trace::scope(context, client.publish(publications))
+            .await
+            .unwrap();
+        assert_eq!(cursors, [cursor(1), cursor(2)]);
+        let sent = service.published.lock()[0].clone();
+        let targets: Vec<_> = sent
+            .publications
+            .iter()
+            .map(|p| p.audience.clone().unwrap().target.unwrap())
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                v1::audience::Target::OfficerId("nc-d07-o03".into()),
+                v1::audience::Target::Role(v1::Role::CommandCenter as i32)
+            ]
+        );
+        let ids: Vec<&str> = sent
+            .publications
+            .iter()
+            .map(|p| p.publication_id.as_str())
+            .collect();
+        assert_eq!(ids, ["nc-d07/inc-1/1", ""]);
+        match sent.publications[0]
+            .body
+            .as_ref()
+            .and_then(|b| b.kind.as_ref())
+        {
+            Some(Kind::DispatchOrder(o)) => {
+                assert_eq!((o.dispatch_id.as_str(), o.eta_s), ("nc-d07/inc-1/1", 95.0))
+            }
+            other => panic!("expected an order, got {other:?}"),
+        }
+
+        let subscription = Subscription {
+            audience: AudienceKey::CommandCenter,
+            resume_after: Some(cursor(1)),
+        };
+        let stream = trace::scope(context, client.subscribe(subscription))
+            .await
+            .unwrap();
+        let items: Vec<_> = stream.collect().await;
+        assert_eq!(
+            service.subscriptions.lock()[0],
+            v1::SubscribeRequest {
+                audience: Some(v1::Audience {
+                    target: Some(v1::audience::Target::Role(v1::Role::CommandCenter as i32)),
+                }),
+                resume_after: "9-1".into(),
+                from_latest: false,
+            }
+        );
+        let published_at = Timestamp(1_700_000_070_005);
+        let malformed = |field_and_rule: &str| -> Result<Notice> {
+            Err(PortError::Internal {
+                message: format!("notification answered a malformed notice: {field_and_rule}"),
+            })
+        };
+        assert_eq!(
+            items,
+            [
+                Ok(Notice::Published(PublishedNotice {
+                    seq: 2,
+                    cursor: cursor(2),
+                    published_at,
+                    body: NoticeBody::IncidentUpdate(Box::new(routed("nc-d07"))),
+                })),
+                Ok(Notice::Heartbeat {
+                    after: Some(cursor(2))
+                }),
+                malformed("body: is required"),
+                malformed(
+                    "cursor: must be the cursor of a notice as received (e.g. \"1700000000000000-42\"), got \"9:2\""
+                ),
+                malformed("published_at.nanos: must be within 0..=999999999, got -5"),
+                Ok(Notice::Published(PublishedNotice {
+                    seq: 3,
+                    cursor: cursor(3),
+                    published_at,
+                    body: NoticeBody::DispatchOrder(order()),
+                })),
+            ]
+        );
+        // Publish is a unary call with its deadline; a subscription carries the trace only
+        // (a `grpc-timeout` would end the stream at the deadline).
+        assert_eq!(
+            *service.seen.lock(),
+            [
+                Seen {
+                    traceparent: Some(TRACEPARENT.into()),
+                    grpc_timeout: Some("1500000u".into()),
+                    trace: Some(context),
+                },
+                Seen {
+                    traceparent: Some(TRACEPARENT.into()),
+                    grpc_timeout: None,
+                    trace: Some(context),
+                },
+            ]
+        );
+    }
+    server.abort();
+}
+
+#[tokio::test]
+async fn publish_refusals_and_malformed_replies_are_typed_over_both_adapters() {
+    let short = Arc::new(RecordingNotification {
+        short_reply: true,
+        ..RecordingNotification::default()
+    });
+    let (channel, server) = serve_routes(
+        tonic::service::Routes::new(NotificationServer::from_arc(short.clone())),
+        dispatch_proto::service_names::NOTIFICATION,
+    )
+    .await;
+    let update = || Publication {
+        audience: AudienceKey::CommandCenter,
+        body: NoticeBody::IncidentUpdate(Box::new(routed("nc-d07"))),
+        id: None,
+    };
+    for client in [
+        NotifyClient::in_process(short.clone(), options(1_000)),
+        NotifyClient::grpc(channel, options(1_000)),
+    ] {
+        let refused = client
+            .publish(vec![Publication {
+                audience: AudienceKey::Officer("nobody".into()),
+                ..update()
+            }])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (refused.code(), refused.field()),
+            (
+                Code::InvalidArgument,
+                Some("publications[0].audience.officer_id")
+            )
+        );
+        assert_eq!(
+            client.publish(vec![update(), update()]).await.unwrap_err(),
+            PortError::Internal {
+                message: "notification answered a malformed publish reply: cursors: must hold one cursor per publication sent (2), got 0".into()
+            }
+        );
+    }
+    server.abort();
 }

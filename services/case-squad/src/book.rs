@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use dispatch_bus::convert::timestamp_to_wire;
+use dispatch_bus::ports::Directory;
 use dispatch_core::Timestamp;
 use dispatch_proto::v1;
 
@@ -95,11 +96,11 @@ pub fn squad_ids(station_id: &str, investigators_per_squad: u32) -> Vec<String> 
 }
 
 /// The station ids of the geo-router's directory: one case squad each.
-pub fn station_ids(directory: &v1::ListDistrictsResponse) -> Vec<String> {
+pub fn station_ids(directory: &Directory) -> Vec<String> {
     directory
         .stations
         .iter()
-        .map(|s| s.station_id.clone())
+        .map(|s| s.id.to_string())
         .collect()
 }
 

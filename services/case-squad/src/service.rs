@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
 use dispatch_bus::convert::FieldError;
+use dispatch_bus::ports::Directory;
 use dispatch_core::clock::SharedClock;
 use dispatch_proto::service_names;
 use dispatch_proto::v1;
@@ -47,7 +48,7 @@ impl CaseSquadService {
 
     /// A squad at every station of the geo-router's directory; see [`CaseSquadService::new`].
     pub fn from_directory(
-        directory: &v1::ListDistrictsResponse,
+        directory: &Directory,
         investigators_per_squad: u32,
         clock: SharedClock,
     ) -> Self {
@@ -203,15 +204,19 @@ mod tests {
     use tonic_types::StatusExt;
 
     fn service(clock: &ManualClock) -> CaseSquadService {
-        let directory = v1::ListDistrictsResponse {
+        let directory = Directory {
+            map_name: "test".into(),
+            sub_bureaus: vec![],
             stations: ["st-a", "st-b"]
                 .into_iter()
-                .map(|id| v1::Station {
-                    station_id: id.into(),
-                    ..Default::default()
+                .map(|id| dispatch_bus::ports::StationEntry {
+                    id: id.into(),
+                    sub_bureau_id: "town".into(),
+                    central_district_id: format!("{id}-d1").into(),
+                    location: dispatch_core::LatLng::new(23.0, 113.7).unwrap(),
                 })
                 .collect(),
-            ..Default::default()
+            districts: vec![],
         };
         CaseSquadService::from_directory(&directory, 6, Arc::new(clock.clone()))
     }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use actix::{Actor, Addr};
 use actix_rt::ArbiterHandle;
+use dispatch_bus::ports::Directory;
 use dispatch_core::clock::SharedClock;
 use dispatch_core::district::{DistrictConfig, DistrictState};
 use dispatch_core::{Incident, LatLng, Officer, OfficerStatus, TravelModel};
-use dispatch_proto::v1;
 
 use crate::actor::{
     DispatchStep, DistrictActor, GetSnapshot, Recovered, ReportLocation, SetStatus, Snapshot, Step,
@@ -85,7 +85,7 @@ impl DistrictNode {
     /// Errors: `config.travel` invalid, no arbiter given, or the journal not answering (as a
     /// message naming the rule or the district).
     pub async fn start(
-        directory: &v1::ListDistrictsResponse,
+        directory: &Directory,
         config: NodeConfig,
         clock: SharedClock,
         outbox: Outbox,
@@ -102,30 +102,27 @@ impl DistrictNode {
         let mut replayed = 0;
         let marks = Arc::new(Marks::default());
         for (i, d) in directory.districts.iter().enumerate() {
+            let district_id = d.id.as_str();
             let mut fresh = DistrictState::new(
-                d.district_id.as_str().into(),
+                d.id.clone(),
                 DistrictConfig {
                     travel: config.travel,
                 },
             );
             for n in 1..=config.officers_per_district {
-                let id = officer_id(&d.district_id, n);
-                fresh.add_officer(Officer::off_duty(
-                    id.into(),
-                    d.district_id.as_str().into(),
-                    now,
-                ));
+                let id = officer_id(district_id, n);
+                fresh.add_officer(Officer::off_duty(id.into(), d.id.clone(), now));
             }
             let recovered = recover(journal.as_ref(), fresh)
                 .await
-                .map_err(|e| format!("district {}: {e}", d.district_id))?;
+                .map_err(|e| format!("district {district_id}: {e}"))?;
             replayed += recovered.loaded.entries.len();
             // The roster is the journal's (a snapshot may predate a roster change).
             for o in recovered.state.officers() {
-                officers.insert(o.id.to_string(), d.district_id.clone());
+                officers.insert(o.id.to_string(), district_id.to_owned());
             }
             outbox.redeliver(&recovered);
-            let emitted = marks.emitted(&d.district_id);
+            let emitted = marks.emitted(district_id);
             emitted.store(recovered.seq, std::sync::atomic::Ordering::Release);
             let (clock, outbox, journal) = (clock.clone(), outbox.clone(), journal.clone());
             let Recovered {
@@ -135,7 +132,7 @@ impl DistrictNode {
             let addr = DistrictActor::start_in_arbiter(&arbiters[i % arbiters.len()], move |_| {
                 DistrictActor::new(state, clock, outbox, journal, epoch, seq, every, emitted)
             });
-            districts.insert(d.district_id.clone(), addr);
+            districts.insert(district_id.to_owned(), addr);
         }
         tracing::info!(
             districts = districts.len(),
@@ -156,7 +153,7 @@ impl DistrictNode {
     ///
     /// Errors: as [`DistrictNode::start`]; `count` must be at least 1.
     pub async fn start_on_new_arbiters(
-        directory: &v1::ListDistrictsResponse,
+        directory: &Directory,
         config: NodeConfig,
         clock: SharedClock,
         outbox: Outbox,

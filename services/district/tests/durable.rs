@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dispatch_bus::ports::{
-    Call, CallOptions, Case, CaseClient, CasePort, NoticeStream, NotifyClient, NotifyPort,
-    PortError,
+    Call, CallOptions, Case, CaseClient, CasePort, Cursor, Directory, DistrictEntry, NoticeBody,
+    NoticeStream, NotifyClient, NotifyPort, PortError, Publication, Subscription,
 };
 use dispatch_core::{
     Category, Incident, IncidentState, LatLng, ManualClock, OfficerStatus, Timestamp,
@@ -19,7 +19,6 @@ use dispatch_core::{
 use dispatch_district::journal::{Journal, RedisJournal};
 use dispatch_district::outbox::{MemoryDeadLetters, OutboxConfig};
 use dispatch_district::{DistrictNode, Error, NodeConfig, Outbox};
-use dispatch_proto::v1;
 use dispatch_redis_test::{Options, RedisServer};
 use parking_lot::Mutex;
 use tonic::Status;
@@ -31,7 +30,7 @@ const T0: Timestamp = Timestamp(1_700_000_000_000);
 #[derive(Default)]
 struct Terminals {
     down: AtomicBool,
-    publications: Mutex<Vec<v1::Publication>>,
+    publications: Mutex<Vec<Publication>>,
 }
 
 impl Terminals {
@@ -39,9 +38,9 @@ impl Terminals {
         self.publications
             .lock()
             .iter()
-            .filter_map(|p| match p.body.as_ref()?.kind.as_ref()? {
-                v1::notice_body::Kind::DispatchOrder(o) => Some(o.dispatch_id.clone()),
-                _ => None,
+            .filter_map(|p| match &p.body {
+                NoticeBody::DispatchOrder(o) => Some(o.dispatch_id.to_string()),
+                NoticeBody::IncidentUpdate(_) => None,
             })
             .collect()
     }
@@ -52,24 +51,19 @@ impl NotifyPort for Terminals {
     async fn publish(
         &self,
         _: &Call,
-        req: v1::PublishRequest,
-    ) -> Result<v1::PublishResponse, PortError> {
+        publications: Vec<Publication>,
+    ) -> Result<Vec<Cursor>, PortError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(Status::unavailable("notification down").into());
         }
         let mut all = self.publications.lock();
-        let n = req.publications.len();
-        all.extend(req.publications);
-        Ok(v1::PublishResponse {
-            seqs: (1..=n as u64).collect(),
-            ..Default::default()
-        })
+        let n = publications.len() as u64;
+        all.extend(publications);
+        Ok((1..=n)
+            .map(|position| Cursor { epoch: 1, position })
+            .collect())
     }
-    async fn subscribe(
-        &self,
-        _: &Call,
-        _: v1::SubscribeRequest,
-    ) -> Result<NoticeStream, PortError> {
+    async fn subscribe(&self, _: &Call, _: Subscription) -> Result<NoticeStream, PortError> {
         Err(Status::unimplemented("not used").into())
     }
 }
@@ -83,22 +77,20 @@ impl CasePort for NoCases {
     }
 }
 
-fn directory() -> v1::ListDistrictsResponse {
-    v1::ListDistrictsResponse {
+fn directory() -> Directory {
+    Directory {
         map_name: "test".into(),
-        districts: vec![v1::District {
-            district_id: D1.into(),
+        sub_bureaus: vec![],
+        stations: vec![],
+        districts: vec![DistrictEntry {
+            id: D1.into(),
             station_id: "town-s1".into(),
             sub_bureau_id: "town".into(),
             central: true,
-            center: Some(v1::LatLng {
-                lat: 23.0,
-                lon: 113.7,
-            }),
+            center: LatLng::new(23.0, 113.7).unwrap(),
             area_m2: 1e6,
-            adjacent_district_ids: vec![],
+            adjacent: vec![],
         }],
-        ..Default::default()
     }
 }
 

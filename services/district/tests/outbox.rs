@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dispatch_bus::ports::{
-    Call, CallOptions, Case, CaseClient, CaseKind, CasePort, NoticeStream, NotifyClient,
-    NotifyPort, PortError,
+    AudienceKey, Call, CallOptions, Case, CaseClient, CaseKind, CasePort, Cursor, NoticeBody,
+    NoticeStream, NotifyClient, NotifyPort, PortError, Publication, Subscription,
 };
 use dispatch_bus::trace::TraceContext;
 use dispatch_core::district::{DispatchOrder, Effect};
@@ -20,7 +20,6 @@ use dispatch_district::outbox::{
     DeadLetter, DeadLetterSink, EffectKind, Error, FlushReport, Lane, MemoryDeadLetters, Outbox,
     OutboxConfig, Reason,
 };
-use dispatch_proto::v1;
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
@@ -52,7 +51,7 @@ struct Fake<T> {
     received: Mutex<Vec<(Instant, T)>>,
 }
 
-type FakeNotify = Fake<v1::Publication>;
+type FakeNotify = Fake<Publication>;
 /// Keeps the incident id of each case opened.
 type FakeCases = Fake<String>;
 
@@ -129,18 +128,18 @@ impl FakeCases {
     }
 }
 
-fn officer_of(p: &v1::Publication) -> Option<&str> {
-    match p.audience.as_ref()?.target.as_ref()? {
-        v1::audience::Target::OfficerId(id) => Some(id),
-        v1::audience::Target::Role(_) => None,
+fn officer_of(p: &Publication) -> Option<&str> {
+    match &p.audience {
+        AudienceKey::Officer(id) => Some(id.as_str()),
+        AudienceKey::CommandCenter => None,
     }
 }
 
-fn label(p: &v1::Publication) -> String {
-    match p.body.as_ref().unwrap().kind.as_ref().unwrap() {
-        v1::notice_body::Kind::DispatchOrder(o) => o.dispatch_id.clone(),
-        v1::notice_body::Kind::IncidentUpdate(i) => format!("{}@{}", i.incident_id, i.revision),
-        other => panic!("the outbox never publishes {other:?}"),
+/// The dispatch id of an order, `incident@revision` of an update.
+fn label(p: &Publication) -> String {
+    match &p.body {
+        NoticeBody::DispatchOrder(o) => o.dispatch_id.to_string(),
+        NoticeBody::IncidentUpdate(i) => format!("{}@{}", i.id, i.revision),
     }
 }
 
@@ -149,24 +148,19 @@ impl NotifyPort for FakeNotify {
     async fn publish(
         &self,
         call: &Call,
-        req: v1::PublishRequest,
-    ) -> Result<v1::PublishResponse, PortError> {
-        let n = req.publications.len() as u64;
-        self.answer(call, req.publications, |p, officer| {
+        publications: Vec<Publication>,
+    ) -> Result<Vec<Cursor>, PortError> {
+        let n = publications.len() as u64;
+        self.answer(call, publications, |p, officer| {
             officer_of(p) == Some(officer)
         })
         .await?;
-        Ok(v1::PublishResponse {
-            seqs: (1..=n).collect(),
-            ..v1::PublishResponse::default()
-        })
+        Ok((1..=n)
+            .map(|position| Cursor { epoch: 1, position })
+            .collect())
     }
 
-    async fn subscribe(
-        &self,
-        _: &Call,
-        _: v1::SubscribeRequest,
-    ) -> Result<NoticeStream, PortError> {
+    async fn subscribe(&self, _: &Call, _: Subscription) -> Result<NoticeStream, PortError> {
         Err(Status::unimplemented("the fake only takes publications").into())
     }
 }
@@ -298,6 +292,22 @@ async fn a_failing_case_squad_does_not_delay_orders_and_opens_the_case_once_back
     assert_eq!(
         r.notify.labels(),
         ["inc-1@4", "inc-2@2", "town-d01/inc-2/1"]
+    );
+    // Updates go to the command center, the order to its officer, each with its id.
+    let sent: Vec<(Option<String>, Option<String>)> = r
+        .notify
+        .received()
+        .iter()
+        .map(|(_, p)| (officer_of(p).map(str::to_owned), p.id.clone()))
+        .collect();
+    let some = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        sent,
+        [
+            (None, some("inc-1@4")),
+            (None, some("inc-2@2")),
+            (some("o-1"), some("town-d01/inc-2/1"))
+        ]
     );
     assert!(r.cases.opened().is_empty());
 

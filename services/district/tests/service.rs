@@ -4,9 +4,12 @@
 use std::sync::Arc;
 
 use dispatch_bus::feed::{AudienceKey, FeedHub, FeedLimits, follow};
-use dispatch_bus::ports::{CallOptions, CaseClient, NotifyClient};
+use dispatch_bus::ports::{
+    Call, CallOptions, CaseClient, Cursor, Directory, DistrictEntry, NoticeStream, NotifyClient,
+    NotifyPort, PortError, Publication, StationEntry, Subscription,
+};
 use dispatch_case_squad::CaseSquadService;
-use dispatch_core::{ManualClock, Timestamp};
+use dispatch_core::{LatLng, ManualClock, Timestamp};
 use dispatch_district::journal::MemoryJournal;
 use dispatch_district::{DistrictGrpc, DistrictNode, NodeConfig, Outbox};
 use dispatch_notification::NotificationService;
@@ -25,30 +28,25 @@ struct Fixture {
 const D1: &str = "town-d01";
 const D2: &str = "town-d02";
 
-fn directory() -> v1::ListDistrictsResponse {
-    let district = |id: &str| v1::District {
-        district_id: id.into(),
+fn directory() -> Directory {
+    let center = LatLng::new(23.0, 113.7).expect("a point on the map");
+    let district = |id: &str| DistrictEntry {
+        id: id.into(),
         station_id: "town-s1".into(),
         sub_bureau_id: "town".into(),
         central: id == D1,
-        center: Some(v1::LatLng {
-            lat: 23.0,
-            lon: 113.7,
-        }),
+        center,
         area_m2: 1e6,
-        adjacent_district_ids: vec![],
+        adjacent: vec![],
     };
-    v1::ListDistrictsResponse {
+    Directory {
         map_name: "test".into(),
         sub_bureaus: vec![],
-        stations: vec![v1::Station {
-            station_id: "town-s1".into(),
+        stations: vec![StationEntry {
+            id: "town-s1".into(),
             sub_bureau_id: "town".into(),
             central_district_id: D1.into(),
-            location: Some(v1::LatLng {
-                lat: 23.0,
-                lon: 113.7,
-            }),
+            location: center,
         }],
         districts: vec![district(D1), district(D2)],
     }
@@ -492,24 +490,19 @@ struct TraceRecorder {
 }
 
 #[tonic::async_trait]
-impl dispatch_bus::ports::NotifyPort for TraceRecorder {
+impl NotifyPort for TraceRecorder {
     async fn publish(
         &self,
-        call: &dispatch_bus::ports::Call,
-        req: v1::PublishRequest,
-    ) -> Result<v1::PublishResponse, dispatch_bus::ports::PortError> {
+        call: &Call,
+        publications: Vec<Publication>,
+    ) -> Result<Vec<Cursor>, PortError> {
         self.traces.lock().push(call.trace);
-        Ok(v1::PublishResponse {
-            seqs: (1..=req.publications.len() as u64).collect(),
-            cursors: vec![],
-        })
+        Ok((1..=publications.len() as u64)
+            .map(|position| Cursor { epoch: 1, position })
+            .collect())
     }
 
-    async fn subscribe(
-        &self,
-        _: &dispatch_bus::ports::Call,
-        _: v1::SubscribeRequest,
-    ) -> Result<dispatch_bus::ports::NoticeStream, dispatch_bus::ports::PortError> {
+    async fn subscribe(&self, _: &Call, _: Subscription) -> Result<NoticeStream, PortError> {
         Err(Status::unimplemented("not used").into())
     }
 }

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use dispatch_bus::ports::NotifyClient;
-use dispatch_proto::v1;
-use dispatch_proto::v1::notice_body::Kind;
+use dispatch_bus::ports::{
+    AudienceKey, Cursor, Notice, NoticeBody, NotifyClient, PublishedNotice, Subscription,
+};
 use futures::StreamExt;
 
 use crate::service::IntakeService;
@@ -28,29 +28,29 @@ fn backoff() -> impl Iterator<Item = Duration> {
 /// Subscribes to the command-center feed and applies every incident update, for ever;
 /// reconnects after failures, resuming after the last notice seen.
 pub(crate) async fn follow(service: Arc<IntakeService>, notify: NotifyClient) {
-    // The cursor of the last notice applied; empty: from the oldest the feed keeps.
-    let mut cursor = String::new();
+    // Where to resume: after the last notice received (a heartbeat's position will do);
+    // `None`: from the oldest the feed keeps.
+    let mut cursor: Option<Cursor> = None;
     let mut delays = backoff();
     loop {
-        let req = v1::SubscribeRequest {
-            audience: Some(v1::Audience {
-                target: Some(v1::audience::Target::Role(v1::Role::CommandCenter as i32)),
-            }),
-            resume_after: cursor.clone(),
-            from_latest: false,
+        let subscription = Subscription {
+            audience: AudienceKey::CommandCenter,
+            resume_after: cursor,
         };
-        match notify.subscribe(req).await {
+        match notify.subscribe(subscription).await {
             Ok(mut notices) => {
                 while let Some(item) = notices.next().await {
                     match item {
                         Ok(notice) => {
-                            cursor.clone_from(&notice.cursor);
+                            cursor = notice.cursor();
                             delays = backoff();
                             apply(&service, notice).await;
                         }
+                        // A notice this side cannot read is passed over (the stream goes on);
+                        // any other error ends the stream, and `next` then answers `None`.
                         Err(e) => {
-                            tracing::warn!(error = %e, %cursor, "command-center feed failed");
-                            break;
+                            tracing::warn!(error = %e, cursor = %shown(cursor),
+                                "error on the command-center feed");
                         }
                     }
                 }
@@ -58,30 +58,44 @@ pub(crate) async fn follow(service: Arc<IntakeService>, notify: NotifyClient) {
             Err(e) if e.code() == tonic::Code::OutOfRange => {
                 // The feed no longer holds our cursor (a new epoch after a restart without
                 // Redis, or trimmed): replay what it keeps; updates are idempotent on revision.
-                tracing::warn!(error = %e, %cursor, "command-center cursor out of range, replaying from the oldest kept");
-                cursor.clear();
+                tracing::warn!(error = %e, cursor = %shown(cursor),
+                    "command-center cursor out of range, replaying from the oldest kept");
+                cursor = None;
                 continue;
             }
             Err(e) => {
-                tracing::warn!(error = %e, %cursor, "cannot subscribe to the command-center feed");
+                tracing::warn!(error = %e, cursor = %shown(cursor),
+                    "cannot subscribe to the command-center feed");
             }
         }
         let delay = delays.next().unwrap_or(MAX_BACKOFF);
         tracing::debug!(
             ?delay,
-            %cursor,
+            cursor = %shown(cursor),
             "re-subscribing to the command-center feed"
         );
         tokio::time::sleep(delay).await;
     }
 }
 
-async fn apply(service: &IntakeService, notice: v1::Notice) {
-    let Some(Kind::IncidentUpdate(incident)) = notice.body.and_then(|b| b.kind) else {
+/// A resume point as logged: the cursor's wire form, empty for none (as it is sent).
+fn shown(cursor: Option<Cursor>) -> String {
+    cursor.map(|c| c.encode()).unwrap_or_default()
+}
+
+/// Applies `notice` when it is an incident update (the command-center feed holds nothing else
+/// today; anything else is passed over).
+async fn apply(service: &IntakeService, notice: Notice) {
+    let Notice::Published(PublishedNotice {
+        seq,
+        body: NoticeBody::IncidentUpdate(incident),
+        ..
+    }) = notice
+    else {
         return;
     };
-    if let Err(e) = service.apply_update(&incident).await {
-        tracing::warn!(seq = notice.seq, incident_id = %incident.incident_id, error = %e,
-            "incident update not applied");
+    let incident_id = incident.id.clone();
+    if let Err(e) = service.apply_update(*incident).await {
+        tracing::warn!(seq, %incident_id, error = %e, "incident update not applied");
     }
 }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dispatch_bus::convert::{FieldError, incident_from_wire, incident_to_wire};
+use dispatch_bus::convert::{FieldError, incident_to_wire};
 use dispatch_bus::ports::{DistrictClient, NotifyClient, PortError, Route, RouterClient};
 use dispatch_bus::trace::{self, TraceContext};
 use dispatch_core::clock::SharedClock;
@@ -204,9 +204,8 @@ impl IntakeService {
     /// stored one. Returns whether it was applied (false for an old revision or an incident
     /// intake does not hold).
     ///
-    /// Errors: [`Error::Field`] when the message is not a valid incident; [`Error::Records`].
-    pub async fn apply_update(&self, incident: &v1::Incident) -> Result<bool> {
-        let incident = incident_from_wire(incident)?;
+    /// Errors: [`Error::Records`].
+    pub async fn apply_update(&self, incident: Incident) -> Result<bool> {
         self.records().apply_update(incident).await
     }
 

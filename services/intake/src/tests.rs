@@ -8,11 +8,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dispatch_bus::convert::{incident_from_wire, incident_to_wire, timestamp_to_wire};
+use dispatch_bus::feed;
 use dispatch_bus::ports::{
-    Call, CallOptions, DistrictClient, DistrictPort, NoticeStream, NotifyClient, NotifyPort,
-    PortError, Route, RouterClient, RouterPort, SingleNode,
+    AudienceKey, Call, CallOptions, Cursor, Directory, DistrictClient, DistrictPort, Notice,
+    NoticeBody, NoticeStream, NotifyClient, NotifyPort, PortError, Publication, PublishedNotice,
+    Route, RouterClient, RouterPort, SingleNode, Subscription,
 };
 use dispatch_bus::trace::TraceContext;
+use dispatch_core::district::DispatchOrder;
 use dispatch_core::{Incident, IncidentState, LatLng, ManualClock, Timestamp};
 use dispatch_proto::status::{invalid_argument, violated_field};
 use dispatch_proto::v1;
@@ -30,7 +33,7 @@ const T0: i64 = 1_700_000_000_000;
 type Change = Box<dyn Fn(&mut v1::ReportIncidentRequest)>;
 
 /// What one subscription answers: an error, or the items of a stream that then ends.
-type Subscription = Result<Vec<Result<v1::Notice, Status>>, Status>;
+type Script = Result<Vec<Result<Notice, Status>>, Status>;
 
 struct FakeRouter {
     clock: ManualClock,
@@ -68,7 +71,7 @@ impl RouterPort for FakeRouter {
         })
     }
 
-    async fn list_districts(&self, _: &Call) -> Result<v1::ListDistrictsResponse, PortError> {
+    async fn list_districts(&self, _: &Call) -> Result<Directory, PortError> {
         Err(Status::unimplemented("not needed by intake").into())
     }
 }
@@ -568,27 +571,36 @@ async fn updates_apply_only_with_a_higher_revision() {
         .incident
         .unwrap();
     let (dispatched, on_scene) = dispatched_and_on_scene(&inc);
-    assert!(rig.svc.apply_update(&on_scene).await.unwrap());
-    assert!(!rig.svc.apply_update(&dispatched).await.unwrap());
-    assert!(!rig.svc.apply_update(&inc).await.unwrap());
+    let domain = |i: &v1::Incident| incident_from_wire(i).unwrap();
+    assert!(rig.svc.apply_update(domain(&on_scene)).await.unwrap());
+    assert!(!rig.svc.apply_update(domain(&dispatched)).await.unwrap());
+    assert!(!rig.svc.apply_update(domain(&inc)).await.unwrap());
     let stored = rig.svc.incident(&inc.incident_id).await.unwrap();
     assert_eq!(stored, on_scene);
     assert_eq!(stored.times.unwrap().on_scene_at, at_ms(T0 + 240_000));
-    let mut broken = on_scene.clone();
-    broken.incident_id.clear();
-    let status = Status::from(rig.svc.apply_update(&broken).await.unwrap_err());
-    assert_eq!(violated_field(&status).as_deref(), Some("incident_id"));
 }
 
-fn update(inc: &v1::Incident) -> v1::Publication {
-    v1::Publication {
-        audience: Some(v1::Audience {
-            target: Some(v1::audience::Target::Role(v1::Role::CommandCenter as i32)),
-        }),
-        body: Some(v1::NoticeBody {
-            kind: Some(Kind::IncidentUpdate(inc.clone())),
-        }),
-        publication_id: String::new(),
+/// `inc` (on the wire) as the body of an incident update.
+fn update_body(inc: &v1::Incident) -> NoticeBody {
+    NoticeBody::IncidentUpdate(Box::new(incident_from_wire(inc).unwrap()))
+}
+
+/// The district's publication of `inc` (on the wire) to the command center.
+fn update(inc: &v1::Incident) -> Publication {
+    Publication {
+        audience: AudienceKey::CommandCenter,
+        body: update_body(inc),
+        id: None,
+    }
+}
+
+/// A publication with a wire body as it may reach a feed over gRPC from any publisher (the
+/// notification service checks its audience and kind, not its fields).
+fn raw(kind: Kind) -> feed::Publication {
+    feed::Publication {
+        audience: AudienceKey::CommandCenter,
+        body: v1::NoticeBody { kind: Some(kind) },
+        id: None,
     }
 }
 
@@ -608,7 +620,7 @@ where
 
 #[tokio::test]
 async fn follow_updates_tracks_the_command_center_feed_through_the_notification_service() {
-    use dispatch_bus::feed::{FeedHub, FeedLimits};
+    use dispatch_bus::feed::{FeedHub, FeedLimits, FeedStore};
     use dispatch_notification::NotificationService;
 
     let rig = Rig::new(None);
@@ -616,7 +628,8 @@ async fn follow_updates_tracks_the_command_center_feed_through_the_notification_
         Arc::new(rig.clock.clone()),
         FeedLimits::default(),
     ));
-    let notify = NotifyClient::in_process(Arc::new(NotificationService::new(hub)), options());
+    let notify =
+        NotifyClient::in_process(Arc::new(NotificationService::new(hub.clone())), options());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let follower = rig.svc.follow_updates(notify.clone(), async {
         let _ = stopped.await;
@@ -638,27 +651,48 @@ async fn follow_updates_tracks_the_command_center_feed_through_the_notification_
         .unwrap();
     let (dispatched, on_scene) = dispatched_and_on_scene(&first);
     let (marker_dispatched, _) = dispatched_and_on_scene(&marker);
-    let order = v1::Publication {
-        audience: update(&first).audience,
-        body: Some(v1::NoticeBody {
-            kind: Some(Kind::DispatchOrder(v1::DispatchOrder::default())),
-        }),
-        publication_id: String::new(),
-    };
     let mut malformed = on_scene.clone();
     malformed.location = None;
     malformed.revision = 99;
-    // Newest first, then a stale one, an order and a malformed update (both ignored), and the
-    // marker last: once the marker shows, everything before it has been handled.
-    let publications = vec![
-        update(&on_scene),
-        update(&dispatched),
-        order,
-        update(&malformed),
-        update(&marker_dispatched),
-    ];
+    // Newest first, then a stale one, an order, an order and an update this side cannot read
+    // (all ignored), and the marker last: once the marker shows, everything before it has
+    // been handled.
+    let cursors = notify
+        .publish(vec![update(&on_scene), update(&dispatched)])
+        .await
+        .unwrap();
+    assert_eq!(
+        cursors.iter().map(|c| c.position).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let order = DispatchOrder {
+        dispatch_id: "nc-d07/inc-x/1".into(),
+        incident_id: "inc-x".into(),
+        officer_id: "nc-d07-o03".into(),
+        district_id: "nc-d07".into(),
+        priority: dispatch_core::Priority::P2,
+        category: dispatch_core::Category::Theft,
+        location: LatLng::new(23.0, 113.7).unwrap(),
+        description: "wallet taken".into(),
+        eta_s: 60.0,
+        dispatched_at: Timestamp(T0),
+    };
     notify
-        .publish(v1::PublishRequest { publications })
+        .publish(vec![Publication {
+            audience: AudienceKey::CommandCenter,
+            body: NoticeBody::DispatchOrder(order),
+            id: None,
+        }])
+        .await
+        .unwrap();
+    hub.append(vec![
+        raw(Kind::DispatchOrder(v1::DispatchOrder::default())),
+        raw(Kind::IncidentUpdate(malformed)),
+    ])
+    .await
+    .unwrap();
+    notify
+        .publish(vec![update(&marker_dispatched)])
         .await
         .unwrap();
     eventually("marker applied", || async {
@@ -674,6 +708,36 @@ async fn follow_updates_tracks_the_command_center_feed_through_the_notification_
         rig.svc.incident(&first.incident_id).await.unwrap(),
         on_scene
     );
+    // What the follower passed over: the port answers each notice it cannot read as an error
+    // naming the field, and the stream goes on to the marker.
+    let all = notify
+        .subscribe(Subscription {
+            audience: AudienceKey::CommandCenter,
+            resume_after: None,
+        })
+        .await
+        .unwrap();
+    let items: Vec<_> = all.take(6).collect().await;
+    let unreadable: Vec<String> = items
+        .iter()
+        .filter_map(|i| match i {
+            Err(PortError::Internal { message }) => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        unreadable,
+        [
+            "notification answered a malformed notice: body.dispatch_order.dispatch_id: is required",
+            "notification answered a malformed notice: body.incident_update.location: is required"
+        ]
+    );
+    match &items[5] {
+        Ok(Notice::Published(n)) => {
+            assert_eq!((n.seq, &n.body), (6, &update_body(&marker_dispatched)))
+        }
+        other => panic!("expected the marker, got {other:?}"),
+    }
 
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), follower)
@@ -684,26 +748,18 @@ async fn follow_updates_tracks_the_command_center_feed_through_the_notification_
 
 /// A notification port that answers subscriptions from a script and records each request.
 struct ScriptedNotify {
-    requests: Mutex<Vec<v1::SubscribeRequest>>,
+    requests: Mutex<Vec<Subscription>>,
     /// Per subscription: an error, or the items of a stream that then ends. Past the script,
     /// a stream that never yields.
-    script: Mutex<VecDeque<Subscription>>,
+    script: Mutex<VecDeque<Script>>,
 }
 
 #[tonic::async_trait]
 impl NotifyPort for ScriptedNotify {
-    async fn publish(
-        &self,
-        _: &Call,
-        _: v1::PublishRequest,
-    ) -> Result<v1::PublishResponse, PortError> {
+    async fn publish(&self, _: &Call, _: Vec<Publication>) -> Result<Vec<Cursor>, PortError> {
         Err(Status::unimplemented("not used").into())
     }
-    async fn subscribe(
-        &self,
-        _: &Call,
-        req: v1::SubscribeRequest,
-    ) -> Result<NoticeStream, PortError> {
+    async fn subscribe(&self, _: &Call, req: Subscription) -> Result<NoticeStream, PortError> {
         self.requests.lock().push(req);
         match self.script.lock().pop_front() {
             Some(Ok(items)) => {
@@ -716,13 +772,18 @@ impl NotifyPort for ScriptedNotify {
     }
 }
 
-fn notice(seq: u64, inc: &v1::Incident) -> Result<v1::Notice, Status> {
-    Ok(v1::Notice {
+/// Epoch 7's cursor at `position`.
+fn cursor(position: u64) -> Cursor {
+    Cursor { epoch: 7, position }
+}
+
+fn notice(seq: u64, inc: &v1::Incident) -> Result<Notice, Status> {
+    Ok(Notice::Published(PublishedNotice {
         seq,
-        published_at: None,
-        body: update(inc).body,
-        cursor: format!("7-{seq}"),
-    })
+        cursor: cursor(seq),
+        published_at: Timestamp(T0 + 300_000),
+        body: update_body(inc),
+    }))
 }
 
 #[tokio::test(start_paused = true)]
@@ -762,15 +823,19 @@ async fn follow_updates_reconnects_with_backoff_and_resumes_after_the_last_seq()
     })
     .await;
     let requests = notify.requests.lock().clone();
-    let resumes: Vec<&str> = requests.iter().map(|r| r.resume_after.as_str()).collect();
+    let resumes: Vec<Option<Cursor>> = requests.iter().map(|r| r.resume_after).collect();
     // Failed before any notice: from the oldest again; after notice 1 the stream ended: resume
     // after its cursor; after notice 2 it failed: after that one's; that cursor out of range:
     // from the oldest kept, at once.
-    assert_eq!(resumes, vec!["", "", "7-1", "7-2", ""]);
-    let role = Some(v1::Audience {
-        target: Some(v1::audience::Target::Role(v1::Role::CommandCenter as i32)),
-    });
-    assert!(requests.iter().all(|r| r.audience == role));
+    assert_eq!(
+        resumes,
+        vec![None, None, Some(cursor(1)), Some(cursor(2)), None]
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.audience == AudienceKey::CommandCenter)
+    );
     // Three reconnect waits: 100 ms after the failure, then 100 ms twice (each notice resets
     // the backoff); the test's 10 ms polling may add one step.
     let waited = started.elapsed();

@@ -201,7 +201,7 @@ impl Notification for NotificationService {
         let req = request.into_inner();
         let key = validate::audience_key(req.audience.as_ref(), "audience")?;
         if let (Some(known), AudienceKey::Officer(id)) = (&self.roster, &key)
-            && !known(id)
+            && !known(id.as_str())
         {
             return Err(Status::not_found(format!(
                 "audience.officer_id: officer {id:?} is on no district's roster"

@@ -24,7 +24,7 @@ pub fn audience_key(
             format!("{field}.officer_id"),
             "must not be empty",
         )),
-        Some(Target::OfficerId(id)) => Ok(AudienceKey::Officer(id.clone())),
+        Some(Target::OfficerId(id)) => Ok(AudienceKey::Officer(id.as_str().into())),
         Some(Target::Role(role)) if *role == v1::Role::CommandCenter as i32 => {
             Ok(AudienceKey::CommandCenter)
         }

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dispatch_bus::feed::{FeedHub, FeedLimits, FeedStore, RedisConfig, RedisFeedStore};
+use dispatch_bus::ports::Directory;
 use dispatch_bus::redis_conn;
 use dispatch_case_squad::{CaseStore, MemoryCaseStore, RedisCaseStore, book};
 use dispatch_core::clock::SharedClock;
 use dispatch_district::journal::{Journal, MemoryJournal, RedisJournal};
 use dispatch_district::outbox::{DeadLetterSink, MemoryDeadLetters, RedisDeadLetters};
 use dispatch_intake::{IncidentRecords, IntakeConfig, MemoryRecords, RedisRecords};
-use dispatch_proto::v1;
 use dispatch_runtime::{Probe, ServeOptions};
 
 /// How a service serves: it drains for at most `drain` after SIGTERM; with Redis, health
@@ -94,7 +94,7 @@ pub async fn feed_store(
 /// Errors: a malformed Redis URL.
 pub async fn case_store(
     redis: Option<&str>,
-    directory: &v1::ListDistrictsResponse,
+    directory: &Directory,
     investigators: u32,
 ) -> anyhow::Result<Arc<dyn CaseStore>> {
     let stations = book::station_ids(directory);

@@ -108,7 +108,15 @@ impl EmbeddedCluster {
     pub async fn start(map: Arc<CityMap>, config: ClusterConfig) -> anyhow::Result<Self> {
         let clock = config.clock.clone();
         let geo = Arc::new(GeoRouterService::new(map.clone()));
-        let directory = dispatch_geo_router::directory(&map);
+        let router = RouterClient::in_process(
+            geo.clone(),
+            CallOptions::with_deadline(RouterClient::DEFAULT_DEADLINE),
+        );
+        // Through the geo-router's port, as every separate process reads it.
+        let directory = router
+            .list_districts()
+            .await
+            .map_err(|e| anyhow::anyhow!("the geo-router's directory: {e}"))?;
 
         let redis = config.redis_url.as_deref();
         let hub = backends::feed_store(redis, clock.clone()).await?;
@@ -152,10 +160,7 @@ impl EmbeddedCluster {
         let district = Arc::new(DistrictGrpc::new(node.clone()));
         // Intake sets the deadlines of its clients from `config.intake`.
         let intake = Arc::new(IntakeService::new(
-            RouterClient::in_process(
-                geo.clone(),
-                CallOptions::with_deadline(RouterClient::DEFAULT_DEADLINE),
-            ),
+            router,
             DistrictClient::in_process(
                 district.clone(),
                 SingleNode::from_directory(&directory),

@@ -12,7 +12,8 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use dispatch_bus::ports::RecordsClient;
 use dispatch_bus::ports::{
-    CallOptions, CaseClient, DistrictClient, NotifyClient, RouterClient, SingleNode, channel,
+    CallOptions, CaseClient, Directory, DistrictClient, NotifyClient, RouterClient, SingleNode,
+    channel,
 };
 use dispatch_case_squad::CaseSquadService;
 use dispatch_core::ScaledClock;
@@ -22,7 +23,6 @@ use dispatch_district::{DistrictNode, NodeConfig, Outbox};
 use dispatch_intake::IntakeService;
 use dispatch_map::CityMap;
 use dispatch_notification::NotificationService;
-use dispatch_proto::v1;
 use tokio::net::TcpListener;
 
 use crate::backends;
@@ -93,7 +93,7 @@ pub fn load_map(source: &MapSource) -> anyhow::Result<CityMap> {
 }
 
 /// Asks the geo-router at `addr` for the directory, retrying until [`DIRECTORY_WAIT`] passes.
-pub async fn fetch_directory(addr: &str) -> anyhow::Result<v1::ListDistrictsResponse> {
+pub async fn fetch_directory(addr: &str) -> anyhow::Result<Directory> {
     let client = RouterClient::grpc(
         channel(addr)?,
         CallOptions::with_deadline(RouterClient::DEFAULT_DEADLINE),

@@ -180,7 +180,8 @@ impl Keys {
             // Braces would end the hash tag early, and `%` is the escape itself.
             AudienceKey::Officer(id) => format!(
                 "officer:{}",
-                id.replace('%', "%25")
+                id.as_str()
+                    .replace('%', "%25")
                     .replace('{', "%7B")
                     .replace('}', "%7D")
             ),

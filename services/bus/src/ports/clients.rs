@@ -15,8 +15,9 @@ use tonic::transport::Channel;
 
 use super::grpc::{GrpcCases, GrpcDistrict, GrpcNotify, GrpcRecords, GrpcRouter};
 use super::{
-    Call, CallOptions, Case, CasePort, DistrictPort, InProcess, NodeId, NoticeStream, NotifyPort,
-    Placement, PortError, RecordsPort, Result, Route, RouterPort, SingleNode, within,
+    Call, CallOptions, Case, CasePort, Cursor, Directory, DistrictPort, InProcess, NodeId,
+    NoticeStream, NotifyPort, Placement, PortError, Publication, RecordsPort, Result, Route,
+    RouterPort, SingleNode, Subscription, within,
 };
 
 /// Intake's client of the geo-router.
@@ -58,7 +59,7 @@ impl RouterClient {
 
     /// The directory of sub-bureaus, stations and districts. See
     /// [`RouterPort::list_districts`].
-    pub async fn list_districts(&self) -> Result<v1::ListDistrictsResponse> {
+    pub async fn list_districts(&self) -> Result<Directory> {
         let call = Call::new(self.options);
         within(&call, self.port.list_districts(&call)).await
     }
@@ -171,18 +172,19 @@ impl NotifyClient {
         Self { port, options }
     }
 
-    /// Appends publications to their feeds. See [`NotifyPort::publish`].
-    pub async fn publish(&self, req: v1::PublishRequest) -> Result<v1::PublishResponse> {
+    /// Appends `publications` to their feeds and answers each one's cursor, in order. See
+    /// [`NotifyPort::publish`]; [`PortError::DeadlineExceeded`] after the deadline.
+    pub async fn publish(&self, publications: Vec<Publication>) -> Result<Vec<Cursor>> {
         let call = Call::new(self.options);
-        within(&call, self.port.publish(&call, req)).await
+        within(&call, self.port.publish(&call, publications)).await
     }
 
     /// Opens a stream of one audience's notices. The deadline bounds the opening only: the
     /// stream then lasts until the server or the caller ends it. See
     /// [`NotifyPort::subscribe`].
-    pub async fn subscribe(&self, req: v1::SubscribeRequest) -> Result<NoticeStream> {
+    pub async fn subscribe(&self, subscription: Subscription) -> Result<NoticeStream> {
         let call = Call::new(self.options);
-        within(&call, self.port.subscribe(&call, req)).await
+        within(&call, self.port.subscribe(&call, subscription)).await
     }
 }
 

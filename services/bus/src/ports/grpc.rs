@@ -14,7 +14,7 @@ use super::{
     Call, CasePort, DistrictPort, NoticeStream, NotifyPort, PortError, RecordsPort, Result,
     RouterPort,
 };
-use super::{Case, Route};
+use super::{Case, Cursor, Directory, Publication, Route, Subscription};
 use crate::convert;
 
 /// The geo-router over gRPC.
@@ -94,11 +94,45 @@ pub(super) fn case_reply(reply: v1::Case) -> Result<Case> {
     convert::case_from_wire(reply).map_err(|e| PortError::bad_reply("case squad", "case", &e))
 }
 
-/// A stream of notices with each item's status mapped to a [`PortError`].
+/// The geo-router's directory as a [`Directory`]; a malformed one is [`PortError::Internal`].
+pub(super) fn directory_reply(reply: &v1::ListDistrictsResponse) -> Result<Directory> {
+    convert::directory_from_wire(reply)
+        .map_err(|e| PortError::bad_reply("geo-router", "directory", &e))
+}
+
+/// The request of `NotifyPort::publish`.
+pub(super) fn publish_request(publications: &[Publication]) -> v1::PublishRequest {
+    v1::PublishRequest {
+        publications: publications
+            .iter()
+            .map(convert::publication_to_wire)
+            .collect(),
+    }
+}
+
+/// The cursors of the notification service's reply to `sent` publications; a malformed reply
+/// is [`PortError::Internal`].
+pub(super) fn publish_reply(reply: &v1::PublishResponse, sent: usize) -> Result<Vec<Cursor>> {
+    convert::publish_reply_from_wire(reply, sent)
+        .map_err(|e| PortError::bad_reply("notification", "publish reply", &e))
+}
+
+/// The request of `NotifyPort::subscribe`.
+pub(super) fn subscribe_request(subscription: &Subscription) -> v1::SubscribeRequest {
+    convert::subscription_to_wire(subscription)
+}
+
+/// The domain stream of a `Subscribe` stream: each notice converted (a malformed one is an
+/// [`PortError::Internal`] item, and the stream goes on), each status a [`PortError`].
 pub(super) fn notices(
     stream: impl futures::Stream<Item = Result<v1::Notice, tonic::Status>> + Send + 'static,
 ) -> NoticeStream {
-    stream.map(|item| item.map_err(PortError::from)).boxed()
+    stream
+        .map(|item| {
+            convert::notice_from_wire(&item?)
+                .map_err(|e| PortError::bad_reply("notification", "notice", &e))
+        })
+        .boxed()
 }
 
 #[tonic::async_trait]
@@ -112,9 +146,9 @@ impl RouterPort for GrpcRouter {
         route_reply(reply.into_inner())
     }
 
-    async fn list_districts(&self, call: &Call) -> Result<v1::ListDistrictsResponse> {
+    async fn list_districts(&self, call: &Call) -> Result<Directory> {
         let request = call.request(v1::ListDistrictsRequest {});
-        Ok(self.0.clone().list_districts(request).await?.into_inner())
+        directory_reply(self.0.clone().list_districts(request).await?.get_ref())
     }
 }
 
@@ -129,17 +163,15 @@ impl DistrictPort for GrpcDistrict {
 
 #[tonic::async_trait]
 impl NotifyPort for GrpcNotify {
-    async fn publish(&self, call: &Call, req: v1::PublishRequest) -> Result<v1::PublishResponse> {
-        Ok(self
-            .0
-            .clone()
-            .publish(call.request(req))
-            .await?
-            .into_inner())
+    async fn publish(&self, call: &Call, publications: Vec<Publication>) -> Result<Vec<Cursor>> {
+        let request = call.request(publish_request(&publications));
+        let reply = self.0.clone().publish(request).await?;
+        publish_reply(reply.get_ref(), publications.len())
     }
 
-    async fn subscribe(&self, call: &Call, req: v1::SubscribeRequest) -> Result<NoticeStream> {
-        let stream = self.0.clone().subscribe(call.stream_request(req)).await?;
+    async fn subscribe(&self, call: &Call, subscription: Subscription) -> Result<NoticeStream> {
+        let request = call.stream_request(subscribe_request(&subscription));
+        let stream = self.0.clone().subscribe(request).await?;
         Ok(notices(stream.into_inner()))
     }
 }

@@ -8,11 +8,13 @@ use dispatch_core::{Incident, IncidentId, LatLng};
 use dispatch_proto::v1;
 
 use super::grpc::{
-    case_reply, get_incident_request, incident_reply, notices, open_case_request, record_reply,
-    route_reply, route_request, submit_request,
+    case_reply, directory_reply, get_incident_request, incident_reply, notices, open_case_request,
+    publish_reply, publish_request, record_reply, route_reply, route_request, submit_request,
+    subscribe_request,
 };
 use super::{
-    Call, Case, CasePort, DistrictPort, NoticeStream, NotifyPort, RecordsPort, Result, Route,
+    Call, Case, CasePort, Cursor, Directory, DistrictPort, NoticeStream, NotifyPort, Publication,
+    RecordsPort, Result, Route, Subscription,
 };
 use super::{RouterPort, within};
 
@@ -37,10 +39,10 @@ impl<T: v1::geo_router_server::GeoRouter> RouterPort for InProcess<T> {
         route_reply(reply.into_inner())
     }
 
-    async fn list_districts(&self, call: &Call) -> Result<v1::ListDistrictsResponse> {
+    async fn list_districts(&self, call: &Call) -> Result<Directory> {
         let request = call.request(v1::ListDistrictsRequest {});
         let reply = within(call, async { Ok(self.0.list_districts(request).await?) }).await?;
-        Ok(reply.into_inner())
+        directory_reply(reply.get_ref())
     }
 }
 
@@ -55,14 +57,14 @@ impl<T: v1::district_service_server::DistrictService> DistrictPort for InProcess
 
 #[tonic::async_trait]
 impl<T: v1::notification_server::Notification> NotifyPort for InProcess<T> {
-    async fn publish(&self, call: &Call, req: v1::PublishRequest) -> Result<v1::PublishResponse> {
-        let request = call.request(req);
+    async fn publish(&self, call: &Call, publications: Vec<Publication>) -> Result<Vec<Cursor>> {
+        let request = call.request(publish_request(&publications));
         let reply = within(call, async { Ok(self.0.publish(request).await?) }).await?;
-        Ok(reply.into_inner())
+        publish_reply(reply.get_ref(), publications.len())
     }
 
-    async fn subscribe(&self, call: &Call, req: v1::SubscribeRequest) -> Result<NoticeStream> {
-        let request = call.stream_request(req);
+    async fn subscribe(&self, call: &Call, subscription: Subscription) -> Result<NoticeStream> {
+        let request = call.stream_request(subscribe_request(&subscription));
         let stream = within(call, async { Ok(self.0.subscribe(request).await?) }).await?;
         Ok(notices(stream.into_inner()))
     }

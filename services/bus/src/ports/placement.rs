@@ -7,10 +7,9 @@
 
 use std::collections::HashSet;
 
-use dispatch_proto::v1;
 use tonic::Code;
 
-use super::PortError;
+use super::{Directory, PortError};
 
 /// A node of the cluster, as placement names it (today a fixed name; later the id a node
 /// registers in Redis).
@@ -48,12 +47,11 @@ impl SingleNode {
         }
     }
 
-    /// Node [`SingleNode::NODE`] owns every district of `directory` (the geo-router's
-    /// `ListDistrictsResponse`).
-    pub fn from_directory(directory: &v1::ListDistrictsResponse) -> Self {
+    /// Node [`SingleNode::NODE`] owns every district of `directory` (the geo-router's).
+    pub fn from_directory(directory: &Directory) -> Self {
         Self::new(
             Self::NODE,
-            directory.districts.iter().map(|d| d.district_id.clone()),
+            directory.districts.iter().map(|d| d.id.to_string()),
         )
     }
 

@@ -5,12 +5,12 @@
 
 use std::future::Future;
 
-use dispatch_bus::convert::{incident_to_wire, order_to_wire};
-use dispatch_bus::ports::{CaseClient, NotifyClient, PortError};
+use dispatch_bus::ports::{
+    AudienceKey, CaseClient, NoticeBody, NotifyClient, PortError, Publication,
+};
 use dispatch_bus::trace::{self, TraceContext};
 use dispatch_core::Incident;
 use dispatch_core::district::{DispatchOrder, Effect};
-use dispatch_proto::v1;
 
 use super::dead_letter::Lane;
 
@@ -61,29 +61,22 @@ pub(super) enum Notice {
 }
 
 impl Notice {
-    fn publication(&self) -> v1::Publication {
-        use v1::audience::Target;
-        use v1::notice_body::Kind;
+    /// The publication delivering it: an order to its officer's feed, a change to the command
+    /// center's.
+    fn publication(&self) -> Publication {
         // The id makes a retried publication land once in its feed: a dispatch id names one
         // order, and an incident's revision is bumped at every change it publishes.
-        let (target, kind, id) = match self {
-            Notice::Order(o) => (
-                Target::OfficerId(o.officer_id.to_string()),
-                Kind::DispatchOrder(order_to_wire(o)),
-                o.dispatch_id.to_string(),
-            ),
-            Notice::IncidentChanged(i) => (
-                Target::Role(v1::Role::CommandCenter as i32),
-                Kind::IncidentUpdate(incident_to_wire(i)),
-                format!("{}@{}", i.id, i.revision),
-            ),
-        };
-        v1::Publication {
-            audience: Some(v1::Audience {
-                target: Some(target),
-            }),
-            body: Some(v1::NoticeBody { kind: Some(kind) }),
-            publication_id: id,
+        match self {
+            Notice::Order(o) => Publication {
+                audience: AudienceKey::Officer(o.officer_id.clone()),
+                body: NoticeBody::DispatchOrder(o.clone()),
+                id: Some(o.dispatch_id.to_string()),
+            },
+            Notice::IncidentChanged(i) => Publication {
+                audience: AudienceKey::CommandCenter,
+                body: NoticeBody::IncidentUpdate(Box::new(i.clone())),
+                id: Some(format!("{}@{}", i.id, i.revision)),
+            },
         }
     }
 }
@@ -119,12 +112,14 @@ impl Destination for Notify {
     const BATCH: usize = 256;
 
     fn send(&self, items: &[Self::Item]) -> impl Future<Output = Result<(), PortError>> + Send {
-        let req = v1::PublishRequest {
-            publications: items.iter().map(|t| t.item.publication()).collect(),
-        };
+        let publications = items.iter().map(|t| t.item.publication()).collect();
         let client = self.0.clone();
         let trace = trace_of(items);
-        async move { trace::scope_opt(trace, client.publish(req)).await.map(drop) }
+        async move {
+            trace::scope_opt(trace, client.publish(publications))
+                .await
+                .map(drop)
+        }
     }
 }
 
