@@ -6,8 +6,9 @@
 //!   the officer's `Subscribe` stream, against the embedded cluster with its state in memory,
 //!   and again with its state in Redis (intake's records, the district journals).
 //!
-//! Each sample is one call on otherwise idle connections (concurrency 1); between samples the
-//! officer acknowledges, arrives and clears, untimed, so every call finds them free.
+//! Each sample is one call on otherwise idle connections (concurrency 1), 2 ms after the last
+//! one ended; the order and the `ReportIncident` answer are each timed as they arrive. Between
+//! samples the officer acknowledges, arrives and clears, untimed, so every call finds them free.
 //!
 //! Run: `cargo bench -p dispatch-server --bench call_latency` (needs `redis-server`; set
 //! `CALLS=N` for another sample count, default 400).
@@ -187,18 +188,21 @@ async fn call_to_order(
     for i in 0..calls + 20 {
         tokio::time::sleep(PAUSE).await;
         let t = Instant::now();
-        flow::report(
-            &mut c,
-            &format!("bench-{run}-{name:.3}-{i}"),
-            v1::IncidentCategory::Theft,
-            center,
-        )
-        .await
-        .unwrap();
-        let report_took = t.elapsed();
-        let order = flow::next_order(&mut orders).await.unwrap();
+        // The order and the answer race: each is timed when it arrives.
+        let call_id = format!("bench-{run}-{name:.3}-{i}");
+        let report = async {
+            flow::report(&mut c, &call_id, v1::IncidentCategory::Theft, center)
+                .await
+                .unwrap();
+            t.elapsed()
+        };
+        let order = async {
+            let order = flow::next_order(&mut orders).await.unwrap();
+            (order, t.elapsed())
+        };
+        let (report_took, (order, order_took)) = tokio::join!(report, order);
         if i >= 20 {
-            f.record(t.elapsed());
+            f.record(order_took);
             answered.record(report_took);
         }
         flow::work_order(&mut c, &order, v1::Disposition::Resolved)
@@ -289,18 +293,27 @@ fn main() {
     for (cmd, n, usec) in &stats {
         println!("{cmd:<28} {:>10.2} {usec:>14.2}", *n as f64 / per);
     }
-    let budget = mem.p(0.5) + 3.0 * rtt.p(0.5);
-    println!(
-        "target Redis p50 <= in-memory p50 + 3 Redis round trips = {:.3} ms: {} ({:.3} ms, {:.1} round trips over in memory)",
-        budget,
-        if red.p(0.5) <= budget {
-            "met"
-        } else {
-            "NOT met"
-        },
-        red.p(0.5),
-        (red.p(0.5) - mem.p(0.5)) / rtt.p(0.5)
-    );
+    // The target in two readings of "a Redis round trip": measured as the calls meet Redis
+    // (every process idle for 2 ms before each), and back to back (every thread awake).
+    let idle_rtt = &figures[8];
+    for (reading, rtt) in [
+        ("idle 2 ms before each, as the calls", idle_rtt),
+        ("back to back", rtt),
+    ] {
+        let budget = mem.p(0.5) + 3.0 * rtt.p(0.5);
+        println!(
+            "target Redis p50 <= in-memory p50 + 3 Redis round trips ({reading}: {:.3} ms) = {:.3} ms: {} ({:.3} ms, {:.1} round trips over in memory)",
+            rtt.p(0.5),
+            budget,
+            if red.p(0.5) <= budget {
+                "met"
+            } else {
+                "NOT met"
+            },
+            red.p(0.5),
+            (red.p(0.5) - mem.p(0.5)) / rtt.p(0.5)
+        );
+    }
 }
 
 /// Clears Redis's per-command counters (`CONFIG RESETSTAT`).
