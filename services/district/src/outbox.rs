@@ -56,6 +56,7 @@
 
 mod dead_letter;
 mod destination;
+pub(crate) use destination::publication_of;
 mod lane;
 mod redis_dead_letters;
 

@@ -35,12 +35,14 @@ pub fn serve_options(redis: Option<&str>, drain: Duration) -> anyhow::Result<Ser
     Ok(options)
 }
 
-/// The district journals.
+/// The district journals. On Redis each append also writes its dispatch orders to the
+/// officers' notification feeds of that Redis, laid out as [`feed_store`] lays them out
+/// ([`RedisJournal::with_notices`]).
 ///
 /// Errors: a malformed Redis URL.
 pub fn journal(redis: Option<&str>) -> anyhow::Result<Arc<dyn Journal>> {
     Ok(match redis {
-        Some(url) => Arc::new(RedisJournal::connect(url)?),
+        Some(url) => Arc::new(RedisJournal::connect(url)?.with_notices(RedisConfig::default())),
         None => Arc::new(MemoryJournal::new()),
     })
 }
@@ -76,7 +78,8 @@ pub fn intake_records(
     })
 }
 
-/// The notification feeds (retention: [`FeedLimits::default`]).
+/// The notification feeds (retention: [`FeedLimits::default`]; the district journals write to
+/// the same feeds with the same [`RedisConfig`], see [`journal`]).
 ///
 /// Errors: a malformed Redis URL.
 pub async fn feed_store(

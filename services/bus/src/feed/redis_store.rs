@@ -136,35 +136,90 @@ impl Drop for RedisFeedStore {
     }
 }
 
-/// Appends one notice; see the module docs. Returns `{epoch, seq, new}` as strings (`new` is
-/// `0` for a publication id the feed already held).
+/// A Lua function appending one notice (see the module docs), for this store's own script and
+/// for a script of another crate that appends notices in the same step as its own write
+/// ([`co_append`]). Call `redis.replicate_commands()` before it in any script (it reads
+/// `TIME`).
 ///
-/// KEYS: stream, seq, epoch, publication id key (unused without an id).
-/// ARGV: encoded body, published at (ms), MAXLEN, has id (`1`/`0`), id TTL (s), wake
-/// channel, tag, largest body the wake-up carries (bytes).
-const APPEND: &str = r"
-redis.replicate_commands()
-local epoch = redis.call('GET', KEYS[3])
-if not epoch then
-  local t = redis.call('TIME')
-  epoch = t[1] .. string.format('%06d', tonumber(t[2]))
-  redis.call('SET', KEYS[3], epoch)
+/// `feed_append(stream, seq, epoch, publication id key, body, published at (ms), MAXLEN,
+/// has id (`1`/`0`), id TTL (s), wake channel, tag, largest body the wake-up carries)`
+/// returns `{epoch, seq, new}` as strings (`new` is `0` for a publication id the feed already
+/// held).
+pub const APPEND_FN: &str = r"
+local function feed_append(stream, seqkey, epochkey, pubkey, body, at, maxlen, hasid, ttl, channel, tag, inline_max)
+  local epoch = redis.call('GET', epochkey)
+  if not epoch then
+    local t = redis.call('TIME')
+    epoch = t[1] .. string.format('%06d', tonumber(t[2]))
+    redis.call('SET', epochkey, epoch)
+  end
+  if hasid == '1' then
+    local seen = redis.call('GET', pubkey)
+    if seen then return {epoch, seen, '0'} end
+  end
+  local seq = redis.call('INCR', seqkey)
+  redis.call('XADD', stream, 'MAXLEN', maxlen, '0-' .. seq, 'b', body, 't', at)
+  if hasid == '1' then
+    redis.call('SET', pubkey, seq, 'EX', ttl)
+  end
+  local inline = #body <= tonumber(inline_max)
+  local wake = epoch .. ' ' .. seq .. ' ' .. at .. ' ' .. #tag .. ' ' .. (inline and '1' or '0') .. '\n' .. tag
+  if inline then wake = wake .. body end
+  redis.call('PUBLISH', channel, wake)
+  return {epoch, tostring(seq), '1'}
 end
-if ARGV[4] == '1' then
-  local seen = redis.call('GET', KEYS[4])
-  if seen then return {epoch, seen, '0'} end
-end
-local seq = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '0-' .. seq, 'b', ARGV[1], 't', ARGV[2])
-if ARGV[4] == '1' then
-  redis.call('SET', KEYS[4], seq, 'EX', ARGV[5])
-end
-local inline = #ARGV[1] <= tonumber(ARGV[8])
-local wake = epoch .. ' ' .. seq .. ' ' .. ARGV[2] .. ' ' .. #ARGV[7] .. ' ' .. (inline and '1' or '0') .. '\n' .. ARGV[7]
-if inline then wake = wake .. ARGV[1] end
-redis.call('PUBLISH', ARGV[6], wake)
-return {epoch, tostring(seq), '1'}
 ";
+
+/// How many keys and arguments one [`APPEND_FN`] call takes.
+pub const APPEND_KEYS: usize = 4;
+/// See [`APPEND_KEYS`].
+pub const APPEND_ARGS: usize = 8;
+
+/// This store's append script: [`APPEND_FN`] on `KEYS[1..4]` and `ARGV[1..8]`.
+fn append_script() -> String {
+    format!(
+        "redis.replicate_commands()\n{APPEND_FN}\nreturn feed_append(KEYS[1], KEYS[2], KEYS[3], KEYS[4], \
+         ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])"
+    )
+}
+
+/// The [`APPEND_KEYS`] keys and [`APPEND_ARGS`] arguments of an [`APPEND_FN`] call appending
+/// `p`, stamped `at` (ms of the cluster clock), under `config`: what a script of another crate
+/// passes to append `p` in the same step as its own write, exactly as this store would.
+pub fn co_append(p: &Publication, at: i64, config: &RedisConfig) -> (Vec<String>, Vec<Vec<u8>>) {
+    append_args(p, &Keys::of(&p.audience), at, config)
+}
+
+/// See [`co_append`].
+fn append_args(
+    p: &Publication,
+    keys: &Keys,
+    at: i64,
+    config: &RedisConfig,
+) -> (Vec<String>, Vec<Vec<u8>>) {
+    let id = p.id.as_deref();
+    let keys_ = vec![
+        keys.stream.clone(),
+        keys.seq.clone(),
+        keys.epoch.clone(),
+        id.map_or_else(|| keys.stream.clone(), |id| keys.publication(id)),
+    ];
+    let args = vec![
+        p.body.encode_to_vec(),
+        at.to_string().into_bytes(),
+        config.limits.of(&p.audience).to_string().into_bytes(),
+        if id.is_some() {
+            b"1".to_vec()
+        } else {
+            b"0".to_vec()
+        },
+        config.dedup_ttl.as_secs().max(1).to_string().into_bytes(),
+        WAKE_CHANNEL.as_bytes().to_vec(),
+        keys.tag.clone().into_bytes(),
+        INLINE_BODY_MAX.to_string().into_bytes(),
+    ];
+    (keys_, args)
+}
 
 /// The keys of one audience's feed.
 struct Keys {
@@ -294,7 +349,7 @@ impl RedisFeedStore {
         let listener = tokio::spawn(listen(client, Arc::downgrade(&wakers))).abort_handle();
         Ok(Self {
             con,
-            append: redis::Script::new(APPEND),
+            append: redis::Script::new(&append_script()),
             config,
             clock,
             wakers,
@@ -303,41 +358,10 @@ impl RedisFeedStore {
         })
     }
 
-    /// The append script's keys and arguments for `p`, stamped `at` (ms).
-    fn append_args(&self, p: &Publication, keys: &Keys, at: i64) -> (Vec<String>, Vec<Vec<u8>>) {
-        let id = p.id.as_deref();
-        let keys_ = vec![
-            keys.stream.clone(),
-            keys.seq.clone(),
-            keys.epoch.clone(),
-            id.map_or_else(|| keys.stream.clone(), |id| keys.publication(id)),
-        ];
-        let args = vec![
-            p.body.encode_to_vec(),
-            at.to_string().into_bytes(),
-            self.config.limits.of(&p.audience).to_string().into_bytes(),
-            if id.is_some() {
-                b"1".to_vec()
-            } else {
-                b"0".to_vec()
-            },
-            self.config
-                .dedup_ttl
-                .as_secs()
-                .max(1)
-                .to_string()
-                .into_bytes(),
-            WAKE_CHANNEL.as_bytes().to_vec(),
-            keys.tag.clone().into_bytes(),
-            INLINE_BODY_MAX.to_string().into_bytes(),
-        ];
-        (keys_, args)
-    }
-
     async fn append_one(&self, p: &Publication) -> Result<Appended> {
         let keys = Keys::of(&p.audience);
         let at = self.clock.now().as_millis();
-        let (k, a) = self.append_args(p, &keys, at);
+        let (k, a) = append_args(p, &keys, at, &self.config);
         let mut invocation = self.append.prepare_invoke();
         for key in &k {
             invocation.key(key);
@@ -373,7 +397,7 @@ impl RedisFeedStore {
             let keys = Keys::of(&p.audience);
             let at = self.clock.now().as_millis();
             stamps.push(at);
-            let (k, a) = self.append_args(p, &keys, at);
+            let (k, a) = append_args(p, &keys, at, &self.config);
             let cmd = pipe.cmd("EVALSHA").arg(self.append.get_hash()).arg(k.len());
             for key in &k {
                 cmd.arg(key);

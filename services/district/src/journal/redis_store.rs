@@ -10,6 +10,11 @@
 //! - `district:{D}:snap`: hash `seq`, `state` (the [`DistrictState`] as JSON);
 //! - `district:{D}:delivered`: the delivered mark.
 //!
+//! With [`RedisJournal::with_notices`] an append also appends the dispatch orders among the
+//! entry's effects to their officers' notification feeds (`feed:{officer:<id>}`; layout in
+//! `dispatch_bus::feed::redis_store`) in the same script, so an order exists exactly when its
+//! entry does.
+//!
 //! Every write checks the epoch in the same Lua script, so a paused owner whose district was
 //! opened by another cannot append after the takeover. The stream keeps only entries after
 //! min(snapshot, delivered): a snapshot or a delivered mark trims it (`XTRIM MINID`).
@@ -19,26 +24,44 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use dispatch_bus::redis_conn;
+use dispatch_bus::feed::redis_store as feed;
+use dispatch_bus::feed::{Publication, RedisConfig};
+use dispatch_bus::{convert, redis_conn};
 use dispatch_core::DistrictState;
-use dispatch_core::district::Entry;
+use dispatch_core::district::{Effect, Entry};
 use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 use redis::{AsyncCommands, Script};
 
 use super::{Error, Journal, Loaded, Result};
 
-const APPEND: &str = r#"
+/// Appends one entry (after the epoch check), and the notices of its effects to their feeds
+/// when given. KEYS: epoch, seq, log, last, then [`feed::APPEND_KEYS`] per notice. ARGV:
+/// epoch, entry JSON, append id, notice count, then [`feed::APPEND_ARGS`] per notice.
+fn append_script() -> String {
+    format!(
+        r#"redis.replicate_commands()
+{feed_fn}
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if cur ~= tonumber(ARGV[1]) then return {0, cur} end
+if cur ~= tonumber(ARGV[1]) then return {{0, cur}} end
 if redis.call('HGET', KEYS[4], 'id') == ARGV[3] then
-  return {1, tonumber(redis.call('HGET', KEYS[4], 'seq'))}
+  return {{1, tonumber(redis.call('HGET', KEYS[4], 'seq'))}}
 end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[3], '0-' .. seq, 'e', ARGV[2])
 redis.call('HSET', KEYS[4], 'id', ARGV[3], 'seq', seq)
-return {1, seq}
-"#;
+for i = 0, tonumber(ARGV[4]) - 1 do
+  local k, a = 4 + i * {nk}, 4 + i * {na}
+  feed_append(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4],
+    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
+end
+return {{1, seq}}
+"#,
+        feed_fn = feed::APPEND_FN,
+        nk = feed::APPEND_KEYS,
+        na = feed::APPEND_ARGS,
+    )
+}
 
 /// Trims the log to the entries after min(snapshot, delivered). KEYS: snap, delivered, log.
 const TRIM: &str = r#"
@@ -106,6 +129,9 @@ pub struct RedisJournal {
     delivered: Script,
     /// Distinguishes this process's appends in `district:{D}:last`.
     instance: String,
+    /// With a feed configuration: each append also appends its entry's notices to their feeds
+    /// ([`RedisJournal::with_notices`]).
+    notices: Option<RedisConfig>,
     appends: std::sync::Arc<AtomicU64>,
 }
 
@@ -126,12 +152,51 @@ impl RedisJournal {
             redis_conn::connect(url).map_err(|e| Error::Unavailable(format!("{url}: {e}")))?;
         Ok(Self {
             con,
-            append: Script::new(APPEND),
+            append: Script::new(&append_script()),
             snapshot: Script::new(&snapshot_script()),
             delivered: Script::new(&delivered_script()),
             instance: ulid::Ulid::generate().to_string(),
             appends: std::sync::Arc::new(AtomicU64::new(0)),
+            notices: None,
         })
+    }
+
+    /// Also appends, in the same script as each entry, the dispatch orders among its effects to
+    /// their officers' feeds of the notification service sharing this Redis, laid out and
+    /// trimmed by `feeds` (the notification service's own [`RedisConfig`]). An order is then on
+    /// its terminal's feed in the same Redis step as the journal append, with no hop through
+    /// the outbox and the notification service; the outbox still publishes it, and that
+    /// publication lands as a repeat of the same id (each feed is idempotent on it), so the
+    /// outbox stays what guarantees delivery. A fenced append writes no order either. The
+    /// command center's incident changes go through the outbox only: screens can wait a hop,
+    /// and each notice in the script lengthens the step that the order waits for.
+    #[must_use]
+    pub fn with_notices(mut self, feeds: RedisConfig) -> Self {
+        self.notices = Some(feeds);
+        self
+    }
+
+    /// The keys and arguments of the orders of `entry` ([`RedisJournal::with_notices`]).
+    fn notices_of(&self, entry: &Entry) -> (Vec<String>, Vec<Vec<u8>>) {
+        let (mut keys, mut args) = (Vec::new(), Vec::new());
+        let Some(config) = &self.notices else {
+            return (keys, args);
+        };
+        let orders = entry
+            .effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Order(_)));
+        for p in orders.filter_map(crate::outbox::publication_of) {
+            let wire = Publication {
+                audience: p.audience,
+                body: convert::notice_body_to_wire(&p.body),
+                id: p.id,
+            };
+            let (k, a) = feed::co_append(&wire, entry.at.as_millis(), config);
+            keys.extend(k);
+            args.extend(a);
+        }
+        (keys, args)
     }
 }
 
@@ -213,6 +278,8 @@ impl Journal for RedisJournal {
         let json = serde_json::to_string(entry).map_err(unavailable)?;
         let n = self.appends.fetch_add(1, Ordering::Relaxed);
         let append_id = format!("{}:{n}", self.instance);
+        let (notice_keys, notice_args) = self.notices_of(entry);
+        let notices = notice_keys.len() / feed::APPEND_KEYS;
         let answer: (i64, u64) = redis_conn::retry("journal append", || {
             let mut con = self.con.clone();
             let mut inv = self.append.prepare_invoke();
@@ -222,7 +289,14 @@ impl Journal for RedisJournal {
                 .key(&k.last)
                 .arg(epoch)
                 .arg(&json)
-                .arg(&append_id);
+                .arg(&append_id)
+                .arg(notices);
+            for key in &notice_keys {
+                inv.key(key);
+            }
+            for arg in &notice_args {
+                inv.arg(arg.as_slice());
+            }
             async move { inv.invoke_async(&mut con).await }
         })
         .await
@@ -267,5 +341,154 @@ impl Journal for RedisJournal {
         .await
         .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod notice_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use dispatch_bus::feed::{AudienceKey, FeedStore, RedisFeedStore};
+    use dispatch_core::district::{Command, DispatchOrder, Effect};
+    use dispatch_core::{
+        Category, DispatchId, Incident, IncidentState, LatLng, ManualClock, Priority, Timestamp,
+    };
+    use dispatch_proto::v1;
+    use dispatch_redis_test::RedisServer;
+
+    use super::*;
+
+    const D: &str = "town-d01";
+    const AT: Timestamp = Timestamp(1_700_000_000_000);
+
+    /// An entry as a submit that dispatches at once makes it: the incident's change, then the
+    /// order of officer `o1`.
+    fn dispatched(incident: &str) -> (Entry, DispatchOrder) {
+        let mut i = Incident::received(
+            incident.into(),
+            format!("call-{incident}").into(),
+            Category::Theft,
+            LatLng::new(23.001, 113.7).unwrap(),
+            "wallet taken".into(),
+            AT,
+        );
+        i.district_id = D.into();
+        i.transition(IncidentState::Routed, AT).unwrap();
+        let order = DispatchOrder {
+            dispatch_id: DispatchId::new(&D.into(), &i.id, 1),
+            incident_id: i.id.clone(),
+            officer_id: "town-d01-o01".into(),
+            district_id: D.into(),
+            priority: Priority::P2,
+            category: Category::Theft,
+            location: i.location,
+            description: i.description.clone(),
+            eta_s: 42.0,
+            dispatched_at: AT,
+        };
+        let entry = Entry {
+            at: AT,
+            command: Command::Submit(Box::new(i.clone())),
+            effects: vec![Effect::IncidentChanged(i), Effect::Order(order.clone())],
+        };
+        (entry, order)
+    }
+
+    async fn feeds(server: &RedisServer) -> Arc<dyn FeedStore> {
+        Arc::new(
+            RedisFeedStore::connect(
+                &server.url(),
+                Arc::new(ManualClock::at(AT)),
+                RedisConfig::default(),
+            )
+            .await
+            .unwrap(),
+        )
+    }
+
+    fn order_id(n: &v1::Notice) -> Option<String> {
+        match n.body.as_ref()?.kind.as_ref()? {
+            v1::notice_body::Kind::DispatchOrder(o) => Some(o.dispatch_id.clone()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_puts_its_order_on_the_officers_feed_once_and_a_fenced_one_puts_none() {
+        let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+        let feeds = feeds(&server).await;
+        let officer = AudienceKey::Officer("town-d01-o01".into());
+        let journal = RedisJournal::connect(&server.url())
+            .unwrap()
+            .with_notices(RedisConfig::default());
+        let epoch = journal.open(D).await.unwrap().epoch;
+
+        // A terminal waiting at the head of its (empty) feed.
+        let waiter = {
+            let (feeds, officer) = (feeds.clone(), officer.clone());
+            tokio::spawn(async move { feeds.wait(&officer, None).await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (entry, order) = dispatched("inc-1");
+        journal.append(D, epoch, &entry).await.unwrap();
+
+        // The order is on the officer's feed, and the waiter was handed it by the wake-up.
+        let on_feed = feeds.read(&officer, None, 10).await.unwrap();
+        assert_eq!(on_feed.len(), 1);
+        assert_eq!(
+            order_id(&on_feed[0]).as_deref(),
+            Some(order.dispatch_id.as_str())
+        );
+        let handed = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(handed, on_feed);
+        // The change is for the outbox to publish.
+        let cc = AudienceKey::CommandCenter;
+        assert!(feeds.read(&cc, None, 10).await.unwrap().is_empty());
+
+        // The outbox's publication of the same effects: the change lands, the order as a
+        // repeat (its cursor, no second notice).
+        let again: Vec<_> = entry
+            .effects
+            .iter()
+            .filter_map(crate::outbox::publication_of)
+            .map(|p| Publication {
+                audience: p.audience,
+                body: convert::notice_body_to_wire(&p.body),
+                id: p.id,
+            })
+            .collect();
+        let cursors = feeds.append(again).await.unwrap();
+        assert_eq!(cursors[1].encode(), on_feed[0].cursor);
+        assert_eq!(feeds.read(&officer, None, 10).await.unwrap().len(), 1);
+        assert_eq!(feeds.read(&cc, None, 10).await.unwrap().len(), 1);
+
+        // Another owner takes the district: the old one's append is refused and writes no notice.
+        let taken = journal.open(D).await.unwrap().epoch;
+        let (late, _) = dispatched("inc-2");
+        assert!(matches!(
+            journal.append(D, epoch, &late).await,
+            Err(Error::Fenced { current, .. }) if current == taken
+        ));
+        assert_eq!(feeds.read(&officer, None, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_notices_an_append_leaves_the_feeds_alone() {
+        let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+        let feeds = feeds(&server).await;
+        let journal = RedisJournal::connect(&server.url()).unwrap();
+        let epoch = journal.open(D).await.unwrap().epoch;
+        journal
+            .append(D, epoch, &dispatched("inc-1").0)
+            .await
+            .unwrap();
+        let officer = AudienceKey::Officer("town-d01-o01".into());
+        assert!(feeds.read(&officer, None, 10).await.unwrap().is_empty());
     }
 }

@@ -64,20 +64,42 @@ impl Notice {
     /// The publication delivering it: an order to its officer's feed, a change to the command
     /// center's.
     fn publication(&self) -> Publication {
-        // The id makes a retried publication land once in its feed: a dispatch id names one
-        // order, and an incident's revision is bumped at every change it publishes.
         match self {
-            Notice::Order(o) => Publication {
-                audience: AudienceKey::Officer(o.officer_id.clone()),
-                body: NoticeBody::DispatchOrder(o.clone()),
-                id: Some(o.dispatch_id.to_string()),
-            },
-            Notice::IncidentChanged(i) => Publication {
-                audience: AudienceKey::CommandCenter,
-                body: NoticeBody::IncidentUpdate(Box::new(i.clone())),
-                id: Some(format!("{}@{}", i.id, i.revision)),
-            },
+            Notice::Order(o) => order_publication(o),
+            Notice::IncidentChanged(i) => change_publication(i),
         }
+    }
+}
+
+// The id makes a retried publication land once in its feed: a dispatch id names one order,
+// and an incident's revision is bumped at every change it publishes.
+
+/// The publication of dispatch order `o`: to its officer's feed, id the dispatch id.
+fn order_publication(o: &DispatchOrder) -> Publication {
+    Publication {
+        audience: AudienceKey::Officer(o.officer_id.clone()),
+        body: NoticeBody::DispatchOrder(o.clone()),
+        id: Some(o.dispatch_id.to_string()),
+    }
+}
+
+/// The publication of a change of incident `i`: to the command center's feed, id
+/// `{incident_id}@{revision}`.
+fn change_publication(i: &Incident) -> Publication {
+    Publication {
+        audience: AudienceKey::CommandCenter,
+        body: NoticeBody::IncidentUpdate(Box::new(i.clone())),
+        id: Some(format!("{}@{}", i.id, i.revision)),
+    }
+}
+
+/// The publication the notification lane makes of `effect`, exactly (audience, body, id);
+/// `None` for an effect of another lane.
+pub(crate) fn publication_of(effect: &Effect) -> Option<Publication> {
+    match effect {
+        Effect::Order(o) => Some(order_publication(o)),
+        Effect::IncidentChanged(i) => Some(change_publication(i)),
+        Effect::OpenCase(_) => None,
     }
 }
 
