@@ -5,117 +5,32 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use dispatch_bus::ports::{
-    Call, CallOptions, Case, CaseClient, CasePort, NoticeStream, NotifyClient, NotifyPort,
-    PortError,
-};
-use dispatch_core::{
-    Category, Incident, IncidentState, LatLng, ManualClock, OfficerStatus, Timestamp,
-};
+use dispatch_bus::ports::{CallOptions, CaseClient, NotifyClient};
+use dispatch_core::{Incident, IncidentState, ManualClock, OfficerStatus};
 use dispatch_district::journal::{Journal, RedisJournal};
 use dispatch_district::outbox::{MemoryDeadLetters, OutboxConfig};
 use dispatch_district::{DistrictNode, Error, NodeConfig, Outbox};
 use dispatch_proto::v1;
-use dispatch_redis_test::{Options, RedisServer};
-use parking_lot::Mutex;
-use tonic::Status;
+use support::{NoCases, T0, Terminals, here, redis};
 
 const D1: &str = "town-d01";
-const T0: Timestamp = Timestamp(1_700_000_000_000);
-
-/// A notification service that records what it was given, or refuses everything while down.
-#[derive(Default)]
-struct Terminals {
-    down: AtomicBool,
-    publications: Mutex<Vec<v1::Publication>>,
-}
-
-impl Terminals {
-    fn orders(&self) -> Vec<String> {
-        self.publications
-            .lock()
-            .iter()
-            .filter_map(|p| match p.body.as_ref()?.kind.as_ref()? {
-                v1::notice_body::Kind::DispatchOrder(o) => Some(o.dispatch_id.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-#[tonic::async_trait]
-impl NotifyPort for Terminals {
-    async fn publish(
-        &self,
-        _: &Call,
-        req: v1::PublishRequest,
-    ) -> Result<v1::PublishResponse, PortError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(Status::unavailable("notification down").into());
-        }
-        let mut all = self.publications.lock();
-        let n = req.publications.len();
-        all.extend(req.publications);
-        Ok(v1::PublishResponse {
-            seqs: (1..=n as u64).collect(),
-            ..Default::default()
-        })
-    }
-    async fn subscribe(
-        &self,
-        _: &Call,
-        _: v1::SubscribeRequest,
-    ) -> Result<NoticeStream, PortError> {
-        Err(Status::unimplemented("not used").into())
-    }
-}
-
-struct NoCases;
-
-#[tonic::async_trait]
-impl CasePort for NoCases {
-    async fn open_case(&self, _: &Call, _: Incident) -> Result<Case, PortError> {
-        Err(Status::unavailable("no case squad in this test").into())
-    }
-}
 
 fn directory() -> v1::ListDistrictsResponse {
-    v1::ListDistrictsResponse {
-        map_name: "test".into(),
-        districts: vec![v1::District {
-            district_id: D1.into(),
-            station_id: "town-s1".into(),
-            sub_bureau_id: "town".into(),
-            central: true,
-            center: Some(v1::LatLng {
-                lat: 23.0,
-                lon: 113.7,
-            }),
-            area_m2: 1e6,
-            adjacent_district_ids: vec![],
-        }],
-        ..Default::default()
-    }
+    support::directory([D1])
 }
 
 fn routed(id: &str) -> Incident {
-    let mut i = Incident::received(
-        id.into(),
-        format!("call-{id}").into(),
-        Category::Theft,
-        LatLng::new(23.001, 113.7).unwrap(),
-        "wallet taken".into(),
-        T0,
-    );
-    i.district_id = D1.into();
-    i.station_id = "town-s1".into();
-    i.sub_bureau_id = "town".into();
-    i.transition(IncidentState::Routed, T0).unwrap();
-    i
+    support::routed(id, D1)
+}
+
+async fn eventually(what: &str, check: impl FnMut() -> bool) {
+    support::eventually(what, Duration::from_secs(10), check).await;
 }
 
 struct Node {
@@ -182,28 +97,6 @@ impl Node {
         drop(self.node);
         self.outbox.flush(Duration::from_millis(10)).await;
     }
-}
-
-fn redis() -> RedisServer {
-    RedisServer::start_with(Options {
-        fsync_always: true,
-        ..Options::default()
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn here() -> Option<LatLng> {
-    Some(LatLng::new(23.0, 113.7).unwrap())
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("not within 10 s: {what}");
 }
 
 #[actix_rt::test]
