@@ -11,7 +11,13 @@
 //! `Unavailable` and rebuilds itself from the journal (retrying until the journal answers), so
 //! memory never holds what the journal does not. When the journal says another owner took the
 //! district ([`journal::Error::Fenced`]) the actor stops at once: it must not answer for a
-//! district it no longer owns.
+//! district it no longer owns. A rebuild keeps the actor's epoch ([`recover_at`]): the owner has
+//! not changed, so the epoch is not raised.
+//!
+//! Whoever started the actor may give it a [`StopHook`], told the district and epoch when the
+//! actor stops for any reason (fenced, relinquished, its arbiter gone): the ownership loop of
+//! a clustered node learns that way that an append was refused. [`Relinquish`] stops the actor
+//! on purpose, storing a snapshot first when the district is handed over.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,7 +53,21 @@ pub struct DistrictActor {
     /// The last entry whose effects this actor handed to the outbox (see
     /// [`crate::delivery::Marks`]).
     emitted: Arc<AtomicU64>,
+    /// Told when the actor stops.
+    on_stop: Option<StopHook>,
 }
+
+/// What a [`StopHook`] is told: the actor of `district`, writing as `epoch`, has stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// The district.
+    pub district: String,
+    /// The epoch the actor wrote with.
+    pub epoch: u64,
+}
+
+/// Where an actor says it stopped.
+pub type StopHook = tokio::sync::mpsc::UnboundedSender<Stopped>;
 
 /// How long a rebuild waits between tries while the journal does not answer.
 const REBUILD_RETRY: Duration = Duration::from_millis(200);
@@ -78,7 +98,15 @@ impl DistrictActor {
             snapshot_every: snapshot_every.max(1),
             rebuilding: false,
             emitted,
+            on_stop: None,
         }
+    }
+
+    /// The same actor, telling `hook` when it stops.
+    #[must_use]
+    pub fn with_stop_hook(mut self, hook: StopHook) -> Self {
+        self.on_stop = Some(hook);
+        self
     }
 
     /// Applies `command` now; when accepted, appends it and then emits its effects (in the
@@ -164,44 +192,62 @@ impl DistrictActor {
     /// Stores a snapshot of the state as it is now, in the background (it is a copy).
     fn snapshot(&mut self, ctx: &mut Context<Self>) {
         self.since_snapshot = 0;
-        let (journal, state, seq, epoch) = (
-            self.journal.clone(),
-            self.state.clone(),
-            self.seq,
-            self.epoch,
-        );
+        let (store, district, seq) = (self.store_snapshot(), self.state.id().to_string(), self.seq);
         ctx.spawn(
             async move {
-                if let Err(e) = journal
-                    .snapshot(state.id().as_str(), epoch, seq, &state)
-                    .await
-                {
+                if let Err(e) = store.await {
                     // The journal still holds every entry; the next snapshot covers them.
-                    tracing::warn!(district = %state.id(), seq, error = %e, "snapshot not stored");
+                    tracing::warn!(%district, seq, error = %e, "snapshot not stored");
                 }
             }
             .into_actor(self),
         );
     }
 
-    /// Replaces the state with the journal's, retrying until the journal answers; takes no
-    /// message meanwhile.
+    /// Stores a copy of the state as it is now as the snapshot after the last entry, at this
+    /// actor's epoch.
+    fn store_snapshot(&self) -> impl std::future::Future<Output = journal::Result<()>> + 'static {
+        let (journal, state, seq, epoch) = (
+            self.journal.clone(),
+            self.state.clone(),
+            self.seq,
+            self.epoch,
+        );
+        async move {
+            journal
+                .snapshot(state.id().as_str(), epoch, seq, &state)
+                .await
+        }
+    }
+
+    /// Replaces the state with the journal's at this actor's epoch, retrying until the journal
+    /// answers; takes no message meanwhile. Stops the actor when another owner took the
+    /// district meanwhile.
     fn rebuild(&mut self, ctx: &mut Context<Self>) {
         self.rebuilding = true;
         let journal = self.journal.clone();
         let fresh = self.state.clone();
+        let epoch = self.epoch;
         let load = async move {
             loop {
-                match recover(journal.as_ref(), fresh.clone()).await {
-                    Ok(recovered) => return recovered,
-                    Err(e) => {
+                match recover_at(journal.as_ref(), fresh.clone(), epoch).await {
+                    Err(journal::Error::Unavailable(e)) => {
                         tracing::warn!(district = %fresh.id(), error = %e, "journal not answering, retrying the rebuild");
                         tokio::time::sleep(REBUILD_RETRY).await;
                     }
+                    done => return done,
                 }
             }
         };
-        ctx.wait(load.into_actor(self).map(|recovered, act, _| {
+        ctx.wait(load.into_actor(self).map(|recovered, act, ctx| {
+            let recovered = match recovered {
+                Ok(recovered) => recovered,
+                Err(e) => {
+                    tracing::warn!(district = %act.state.id(), error = %e, "district taken over during its rebuild, stopping its actor");
+                    ctx.stop();
+                    return;
+                }
+            };
             tracing::info!(district = %recovered.state.id(), seq = recovered.seq, epoch = recovered.epoch, "district rebuilt from its journal");
             act.outbox.redeliver(&recovered);
             act.emitted.store(recovered.seq, Ordering::Release);
@@ -227,16 +273,40 @@ pub struct Recovered {
     pub loaded: Loaded,
 }
 
-/// Takes ownership of the district of `fresh` in `journal` and rebuilds it: from the latest
-/// snapshot, or from `fresh` (the district as configured, with its roster) when the journal
-/// has none, in which case `fresh` is stored as the snapshot before any entry (seq 0) so every
-/// later rebuild starts from the same roster; then every entry after the snapshot is replayed.
+/// Takes ownership of the district of `fresh` in `journal` (raising its epoch,
+/// [`Journal::open`]) and rebuilds it: see [`recover_at`]. The single-node path, where no lease
+/// raises the epoch.
 ///
-/// Errors: the journal's; [`journal::Error::Unavailable`] when an entry does not apply to the
-/// snapshot (the journal and the snapshot do not belong together).
+/// Errors: as [`recover_at`].
 pub async fn recover(journal: &dyn Journal, fresh: DistrictState) -> journal::Result<Recovered> {
+    let loaded = journal.open(fresh.id().as_str()).await?;
+    rebuild(journal, fresh, loaded).await
+}
+
+/// Rebuilds the district of `fresh` from `journal` as epoch `epoch`, already held (a lease
+/// raised it, or this owner is rebuilding): from the latest snapshot, or from `fresh` (the
+/// district as configured, with its roster) when the journal has none, in which case `fresh`
+/// is stored as the snapshot before any entry (seq 0) so every later rebuild starts from the
+/// same roster; then every entry after the snapshot is replayed.
+///
+/// Errors: the journal's ([`journal::Error::Fenced`] when the district's epoch is not `epoch`);
+/// [`journal::Error::Unavailable`] when an entry does not apply to the snapshot (the journal
+/// and the snapshot do not belong together).
+pub async fn recover_at(
+    journal: &dyn Journal,
+    fresh: DistrictState,
+    epoch: u64,
+) -> journal::Result<Recovered> {
+    let loaded = journal.load(fresh.id().as_str(), epoch).await?;
+    rebuild(journal, fresh, loaded).await
+}
+
+async fn rebuild(
+    journal: &dyn Journal,
+    fresh: DistrictState,
+    loaded: Loaded,
+) -> journal::Result<Recovered> {
     let district = fresh.id().to_string();
-    let loaded = journal.open(&district).await?;
     let (snap_seq, mut state) = match &loaded.snapshot {
         Some((seq, state)) => (*seq, state.clone()),
         None => {
@@ -270,6 +340,27 @@ impl Actor for DistrictActor {
         // Officer terminals and intake may burst; keep their requests rather than refuse them.
         ctx.set_mailbox_capacity(100_000);
     }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(hook) = &self.on_stop {
+            // Nobody listening any more (the node is gone) is fine.
+            let _ = hook.send(Stopped {
+                district: self.state.id().to_string(),
+                epoch: self.epoch,
+            });
+        }
+    }
+}
+
+/// Give the district up and stop: when `snapshot`, first store a snapshot of the state at this
+/// actor's epoch, so the next owner replays nothing (a handoff); otherwise stop at once (the
+/// district was lost: another owner may be writing already). Messages sent before it are
+/// handled first; nothing after.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Relinquish {
+    /// Store a snapshot before stopping.
+    pub snapshot: bool,
 }
 
 /// Take a routed incident (idempotent on its id).
@@ -421,6 +512,26 @@ impl Handler<DispatchStep> for DistrictActor {
             },
         };
         self.respond_traced(command, msg.trace, incident)
+    }
+}
+
+impl Handler<Relinquish> for DistrictActor {
+    type Result = AtomicResponse<Self, Result<()>>;
+    fn handle(&mut self, msg: Relinquish, _: &mut Context<Self>) -> Self::Result {
+        let store = msg.snapshot.then(|| self.store_snapshot());
+        let stored = async move {
+            match store {
+                Some(store) => store.await.map_err(Error::Journal),
+                None => Ok(()),
+            }
+        };
+        AtomicResponse::new(Box::pin(stored.into_actor(self).map(
+            |stored, act, ctx| {
+                tracing::info!(district = %act.state.id(), epoch = act.epoch, seq = act.seq, snapshot = stored.is_ok(), "district relinquished");
+                ctx.stop();
+                stored
+            },
+        )))
     }
 }
 

@@ -44,6 +44,11 @@ impl Marks {
             .clone()
     }
 
+    /// Stops tracking `district` (its actor is gone from this node; its next owner tracks it).
+    pub fn forget(&self, district: &str) {
+        self.emitted.lock().remove(district);
+    }
+
     fn read(&self) -> Vec<(String, u64)> {
         self.emitted
             .lock()

@@ -11,7 +11,9 @@
 //!
 //! Ownership is fenced: [`Journal::open`] takes the district and returns a new epoch, every
 //! append carries it, and an append by an older epoch is refused ([`Error::Fenced`]), so a
-//! paused owner cannot write after another has taken over.
+//! paused owner cannot write after another has taken over. Across nodes the epoch is raised by
+//! the district's lease instead (`dispatch-cluster`, same key), and the new owner reads the
+//! journal at that epoch with [`Journal::load`]: one raise per change of owner.
 //!
 //! Two backends: [`MemoryJournal`] (the embedded mode: one process, so nothing outlives it
 //! anyway, but the same rules and trimming) and [`RedisJournal`] (a Redis stream per district).
@@ -87,6 +89,15 @@ pub trait Journal: Send + Sync + std::fmt::Debug + 'static {
     /// from. Every earlier epoch's appends are refused from now on.
     async fn open(&self, district: &str) -> Result<Loaded>;
 
+    /// What to rebuild `district` from, for an owner that already holds epoch `epoch` without
+    /// raising it: an owner whose district lease raised the epoch when it was acquired
+    /// (`dispatch-cluster`'s leases share the epoch key), or an owner rebuilding after a failed
+    /// append. So the epoch is raised once per change of owner.
+    ///
+    /// Errors: [`Error::Fenced`] when the district's epoch is not `epoch` (another owner took
+    /// it since); [`Error::Unavailable`].
+    async fn load(&self, district: &str, epoch: u64) -> Result<Loaded>;
+
     /// Appends `entry` as epoch `epoch`; returns its sequence number.
     async fn append(&self, district: &str, epoch: u64, entry: &Entry) -> Result<u64>;
 
@@ -114,6 +125,16 @@ struct MemoryLog {
 }
 
 impl MemoryLog {
+    fn loaded(&self) -> Loaded {
+        // Held entries are exactly those after min(snapshot, delivered).
+        Loaded {
+            epoch: self.epoch,
+            snapshot: self.snapshot.clone(),
+            entries: self.entries.clone(),
+            delivered: self.delivered,
+        }
+    }
+
     fn trim(&mut self) {
         let keep_after = self
             .snapshot
@@ -175,13 +196,11 @@ impl Journal for MemoryJournal {
         let mut logs = self.logs.lock();
         let log = logs.entry(district.to_owned()).or_default();
         log.epoch += 1;
-        // Held entries are exactly those after min(snapshot, delivered).
-        Ok(Loaded {
-            epoch: log.epoch,
-            snapshot: log.snapshot.clone(),
-            entries: log.entries.clone(),
-            delivered: log.delivered,
-        })
+        Ok(log.loaded())
+    }
+
+    async fn load(&self, district: &str, epoch: u64) -> Result<Loaded> {
+        self.owned(district, epoch, |log| log.loaded())
     }
 
     async fn append(&self, district: &str, epoch: u64, entry: &Entry) -> Result<u64> {

@@ -11,15 +11,23 @@
 //! Each actor alone mutates its district's state, so there are no locks. Actors are spread over
 //! a few actix arbiters (threads); gRPC handlers reach them through the cloneable
 //! [`node::DistrictNode`] handle.
+//!
+//! One node may run every district ([`DistrictNode::start`]: the embedded mode, and one
+//! district process over Redis), or districts may be spread over several nodes
+//! ([`DistrictNode::join_cluster`]): each node then owns the districts rendezvous hashing gives
+//! it among the live nodes, through a fenced lease, and takes over those of a node that dies
+//! or leaves (`ownership`, over `dispatch-cluster`).
 
 pub mod actor;
 mod delivery;
+mod host;
 pub mod journal;
 pub mod node;
 pub mod outbox;
+mod ownership;
 pub mod service;
 
-pub use node::{DistrictNode, NodeConfig};
+pub use node::{ClusterOptions, DistrictNode, NodeConfig};
 pub use outbox::Outbox;
 pub use service::{DistrictGrpc, run};
 
@@ -35,6 +43,15 @@ pub enum Error {
     /// No officer with this id on this node.
     #[error("officer {0:?} not found")]
     UnknownOfficer(String),
+    /// The district is one of the cluster's, but this node does not own it now (another node
+    /// does, or a takeover is in progress): ask its owner, or retry.
+    #[error("district {district} is not owned by this node; {}", owner_hint(owner.as_deref()))]
+    NotOwner {
+        /// The district.
+        district: String,
+        /// The node that owns it, when this node knows.
+        owner: Option<String>,
+    },
     /// The district's actor is gone (node shutting down).
     #[error("district actor unavailable: {0}")]
     Mailbox(#[from] actix::MailboxError),
@@ -45,6 +62,13 @@ pub enum Error {
     /// The actor answered something other than the request asks for (a bug).
     #[error("district answered an unexpected reply: {0}")]
     BadReply(String),
+}
+
+fn owner_hint(owner: Option<&str>) -> String {
+    match owner {
+        Some(node) => format!("its owner is node {node}"),
+        None => "its owner is not known yet (a takeover in progress)".into(),
+    }
 }
 
 /// Result of district operations.

@@ -1,22 +1,25 @@
-//! The handle to every district actor of this node.
+//! The handle to the district actors of this node: every district ([`DistrictNode::start`]),
+//! or those the cluster gives it ([`DistrictNode::join_cluster`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix::{Actor, Addr};
+use actix::Addr;
 use actix_rt::ArbiterHandle;
 use dispatch_bus::ports::Directory;
+use dispatch_cluster::ClusterConfig;
 use dispatch_core::clock::SharedClock;
-use dispatch_core::district::{DistrictConfig, DistrictState};
 use dispatch_core::{Incident, LatLng, Officer, OfficerStatus, TravelModel};
 
+#[cfg(doc)]
+use crate::Error;
 use crate::actor::{
-    DispatchStep, DistrictActor, GetSnapshot, Recovered, ReportLocation, SetStatus, Snapshot, Step,
-    Submit, recover,
+    DispatchStep, DistrictActor, GetSnapshot, ReportLocation, SetStatus, Snapshot, Step, Submit,
+    recover,
 };
-use crate::delivery::{Marks, track};
+use crate::host::{Host, Table};
 use crate::journal::Journal;
-use crate::{Error, Outbox, Result};
+use crate::ownership::Ownership;
+use crate::{Outbox, Result};
 
 /// How this node runs its districts.
 #[derive(Debug, Clone, Copy)]
@@ -47,18 +50,39 @@ pub fn officer_id(district_id: &str, n: u32) -> String {
     format!("{district_id}-o{n:02}")
 }
 
+/// How a node takes part in a cluster of district nodes ([`DistrictNode::join_cluster`]).
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// The Redis of the registry and the leases: the same Redis as the node's journal, whose
+    /// epoch key the leases raise.
+    pub redis_url: String,
+    /// This node's id, unique in the cluster (a pod or host name; 1 to 64 ASCII letters,
+    /// digits, `.`, `_`, `-`, see `dispatch_cluster::check_node_id`).
+    pub node_id: String,
+    /// Its internal gRPC address (`host:port`), registered for the callers and peers that look
+    /// it up.
+    pub addr: String,
+    /// Heartbeat, TTL, reconcile, lease and renewal periods.
+    pub timings: ClusterConfig,
+}
+
 /// Cloneable handle to this node's district actors; gRPC handlers and in-process callers use
 /// it alike.
 #[derive(Clone)]
 pub struct DistrictNode {
-    districts: Arc<HashMap<String, Addr<DistrictActor>>>,
-    officers: Arc<HashMap<String, String>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    table: Arc<Table>,
+    /// In a cluster: the ownership loop, stopped (without a handoff) with the last handle.
+    ownership: Option<Ownership>,
     /// The delivered-mark tracker, stopped with the last handle.
-    _tracker: Arc<AbortOnDrop>,
+    _tracker: AbortOnDrop,
 }
 
 /// Aborts its task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -69,18 +93,38 @@ impl Drop for AbortOnDrop {
 impl std::fmt::Debug for DistrictNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DistrictNode")
-            .field("districts", &self.districts.len())
-            .field("officers", &self.officers.len())
+            .field("node_id", &self.node_id())
+            .field("districts", &self.inner.table.ids().len())
             .finish()
     }
 }
 
+fn directory_ids(directory: &Directory) -> Vec<String> {
+    directory
+        .districts
+        .iter()
+        .map(|d| d.id.to_string())
+        .collect()
+}
+
 impl DistrictNode {
-    /// Starts one actor per district of `directory`, round-robin over `arbiters` (at least one).
-    /// Each district is rebuilt from `journal` (snapshot plus the entries after it, see
-    /// [`crate::actor::recover`]); a district the journal has never seen starts with a roster of
-    /// `config.officers_per_district` off-duty officers. Effects of entries not yet delivered
-    /// are delivered again.
+    /// The handle over `table`, with the delivered-mark tracker of `host` running.
+    fn new(host: &Host, table: Arc<Table>, ownership: Option<Ownership>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                table,
+                ownership,
+                _tracker: AbortOnDrop(host.track()),
+            }),
+        }
+    }
+
+    /// Starts one actor per district of `directory`, round-robin over `arbiters` (at least one):
+    /// this node owns every district (the embedded mode, or one district process). Each
+    /// district is rebuilt from `journal`, taking it over ([`recover`]: snapshot plus the
+    /// entries after it, at a new epoch); a district the journal has never seen starts with a
+    /// roster of `config.officers_per_district` off-duty officers. Effects of entries not yet
+    /// delivered are delivered again.
     ///
     /// Errors: `config.travel` invalid, no arbiter given, or the journal not answering (as a
     /// message naming the rule or the district).
@@ -92,60 +136,56 @@ impl DistrictNode {
         journal: Arc<dyn Journal>,
         arbiters: &[ArbiterHandle],
     ) -> std::result::Result<Self, String> {
-        config.travel.validate()?;
-        if arbiters.is_empty() {
-            return Err("at least one arbiter is needed to run district actors".into());
-        }
-        let now = clock.now();
-        let mut districts = HashMap::new();
-        let mut officers = HashMap::new();
+        let host = Host::new(config, clock, outbox, journal, arbiters)?;
+        let table = Table::new(directory_ids(directory), None);
         let mut replayed = 0;
-        let marks = Arc::new(Marks::default());
-        for (i, d) in directory.districts.iter().enumerate() {
+        for d in &directory.districts {
             let district_id = d.id.as_str();
-            let mut fresh = DistrictState::new(
-                d.id.clone(),
-                DistrictConfig {
-                    travel: config.travel,
-                },
-            );
-            for n in 1..=config.officers_per_district {
-                let id = officer_id(district_id, n);
-                fresh.add_officer(Officer::off_duty(id.into(), d.id.clone(), now));
-            }
-            let recovered = recover(journal.as_ref(), fresh)
+            let recovered = recover(host.journal(), host.fresh(district_id))
                 .await
                 .map_err(|e| format!("district {district_id}: {e}"))?;
             replayed += recovered.loaded.entries.len();
-            // The roster is the journal's (a snapshot may predate a roster change).
-            for o in recovered.state.officers() {
-                officers.insert(o.id.to_string(), district_id.to_owned());
-            }
-            outbox.redeliver(&recovered);
-            let emitted = marks.emitted(district_id);
-            emitted.store(recovered.seq, std::sync::atomic::Ordering::Release);
-            let (clock, outbox, journal) = (clock.clone(), outbox.clone(), journal.clone());
-            let Recovered {
-                state, epoch, seq, ..
-            } = recovered;
-            let every = config.snapshot_every;
-            let addr = DistrictActor::start_in_arbiter(&arbiters[i % arbiters.len()], move |_| {
-                DistrictActor::new(state, clock, outbox, journal, epoch, seq, every, emitted)
-            });
-            districts.insert(district_id.to_owned(), addr);
+            host.run(&table, recovered, None);
         }
         tracing::info!(
-            districts = districts.len(),
-            officers = officers.len(),
+            districts = directory.districts.len(),
             replayed,
             "district actors started from their journals"
         );
-        let tracker = tokio::spawn(track(marks, outbox, journal));
-        Ok(Self {
-            districts: Arc::new(districts),
-            officers: Arc::new(officers),
-            _tracker: Arc::new(AbortOnDrop(tracker)),
-        })
+        Ok(Self::new(&host, Arc::new(table), None))
+    }
+
+    /// Joins the cluster of district nodes described by `cluster` and runs the districts of
+    /// `directory` it is given: this node registers (membership), and an ownership loop takes
+    /// each district rendezvous hashing assigns it among the live nodes by acquiring its lease,
+    /// rebuilds it from `journal` at the lease's epoch (snapshot plus tail; effects not yet
+    /// delivered are delivered again), renews the leases, and drops a district whose lease is
+    /// lost or whose append is refused as fenced, or hands it over (snapshot, release) when
+    /// rendezvous moves it to another node. Returns once registered; districts are taken in the
+    /// background within moments. Commands for a district this node does not own get
+    /// [`Error::NotOwner`]. `journal` must be a Redis journal on `cluster.redis_url` (the
+    /// lease raises the epoch the journal checks). Must run inside an actix system.
+    ///
+    /// Dropping the last handle stops the loop without handing anything over (what a crash
+    /// looks like to the others); [`DistrictNode::shutdown`] leaves gracefully.
+    ///
+    /// Errors: as [`DistrictNode::start`]; a bad node id or zero period; Redis not taking the
+    /// registration.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn join_cluster(
+        directory: &Directory,
+        config: NodeConfig,
+        clock: SharedClock,
+        outbox: Outbox,
+        journal: Arc<dyn Journal>,
+        arbiters: &[ArbiterHandle],
+        cluster: ClusterOptions,
+    ) -> std::result::Result<Self, String> {
+        let host = Arc::new(Host::new(config, clock, outbox, journal, arbiters)?);
+        let (table, ownership) = Ownership::start(host.clone(), directory_ids(directory), cluster)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self::new(&host, table, Some(ownership)))
     }
 
     /// Like [`DistrictNode::start`], on `count` new arbiters (threads) of the current actix
@@ -174,23 +214,43 @@ impl DistrictNode {
         }
     }
 
-    fn district(&self, id: &str) -> Result<&Addr<DistrictActor>> {
-        self.districts
-            .get(id)
-            .ok_or_else(|| Error::UnknownDistrict(id.to_owned()))
+    /// Leaves the cluster gracefully: stops taking districts, deregisters (the others see it at
+    /// once), then snapshots and releases each district it owns, so the next owners take them
+    /// over at once rather than after the lease. Nothing for a node that runs every district
+    /// ([`DistrictNode::start`]). Commands for its districts get [`Error::NotOwner`]
+    /// afterwards.
+    pub async fn shutdown(&self) {
+        if let Some(ownership) = &self.inner.ownership {
+            ownership.leave().await;
+        }
     }
 
-    fn officer_district(&self, officer_id: &str) -> Result<&Addr<DistrictActor>> {
-        let district = self
-            .officers
-            .get(officer_id)
-            .ok_or_else(|| Error::UnknownOfficer(officer_id.to_owned()))?;
-        self.district(district)
+    /// Whether this node is ready to follow the cluster: in a cluster, whether it receives the
+    /// membership and lease announcements now (false while the subscription is lost, e.g. Redis
+    /// is down); always true for a node that runs every district.
+    pub fn is_subscribed(&self) -> bool {
+        self.inner
+            .ownership
+            .as_ref()
+            .is_none_or(Ownership::is_subscribed)
     }
 
-    /// Ids of this node's districts.
-    pub fn district_ids(&self) -> impl Iterator<Item = &String> {
-        self.districts.keys()
+    /// This node's id in the cluster; `None` for a node that runs every district.
+    pub fn node_id(&self) -> Option<&str> {
+        self.inner.ownership.as_ref().map(Ownership::node_id)
+    }
+
+    fn district(&self, id: &str) -> Result<Addr<DistrictActor>> {
+        self.inner.table.district(id)
+    }
+
+    fn officer_district(&self, officer_id: &str) -> Result<Addr<DistrictActor>> {
+        self.inner.table.officer_district(officer_id)
+    }
+
+    /// Ids of the districts this node runs now, sorted.
+    pub fn district_ids(&self) -> Vec<String> {
+        self.inner.table.ids()
     }
 
     /// Hands a routed incident to its district (idempotent on the incident id). What it causes

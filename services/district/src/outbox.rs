@@ -68,6 +68,7 @@ use std::time::Duration;
 use dispatch_bus::ports::PortError;
 use dispatch_bus::ports::{CaseClient, NotifyClient};
 use dispatch_bus::trace::TraceContext;
+use dispatch_cluster::config::millis;
 use dispatch_core::district::Effect;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -198,21 +199,6 @@ impl OutboxConfig {
             );
         }
         Ok(())
-    }
-}
-
-/// Durations as whole milliseconds in config files.
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 

@@ -33,12 +33,26 @@ impl DistrictGrpc {
     }
 }
 
+/// Response metadata key of an `UNAVAILABLE` for a district this node does not own: the node id
+/// of its owner, when this node knows it (also named in the message), so a caller can retry
+/// there.
+pub const OWNER_METADATA: &str = "dispatch-district-owner";
+
 /// Maps a district error to the status a client gets.
 pub fn to_status(e: Error) -> Status {
     use dispatch_proto::status::invalid_argument;
     match &e {
         Error::UnknownDistrict(_) | Error::UnknownOfficer(_) => Status::not_found(e.to_string()),
         Error::Mailbox(_) | Error::Journal(_) => Status::unavailable(e.to_string()),
+        Error::NotOwner { owner, .. } => {
+            let mut status = Status::unavailable(e.to_string());
+            if let Some(node) = owner
+                && let Ok(value) = node.parse()
+            {
+                status.metadata_mut().insert(OWNER_METADATA, value);
+            }
+            status
+        }
         Error::BadReply(_) => Status::internal(e.to_string()),
         Error::Domain(d) => match d {
             DomainError::UnknownOfficer(_)

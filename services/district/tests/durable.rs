@@ -5,109 +5,31 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use dispatch_bus::ports::{
-    Call, CallOptions, Case, CaseClient, CasePort, Cursor, Directory, DistrictEntry, NoticeBody,
-    NoticeStream, NotifyClient, NotifyPort, PortError, Publication, Subscription,
-};
-use dispatch_core::{
-    Category, Incident, IncidentState, LatLng, ManualClock, OfficerStatus, Timestamp,
-};
+use dispatch_bus::ports::{CallOptions, CaseClient, Directory, NotifyClient};
+use dispatch_core::{Incident, IncidentState, ManualClock, OfficerStatus};
 use dispatch_district::journal::{Journal, RedisJournal};
 use dispatch_district::outbox::{MemoryDeadLetters, OutboxConfig};
 use dispatch_district::{DistrictNode, Error, NodeConfig, Outbox};
-use dispatch_redis_test::{Options, RedisServer};
-use parking_lot::Mutex;
-use tonic::Status;
+use support::{NoCases, T0, Terminals, here, redis};
 
 const D1: &str = "town-d01";
-const T0: Timestamp = Timestamp(1_700_000_000_000);
-
-/// A notification service that records what it was given, or refuses everything while down.
-#[derive(Default)]
-struct Terminals {
-    down: AtomicBool,
-    publications: Mutex<Vec<Publication>>,
-}
-
-impl Terminals {
-    fn orders(&self) -> Vec<String> {
-        self.publications
-            .lock()
-            .iter()
-            .filter_map(|p| match &p.body {
-                NoticeBody::DispatchOrder(o) => Some(o.dispatch_id.to_string()),
-                NoticeBody::IncidentUpdate(_) => None,
-            })
-            .collect()
-    }
-}
-
-#[tonic::async_trait]
-impl NotifyPort for Terminals {
-    async fn publish(
-        &self,
-        _: &Call,
-        publications: Vec<Publication>,
-    ) -> Result<Vec<Cursor>, PortError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(Status::unavailable("notification down").into());
-        }
-        let mut all = self.publications.lock();
-        let n = publications.len() as u64;
-        all.extend(publications);
-        Ok((1..=n)
-            .map(|position| Cursor { epoch: 1, position })
-            .collect())
-    }
-    async fn subscribe(&self, _: &Call, _: Subscription) -> Result<NoticeStream, PortError> {
-        Err(Status::unimplemented("not used").into())
-    }
-}
-
-struct NoCases;
-
-#[tonic::async_trait]
-impl CasePort for NoCases {
-    async fn open_case(&self, _: &Call, _: Incident) -> Result<Case, PortError> {
-        Err(Status::unavailable("no case squad in this test").into())
-    }
-}
 
 fn directory() -> Directory {
-    Directory {
-        map_name: "test".into(),
-        sub_bureaus: vec![],
-        stations: vec![],
-        districts: vec![DistrictEntry {
-            id: D1.into(),
-            station_id: "town-s1".into(),
-            sub_bureau_id: "town".into(),
-            central: true,
-            center: LatLng::new(23.0, 113.7).unwrap(),
-            area_m2: 1e6,
-            adjacent: vec![],
-        }],
-    }
+    support::directory([D1])
 }
 
 fn routed(id: &str) -> Incident {
-    let mut i = Incident::received(
-        id.into(),
-        format!("call-{id}").into(),
-        Category::Theft,
-        LatLng::new(23.001, 113.7).unwrap(),
-        "wallet taken".into(),
-        T0,
-    );
-    i.district_id = D1.into();
-    i.station_id = "town-s1".into();
-    i.sub_bureau_id = "town".into();
-    i.transition(IncidentState::Routed, T0).unwrap();
-    i
+    support::routed(id, D1)
+}
+
+async fn eventually(what: &str, check: impl FnMut() -> bool) {
+    support::eventually(what, Duration::from_secs(10), check).await;
 }
 
 struct Node {
@@ -174,28 +96,6 @@ impl Node {
         drop(self.node);
         self.outbox.flush(Duration::from_millis(10)).await;
     }
-}
-
-fn redis() -> RedisServer {
-    RedisServer::start_with(Options {
-        fsync_always: true,
-        ..Options::default()
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn here() -> Option<LatLng> {
-    Some(LatLng::new(23.0, 113.7).unwrap())
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("not within 10 s: {what}");
 }
 
 #[actix_rt::test]

@@ -142,6 +142,29 @@ async fn an_owner_opened_over_is_fenced_off(j: Arc<dyn Journal>) {
     assert_eq!(seen.entries[1].1, log[1]);
 }
 
+async fn a_load_keeps_the_epoch_held_and_refuses_an_older_one(j: Arc<dyn Journal>) {
+    let owner = j.open("d1").await.unwrap();
+    let mut d = fresh();
+    let log = history(&mut d);
+    j.append("d1", owner.epoch, &log[0]).await.unwrap();
+    let loaded = j.load("d1", owner.epoch).await.unwrap();
+    assert_eq!(loaded.epoch, owner.epoch);
+    assert_eq!(loaded.entries, vec![(1, log[0].clone())]);
+    // Loading raised nothing: the owner goes on appending at its epoch.
+    assert_eq!(j.append("d1", owner.epoch, &log[1]).await.unwrap(), 2);
+    let new = j.open("d1").await.unwrap();
+    assert_eq!(new.epoch, owner.epoch + 1);
+    assert_eq!(
+        j.load("d1", owner.epoch).await.unwrap_err(),
+        Error::Fenced {
+            district: "d1".into(),
+            ours: owner.epoch,
+            current: new.epoch,
+        }
+    );
+    assert_eq!(j.load("d1", new.epoch).await.unwrap().entries.len(), 2);
+}
+
 async fn a_snapshot_and_the_delivered_mark_trim_and_rebuild_exactly(j: Arc<dyn Journal>) {
     let owner = j.open("d1").await.unwrap();
     let mut d = fresh();
@@ -220,6 +243,7 @@ macro_rules! conformance {
 conformance!(
     appends_are_numbered_and_a_reopen_gets_them_back,
     an_owner_opened_over_is_fenced_off,
+    a_load_keeps_the_epoch_held_and_refuses_an_older_one,
     a_snapshot_and_the_delivered_mark_trim_and_rebuild_exactly,
 );
 

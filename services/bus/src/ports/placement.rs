@@ -1,9 +1,9 @@
 //! Which node owns a district: asked by [`super::DistrictClient`] before every submit.
 //!
-//! DESIGN.md section 5: a district is owned by exactly one node at a time. Today the cluster
-//! runs its districts on one node, so [`SingleNode`] answers that node for every district it
-//! knows. The next issue (districts across nodes) supplies a real [`Placement`]: rendezvous
-//! hashing over the live nodes registered in Redis, confirmed by each district's lease.
+//! DESIGN.md section 5: a district is owned by exactly one node at a time. With one district
+//! node, [`SingleNode`] answers that node for every district it knows. Across nodes,
+//! `dispatch-cluster`'s `ClusterPlacement` answers each district's lease holder, else the
+//! rendezvous choice among the live nodes registered in Redis.
 
 use std::collections::HashSet;
 

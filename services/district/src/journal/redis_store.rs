@@ -1,7 +1,9 @@
 //! The journal in Redis: one stream per district.
 //!
 //! Keys of district `D`:
-//! - `district:{D}:epoch`: the owner's epoch, raised by every [`Journal::open`];
+//! - `district:{D}:epoch`: the owner's epoch, raised by every [`Journal::open`] or by the
+//!   acquisition of the district's lease (`dispatch-cluster`), which [`Journal::load`] then
+//!   checks;
 //! - `district:{D}:seq`: the last sequence number given;
 //! - `district:{D}:log`: a stream of entries with explicit ids `0-<seq>` (so a cursor is the
 //!   sequence number itself), field `e` = the [`Entry`] as JSON;
@@ -226,26 +228,45 @@ fn fenced_or(district: &str, epoch: u64, (ok, current): (i64, u64)) -> Result<u6
 #[tonic::async_trait]
 impl Journal for RedisJournal {
     async fn open(&self, district: &str) -> Result<Loaded> {
-        let k = keys(district);
         // Taking the epoch is not idempotent, but a lost reply only skips an epoch: the next
         // open takes a higher one, and nobody holds the skipped one.
         let epoch: u64 = self
             .con
             .clone()
-            .incr(&k.epoch, 1)
+            .incr(&keys(district).epoch, 1)
             .await
             .map_err(unavailable)?;
-        let (snap, delivered, log): (Vec<Option<String>>, Option<u64>, StreamRangeReply) =
-            redis_conn::retry("journal load", || {
-                let mut con = self.con.clone();
-                let mut pipe = redis::pipe();
-                pipe.hmget(&k.snap, &["seq", "state"])
-                    .get(&k.delivered)
-                    .xrange_all(&k.log);
-                async move { pipe.query_async(&mut con).await }
-            })
-            .await
-            .map_err(unavailable)?;
+        self.load(district, epoch).await
+    }
+
+    async fn load(&self, district: &str, epoch: u64) -> Result<Loaded> {
+        let k = keys(district);
+        // One transaction, so the epoch checked and the state read belong together.
+        let (current, snap, delivered, log): (
+            Option<u64>,
+            Vec<Option<String>>,
+            Option<u64>,
+            StreamRangeReply,
+        ) = redis_conn::retry("journal load", || {
+            let mut con = self.con.clone();
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .get(&k.epoch)
+                .hmget(&k.snap, &["seq", "state"])
+                .get(&k.delivered)
+                .xrange_all(&k.log);
+            async move { pipe.query_async(&mut con).await }
+        })
+        .await
+        .map_err(unavailable)?;
+        let current = current.unwrap_or(0);
+        if current != epoch {
+            return Err(Error::Fenced {
+                district: district.to_owned(),
+                ours: epoch,
+                current,
+            });
+        }
         let snapshot = match (
             snap.first().cloned().flatten(),
             snap.get(1).cloned().flatten(),

@@ -1,0 +1,470 @@
+//! A clustered node's ownership loop: which districts this node runs, kept in line with the
+//! cluster.
+//!
+//! DESIGN.md section 5: "A district is owned by exactly one node at a time: a Redis lease with
+//! a fencing epoch, placement by rendezvous hashing over live nodes. A node that loses its
+//! lease stops writing." The loop (one task) runs a pass over every district of the directory
+//! whenever the live set changes, on every [`ClusterConfig::reconcile_every`], and for one
+//! district when its lease is released:
+//! - a district rendezvous gives this node and that it does not hold: acquire its lease; on
+//!   winning, rebuild it from the journal at the lease's epoch (snapshot plus tail, effects not
+//!   yet delivered delivered again) and start its actor. A lease held by another node waits for
+//!   its release or expiry. A district that cannot be rebuilt is dropped and its lease lapses,
+//!   so a broken journal is retried once per lease, not in a loop;
+//! - a district it holds that rendezvous now gives another live node: hand it over: take it
+//!   out of the table (new commands get `NotOwner`), let the actor finish what it has queued,
+//!   store a snapshot and stop ([`Relinquish`]), release the lease (announced, so the new owner
+//!   takes it at once).
+//!
+//! A second task renews every lease held, in one round trip, every
+//! [`ClusterConfig::renew_every`]. A district is dropped (its actor stopped at once, no
+//! snapshot, nothing more written) when a renewal finds the lease lost, when renewals have
+//! failed for a whole lease length (Redis unreachable: the lease may have lapsed and another
+//! node may own the district), or when its actor stops because an append was refused as
+//! fenced (another node took over while this one was paused or partitioned).
+//!
+//! A node that does not see itself in the live set (its registration lapsed, or Redis lost its
+//! data and the heartbeat has not registered it again) takes and gives nothing until it does.
+//! Leaving ([`Ownership::leave`]): deregister first, so the others stop counting this node, then
+//! hand every district over.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dispatch_cluster::{
+    Acquired, ClusterConfig, Holder, Leases, Membership, NodeId, Renewal, SubscriptionProbe,
+};
+use parking_lot::Mutex;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::actor::{Relinquish, StopHook, Stopped, recover_at};
+use crate::host::{Host, Owners, Table};
+use crate::node::{AbortOnDrop, ClusterOptions};
+
+/// A lease this node holds.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    epoch: u64,
+    /// When the last renewal that succeeded was sent (the lease runs at least a lease length
+    /// from then).
+    renewed_at: Instant,
+}
+
+/// Leases held, by district; shared by the loop and the renewer.
+type HeldLeases = Arc<Mutex<HashMap<String, Held>>>;
+
+/// A lease the renewer found lost (or could not renew for a whole lease length: `holder`
+/// `None`).
+#[derive(Debug)]
+struct Lost {
+    district: String,
+    epoch: u64,
+    holder: Option<Holder>,
+}
+
+enum Command {
+    Leave(oneshot::Sender<()>),
+}
+
+/// The handle to a node's ownership tasks; dropping it stops them without handing anything over.
+pub(crate) struct Ownership {
+    node: NodeId,
+    subscribed: SubscriptionProbe,
+    commands: mpsc::UnboundedSender<Command>,
+    _manager: AbortOnDrop,
+    _renewer: AbortOnDrop,
+}
+
+impl Ownership {
+    /// Joins the cluster and starts the loop and the renewer for the districts of `directory`;
+    /// answers the table of districts running here, filled in the background.
+    ///
+    /// Errors: a bad node id, a zero period, a malformed URL, Redis not taking the registration.
+    pub(crate) async fn start(
+        host: Arc<Host>,
+        directory: Vec<String>,
+        options: ClusterOptions,
+    ) -> dispatch_cluster::Result<(Arc<Table>, Self)> {
+        let timings = options.timings;
+        let node = options.node_id;
+        let leases = Leases::connect(&options.redis_url, node.as_str(), timings.lease)?;
+        let membership =
+            Membership::join(&options.redis_url, &node, &options.addr, timings).await?;
+        if timings.renew_every >= timings.lease {
+            tracing::warn!(renew_every = ?timings.renew_every, lease = ?timings.lease,
+                "leases are renewed no faster than they lapse: districts will be lost between renewals");
+        }
+        let subscribed = membership.probe();
+        let table = Arc::new(Table::new(
+            directory.iter().cloned(),
+            Some(Owners {
+                me: node.clone(),
+                seen: Default::default(),
+                view: membership.view(),
+            }),
+        ));
+        let held: HeldLeases = Arc::default();
+        let (lost_tx, lost) = mpsc::unbounded_channel();
+        let (hook, stops) = mpsc::unbounded_channel();
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let renewer = tokio::spawn(renew(leases.clone(), held.clone(), lost_tx, timings));
+        let manager = Manager {
+            me: node.clone(),
+            host,
+            table: table.clone(),
+            membership,
+            leases,
+            directory: directory.into(),
+            held,
+            hook,
+            every: timings.reconcile_every,
+            lease: timings.lease,
+        };
+        let manager = tokio::spawn(manager.run(commands_rx, stops, lost));
+        Ok((
+            table,
+            Self {
+                node,
+                subscribed,
+                commands,
+                _manager: AbortOnDrop(manager),
+                _renewer: AbortOnDrop(renewer),
+            },
+        ))
+    }
+
+    /// This node's id.
+    pub(crate) fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether the node receives the cluster's announcements now (readiness).
+    pub(crate) fn is_subscribed(&self) -> bool {
+        self.subscribed.is_subscribed()
+    }
+
+    /// Leaves gracefully (see the module docs) and waits until every district is handed over.
+    /// Nothing when already left.
+    pub(crate) async fn leave(&self) {
+        let (done, left) = oneshot::channel();
+        if self.commands.send(Command::Leave(done)).is_ok() {
+            let _ = left.await;
+        }
+    }
+}
+
+struct Manager {
+    me: NodeId,
+    host: Arc<Host>,
+    table: Arc<Table>,
+    membership: Membership,
+    leases: Leases,
+    directory: Arc<[String]>,
+    held: HeldLeases,
+    /// Given to every actor started, so a fenced actor's stop reaches the loop.
+    hook: StopHook,
+    every: Duration,
+    lease: Duration,
+}
+
+impl Manager {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut stops: mpsc::UnboundedReceiver<Stopped>,
+        mut lost: mpsc::UnboundedReceiver<Lost>,
+    ) {
+        let mut view = self.membership.view();
+        let mut released = self.membership.released();
+        // The first tick is at once: the first pass.
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = commands.recv() => {
+                    if let Some(Command::Leave(done)) = command {
+                        self.leave().await;
+                        let _ = done.send(());
+                    }
+                    return;
+                }
+                Some(stopped) = stops.recv() => self.stopped(&stopped),
+                Some(lost) = lost.recv() => self.lose(lost),
+                changed = view.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.pass().await;
+                }
+                released = released.recv() => match released {
+                    Ok(r) => self.take_released(&r.district).await,
+                    Err(RecvError::Lagged(_)) => self.pass().await,
+                    Err(RecvError::Closed) => return,
+                },
+                _ = tick.tick() => self.pass().await,
+            }
+        }
+    }
+
+    fn holds(&self, district: &str) -> bool {
+        self.held.lock().contains_key(district)
+    }
+
+    /// Hands over what rendezvous gives other nodes, then acquires what it gives this one.
+    async fn pass(&self) {
+        let live = self.membership.live();
+        if !live.contains(&self.me) {
+            tracing::debug!(node = %self.me, "not in the live set; taking and giving nothing");
+            return;
+        }
+        let held: Vec<String> = self.held.lock().keys().cloned().collect();
+        for district in held {
+            if let Some(owner) = live.owner(&district)
+                && owner != self.me
+            {
+                self.hand_off(&district, Some(owner)).await;
+            }
+        }
+        let directory = self.directory.clone();
+        for district in directory.iter() {
+            if live.owner(district) == Some(self.me.as_str())
+                && !self.holds(district)
+                && let Err(e) = self.acquire(district).await
+            {
+                // Redis does not answer: the next pass tries again.
+                tracing::warn!(%district, error = %e, "district lease not acquired; pass cut short");
+                return;
+            }
+        }
+    }
+
+    /// Acquires `district` when it was released and rendezvous gives it to this node.
+    async fn take_released(&self, district: &str) {
+        let live = self.membership.live();
+        if live.contains(&self.me)
+            && live.owner(district) == Some(self.me.as_str())
+            && !self.holds(district)
+            && let Err(e) = self.acquire(district).await
+        {
+            tracing::warn!(%district, error = %e, "released district not acquired");
+        }
+    }
+
+    /// Acquires the lease of `district` and, when won, rebuilds the district at its epoch and
+    /// starts its actor.
+    ///
+    /// Errors: the lease's ([`dispatch_cluster::Error::Unavailable`] when Redis does not
+    /// answer).
+    async fn acquire(&self, district: &str) -> dispatch_cluster::Result<()> {
+        let asked = Instant::now();
+        let epoch = match self.leases.acquire(district).await? {
+            Acquired::Won { epoch } => epoch,
+            Acquired::Held(holder) => {
+                if holder.node != self.me {
+                    self.table.seen_owner(district, holder.node);
+                }
+                return Ok(());
+            }
+        };
+        self.held.lock().insert(
+            district.to_owned(),
+            Held {
+                epoch,
+                renewed_at: asked,
+            },
+        );
+        let fresh = self.host.fresh(district);
+        match recover_at(self.host.journal(), fresh, epoch).await {
+            Ok(recovered) => {
+                tracing::info!(%district, epoch, replayed = recovered.loaded.entries.len(),
+                    after = recovered.loaded.delivered, "district taken: rebuilt from its journal");
+                self.host
+                    .run(&self.table, recovered, Some(self.hook.clone()));
+            }
+            Err(e) => {
+                // Released, it would come straight back here; left to lapse, it is tried again
+                // after one lease length. Fenced: another node acquired it meanwhile.
+                tracing::warn!(%district, epoch, error = %e,
+                    "district not rebuilt; its lease is left to lapse");
+                self.held.lock().remove(district);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands `district` over to `to` (rendezvous' choice, when known): snapshot, stop, release.
+    async fn hand_off(&self, district: &str, to: Option<&str>) {
+        let Some(held) = self.held.lock().remove(district) else {
+            return;
+        };
+        if let Some(to) = to {
+            self.table.seen_owner(district, to.to_owned());
+        }
+        if let Some(running) = self.table.remove(district, Some(held.epoch)) {
+            // The actor handles what it has queued first, then stores the snapshot. Bounded: an
+            // actor stuck rebuilding (Redis down) stops when it gets to the message.
+            let relinquish = running.addr.send(Relinquish { snapshot: true });
+            match tokio::time::timeout(self.lease, relinquish).await {
+                Ok(Ok(Ok(()))) | Ok(Err(_)) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(%district, error = %e,
+                    "no snapshot before the handoff; the next owner replays the tail"),
+                Err(_) => tracing::warn!(%district, "actor did not stop within a lease length"),
+            }
+        }
+        self.host.forget(district);
+        match self.leases.release(district, held.epoch).await {
+            Ok(true) => {
+                tracing::info!(%district, epoch = held.epoch, to = to.unwrap_or("?"), "district handed over");
+            }
+            Ok(false) => {
+                tracing::warn!(%district, epoch = held.epoch, "lease already gone at the handoff");
+            }
+            Err(e) => tracing::warn!(%district, epoch = held.epoch, error = %e,
+                "lease not released; it lapses after its length"),
+        }
+    }
+
+    /// Drops a district whose actor stopped by itself (fenced, or its arbiter gone).
+    fn stopped(&self, stopped: &Stopped) {
+        if !self.forget(&stopped.district, stopped.epoch) {
+            return; // a planned stop, or an older actor
+        }
+        tracing::warn!(district = %stopped.district, epoch = stopped.epoch,
+            "district actor stopped (an append was refused as fenced); district dropped");
+    }
+
+    /// Drops a district whose lease the renewer lost.
+    fn lose(&self, lost: Lost) {
+        if !self.forget(&lost.district, lost.epoch) {
+            return;
+        }
+        let holder = lost.holder.map(|h| {
+            if h.node != self.me {
+                self.table.seen_owner(&lost.district, h.node.clone());
+            }
+            format!("{} at epoch {}", h.node, h.epoch)
+        });
+        tracing::warn!(district = %lost.district, epoch = lost.epoch,
+            holder = holder.as_deref().unwrap_or("none (lapsed or unreachable)"),
+            "district lease lost; district dropped");
+    }
+
+    /// Forgets `district` held at `epoch` and stops its actor at once (no snapshot: another
+    /// node may own the district already); false when not held at that epoch.
+    fn forget(&self, district: &str, epoch: u64) -> bool {
+        {
+            let mut held = self.held.lock();
+            if held.get(district).is_none_or(|h| h.epoch != epoch) {
+                return false;
+            }
+            held.remove(district);
+        }
+        if let Some(running) = self.table.remove(district, Some(epoch)) {
+            // An actor that stopped by itself is not there to answer; that is fine.
+            running.addr.do_send(Relinquish { snapshot: false });
+        }
+        self.host.forget(district);
+        true
+    }
+
+    /// Deregisters, then hands every district over.
+    async fn leave(&mut self) {
+        if let Err(e) = self.membership.leave().await {
+            tracing::warn!(error = %e, "not deregistered; the registration lapses after its TTL");
+        }
+        let live = self.membership.live();
+        let held: Vec<String> = self.held.lock().keys().cloned().collect();
+        for district in &held {
+            let to = live.owner(district).filter(|n| *n != self.me);
+            self.hand_off(district, to).await;
+        }
+        tracing::info!(node = %self.me, districts = held.len(), "left the cluster; districts handed over");
+    }
+}
+
+/// Renews every lease in `held` every `renew_every`; reports each lost one, and each not
+/// renewed for a whole lease length, to the loop.
+async fn renew(
+    leases: Leases,
+    held: HeldLeases,
+    lost: mpsc::UnboundedSender<Lost>,
+    timings: ClusterConfig,
+) {
+    let every = timings.renew_every;
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let batch: Vec<(String, u64)> = held
+            .lock()
+            .iter()
+            .map(|(d, h)| (d.clone(), h.epoch))
+            .collect();
+        if batch.is_empty() {
+            continue;
+        }
+        let sent = Instant::now();
+        let reports = match leases.renew_all(&batch).await {
+            Ok(renewals) => {
+                failing = false;
+                renewed(&held, batch, renewals, sent)
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, leases = batch.len(), "lease renewal failed; retrying every renewal");
+                }
+                failing = true;
+                lapsed(&held, timings.lease)
+            }
+        };
+        for report in reports {
+            let _ = lost.send(report);
+        }
+    }
+}
+
+/// Records the renewals that worked (as of `sent`); answers the leases found lost.
+fn renewed(
+    held: &HeldLeases,
+    batch: Vec<(String, u64)>,
+    renewals: Vec<Renewal>,
+    sent: Instant,
+) -> Vec<Lost> {
+    let mut held = held.lock();
+    let mut lost = Vec::new();
+    for ((district, epoch), renewal) in batch.into_iter().zip(renewals) {
+        match renewal {
+            Renewal::Renewed => {
+                if let Some(h) = held.get_mut(&district)
+                    && h.epoch == epoch
+                {
+                    h.renewed_at = sent;
+                }
+            }
+            Renewal::Lost(holder) => lost.push(Lost {
+                district,
+                epoch,
+                holder,
+            }),
+        }
+    }
+    lost
+}
+
+/// The leases not renewed for at least `lease`: they may have lapsed.
+fn lapsed(held: &HeldLeases, lease: Duration) -> Vec<Lost> {
+    let now = Instant::now();
+    held.lock()
+        .iter()
+        .filter(|(_, h)| now.duration_since(h.renewed_at) >= lease)
+        .map(|(district, h)| Lost {
+            district: district.clone(),
+            epoch: h.epoch,
+            holder: None,
+        })
+        .collect()
+}
