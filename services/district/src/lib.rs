@@ -10,14 +10,19 @@
 //!
 //! Each actor alone mutates its district's state, so there are no locks. Actors are spread over
 //! a few actix arbiters (threads); gRPC handlers reach them through the cloneable
-//! [`node::DistrictNode`] handle.
+//! [`node::DistrictNode`] handle. A panic in one district's handler is caught, costs that
+//! district a rebuild from its journal and never its neighbours on the same thread; a command
+//! that keeps panicking is quarantined ([`supervision`]).
 
 pub mod actor;
 mod delivery;
 pub mod journal;
 pub mod node;
 pub mod outbox;
+mod recent;
+mod record_stream;
 pub mod service;
+pub mod supervision;
 
 pub use node::{DistrictNode, NodeConfig};
 pub use outbox::Outbox;
@@ -42,6 +47,35 @@ pub enum Error {
     /// rebuilds itself), or the district was taken over by another owner.
     #[error(transparent)]
     Journal(#[from] journal::Error),
+    /// The district's handler panicked on this command (a bug): the command was not applied
+    /// and the district was rebuilt from its journal. Tried again it may pass (the state moves
+    /// on); at its `quarantine_after`th panic it is quarantined instead.
+    #[error(
+        "district {district} failed on this command (panic {tries} of {quarantine_after} before \
+         quarantine): it was not applied and the district was rebuilt from its journal"
+    )]
+    Panicked {
+        /// The district.
+        district: String,
+        /// Panics of this command so far.
+        tries: u32,
+        /// Panics after which it is quarantined ([`supervision::SupervisionConfig`]).
+        quarantine_after: u32,
+    },
+    /// The command made the district panic `tries` times and is quarantined: refused without
+    /// running until an operator deals with it.
+    #[error(
+        "command quarantined in district {district} after {tries} panics: it is refused without \
+         running; see {recorded_in}"
+    )]
+    Quarantined {
+        /// The district.
+        district: String,
+        /// Panics it raised.
+        tries: u32,
+        /// Where it is recorded ([`supervision::QuarantineSink::location`]).
+        recorded_in: String,
+    },
     /// The actor answered something other than the request asks for (a bug).
     #[error("district answered an unexpected reply: {0}")]
     BadReply(String),

@@ -16,10 +16,11 @@ use crate::actor::{
 };
 use crate::delivery::{Marks, track};
 use crate::journal::Journal;
+use crate::supervision::{MemoryQuarantine, QuarantineSink, SupervisionConfig, Supervisor};
 use crate::{Error, Outbox, Result};
 
 /// How this node runs its districts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct NodeConfig {
     /// ETA model of the dispatch rule (defaults: circuity 1.4, 30 km/h).
     pub travel: TravelModel,
@@ -30,6 +31,11 @@ pub struct NodeConfig {
     /// replays at most that many entries, a few milliseconds, and a busy district of a few
     /// hundred calls a day snapshots a few times an hour).
     pub snapshot_every: u64,
+    /// When a command that makes a district panic is quarantined (default: at its 3rd panic).
+    pub supervision: SupervisionConfig,
+    /// Where quarantined commands are recorded (default: [`MemoryQuarantine::default`]; the
+    /// server gives [`crate::supervision::RedisQuarantine`] with Redis).
+    pub quarantine: Arc<dyn QuarantineSink>,
 }
 
 impl Default for NodeConfig {
@@ -38,6 +44,8 @@ impl Default for NodeConfig {
             travel: TravelModel::default(),
             officers_per_district: 20,
             snapshot_every: 256,
+            supervision: SupervisionConfig::default(),
+            quarantine: Arc::new(MemoryQuarantine::default()),
         }
     }
 }
@@ -53,6 +61,8 @@ pub fn officer_id(district_id: &str, n: u32) -> String {
 pub struct DistrictNode {
     districts: Arc<HashMap<String, Addr<DistrictActor>>>,
     officers: Arc<HashMap<String, String>>,
+    /// Supervises every district actor of the node.
+    supervisor: Arc<Supervisor>,
     /// The delivered-mark tracker, stopped with the last handle.
     _tracker: Arc<AbortOnDrop>,
 }
@@ -82,8 +92,12 @@ impl DistrictNode {
     /// `config.officers_per_district` off-duty officers. Effects of entries not yet delivered
     /// are delivered again.
     ///
-    /// Errors: `config.travel` invalid, no arbiter given, or the journal not answering (as a
-    /// message naming the rule or the district).
+    /// A panic in a district's handler rebuilds that district alone; a command that panics
+    /// `config.supervision.quarantine_after` times is quarantined into `config.quarantine`
+    /// ([`crate::supervision`]).
+    ///
+    /// Errors: `config.travel` or `config.supervision` invalid, no arbiter given, or the
+    /// journal not answering (as a message naming the rule or the district).
     pub async fn start(
         directory: &Directory,
         config: NodeConfig,
@@ -93,6 +107,14 @@ impl DistrictNode {
         arbiters: &[ArbiterHandle],
     ) -> std::result::Result<Self, String> {
         config.travel.validate()?;
+        config
+            .supervision
+            .validate()
+            .map_err(|e| format!("supervision.{e}"))?;
+        let supervisor = Arc::new(Supervisor::new(
+            config.supervision,
+            config.quarantine.clone(),
+        ));
         if arbiters.is_empty() {
             return Err("at least one arbiter is needed to run district actors".into());
         }
@@ -128,9 +150,10 @@ impl DistrictNode {
             let Recovered {
                 state, epoch, seq, ..
             } = recovered;
-            let every = config.snapshot_every;
+            let (every, supervisor) = (config.snapshot_every, supervisor.clone());
             let addr = DistrictActor::start_in_arbiter(&arbiters[i % arbiters.len()], move |_| {
                 DistrictActor::new(state, clock, outbox, journal, epoch, seq, every, emitted)
+                    .supervised(supervisor)
             });
             districts.insert(district_id.to_owned(), addr);
         }
@@ -144,6 +167,7 @@ impl DistrictNode {
         Ok(Self {
             districts: Arc::new(districts),
             officers: Arc::new(officers),
+            supervisor,
             _tracker: Arc::new(AbortOnDrop(tracker)),
         })
     }
@@ -186,6 +210,12 @@ impl DistrictNode {
             .get(officer_id)
             .ok_or_else(|| Error::UnknownOfficer(officer_id.to_owned()))?;
         self.district(district)
+    }
+
+    /// The node's supervisor: its [`Supervisor::stats`] count panics and quarantined
+    /// commands.
+    pub fn supervisor(&self) -> &Arc<Supervisor> {
+        &self.supervisor
     }
 
     /// Ids of this node's districts.

@@ -39,7 +39,8 @@ pub fn to_status(e: Error) -> Status {
     match &e {
         Error::UnknownDistrict(_) | Error::UnknownOfficer(_) => Status::not_found(e.to_string()),
         Error::Mailbox(_) | Error::Journal(_) => Status::unavailable(e.to_string()),
-        Error::BadReply(_) => Status::internal(e.to_string()),
+        Error::BadReply(_) | Error::Panicked { .. } => Status::internal(e.to_string()),
+        Error::Quarantined { .. } => Status::failed_precondition(e.to_string()),
         Error::Domain(d) => match d {
             DomainError::UnknownOfficer(_)
             | DomainError::UnknownDispatch(_)
