@@ -18,7 +18,13 @@
 //! actor stops for any reason (fenced, relinquished, its arbiter gone): the ownership loop of
 //! a clustered node learns that way that an append was refused. [`Relinquish`] stops the actor
 //! on purpose, storing a snapshot first when the district is handed over.
+//!
+//! The state is applied under `catch_unwind` ([`crate::supervision`]): a panic leaves the
+//! command unjournaled and the state possibly half changed, so the actor rebuilds itself from
+//! the journal the same way and answers [`Error::Panicked`] (or [`Error::Quarantined`] at the
+//! command's `quarantine_after`th panic); the thread, and every other district on it, goes on.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,11 +34,13 @@ use actix::{
     ResponseActFuture, WrapFuture,
 };
 use dispatch_bus::trace::TraceContext;
+use dispatch_core::Timestamp;
 use dispatch_core::clock::SharedClock;
-use dispatch_core::district::{Command, DistrictState, Entry, Reply};
+use dispatch_core::district::{Command, DistrictState, Effect, Entry, Reply};
 use dispatch_core::{Disposition, Incident, LatLng, Officer, OfficerStatus};
 
 use crate::journal::{self, Journal, Loaded};
+use crate::supervision::{self, CommandKey, Supervisor, Verdict};
 use crate::{Error, Outbox, Result};
 
 /// One district's actor.
@@ -53,6 +61,8 @@ pub struct DistrictActor {
     /// The last entry whose effects this actor handed to the outbox (see
     /// [`crate::delivery::Marks`]).
     emitted: Arc<AtomicU64>,
+    /// Counts panics per command and keeps quarantined commands out (shared by the node).
+    supervisor: Arc<Supervisor>,
     /// Told when the actor stops.
     on_stop: Option<StopHook>,
 }
@@ -68,6 +78,9 @@ pub struct Stopped {
 
 /// Where an actor says it stopped.
 pub type StopHook = tokio::sync::mpsc::UnboundedSender<Stopped>;
+
+/// What applying a command gave: the reply and effects, or the district's refusal.
+type Applied = std::result::Result<(Reply, Vec<Effect>), dispatch_core::district::Error>;
 
 /// How long a rebuild waits between tries while the journal does not answer.
 const REBUILD_RETRY: Duration = Duration::from_millis(200);
@@ -99,6 +112,7 @@ impl DistrictActor {
             rebuilding: false,
             emitted,
             on_stop: None,
+            supervisor: Arc::new(Supervisor::in_memory()),
         }
     }
 
@@ -109,6 +123,13 @@ impl DistrictActor {
         self
     }
 
+    /// This actor, supervised by `supervisor` (the node's, shared by its actors) instead of
+    /// one of its own ([`Supervisor::in_memory`]).
+    pub fn supervised(mut self, supervisor: Arc<Supervisor>) -> Self {
+        self.supervisor = supervisor;
+        self
+    }
+
     /// Applies `command` now; when accepted, appends it and then emits its effects (in the
     /// caller's `trace`, when it sent one) and answers. Run it under [`AtomicResponse`], so no
     /// other message interleaves with the append.
@@ -116,6 +137,7 @@ impl DistrictActor {
         &mut self,
         command: Command,
         trace: Option<TraceContext>,
+        ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Result<Reply>> {
         if self.rebuilding {
             let district = self.state.id().to_string();
@@ -124,9 +146,10 @@ impl DistrictActor {
             ))));
         }
         let now = self.clock.now();
-        let (reply, effects) = match self.state.apply(&command, now) {
-            Ok(applied) => applied,
-            Err(e) => return Box::pin(actix::fut::ready(Err(e.into()))),
+        let (reply, effects) = match self.apply_supervised(&command, now, ctx) {
+            Ok(Ok(applied)) => applied,
+            Ok(Err(e)) => return Box::pin(actix::fut::ready(Err(e.into()))),
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
         let entry = Entry {
             at: now,
@@ -167,13 +190,106 @@ impl DistrictActor {
         ))
     }
 
+    /// Applies `command` at `now` under supervision: refuses it at once when quarantined;
+    /// otherwise applies it catching a panic, which rebuilds the district (see
+    /// [`DistrictActor::panicked`]).
+    ///
+    /// Errors: [`Error::Quarantined`], [`Error::Panicked`]; the district's own refusal is the
+    /// inner result.
+    fn apply_supervised(
+        &mut self,
+        command: &Command,
+        now: Timestamp,
+        ctx: &mut Context<Self>,
+    ) -> Result<Applied> {
+        // A healthy node tracks no command: then nothing is serialised or locked.
+        let key = self
+            .supervisor
+            .watching()
+            .then(|| CommandKey::of(self.state.id().as_str(), command));
+        if let Some(key) = &key
+            && let Some(tries) = self.supervisor.quarantined(key)
+        {
+            tracing::warn!(district = %self.state.id(), kind = supervision::command_kind(command),
+                tries, "quarantined command refused");
+            return Err(Error::Quarantined {
+                district: self.state.id().to_string(),
+                tries,
+                recorded_in: self.supervisor.location(),
+            });
+        }
+        let state = &mut self.state;
+        // Unwind safety: after a panic the state is thrown away and rebuilt from the journal.
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(feature = "fault-injection")]
+            supervision::fault_check(supervision::Phase::Before, state.id().as_str(), command);
+            let applied = state.apply(command, now);
+            #[cfg(feature = "fault-injection")]
+            supervision::fault_check(supervision::Phase::After, state.id().as_str(), command);
+            applied
+        }));
+        match outcome {
+            Ok(applied) => {
+                if let Some(key) = &key {
+                    self.supervisor.ran(key);
+                }
+                Ok(applied)
+            }
+            Err(payload) => Err(self.panicked(command, key, &*payload, ctx)),
+        }
+    }
+
+    /// `command` (key `key`, when already made) panicked with `payload`: logs it, tells the
+    /// supervisor, rebuilds the district from its journal (the state may be half changed; the
+    /// command was never journaled) and gives the caller's error. The rebuild holds the
+    /// district's mailbox (`ctx.wait`), so the caller's answer and the next request come after
+    /// it.
+    fn panicked(
+        &mut self,
+        command: &Command,
+        key: Option<CommandKey>,
+        payload: &(dyn std::any::Any + Send),
+        ctx: &mut Context<Self>,
+    ) -> Error {
+        let district = self.state.id().to_string();
+        let kind = supervision::command_kind(command);
+        let message = supervision::panic_message(payload);
+        let key = key.unwrap_or_else(|| CommandKey::of(&district, command));
+        let verdict = self.supervisor.panicked(key, command, &message);
+        let quarantine_after = self.supervisor.config().quarantine_after;
+        let error = match verdict {
+            Verdict::Retry { tries } => {
+                tracing::error!(%district, kind, panic = %message, tries, quarantine_after,
+                    "district panicked applying a command, rebuilding it from its journal");
+                Error::Panicked {
+                    district,
+                    tries,
+                    quarantine_after,
+                }
+            }
+            Verdict::Quarantined { tries } => {
+                let recorded_in = self.supervisor.location();
+                tracing::error!(%district, kind, panic = %message, tries, %recorded_in,
+                    "district panicked applying a command, quarantining the command and rebuilding the district from its journal");
+                Error::Quarantined {
+                    district,
+                    tries,
+                    recorded_in,
+                }
+            }
+        };
+        self.rebuild(ctx);
+        error
+    }
+
     /// Executes `command` atomically and answers what `answer` makes of its reply.
     fn respond<T: 'static>(
         &mut self,
         command: Command,
         answer: fn(Reply) -> Result<T>,
+        ctx: &mut Context<Self>,
     ) -> AtomicResponse<Self, Result<T>> {
-        self.respond_traced(command, None, answer)
+        self.respond_traced(command, None, answer, ctx)
     }
 
     /// [`DistrictActor::respond`] for a request made in `trace`.
@@ -182,9 +298,10 @@ impl DistrictActor {
         command: Command,
         trace: Option<TraceContext>,
         answer: fn(Reply) -> Result<T>,
+        ctx: &mut Context<Self>,
     ) -> AtomicResponse<Self, Result<T>> {
         AtomicResponse::new(Box::pin(
-            self.execute(command, trace)
+            self.execute(command, trace, ctx)
                 .map(move |r, _, _| r.and_then(answer)),
         ))
     }
@@ -464,37 +581,42 @@ fn officer(reply: Reply) -> Result<Officer> {
 
 impl Handler<Submit> for DistrictActor {
     type Result = AtomicResponse<Self, Result<Incident>>;
-    fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
-        self.respond_traced(Command::Submit(Box::new(msg.incident)), msg.trace, incident)
+    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) -> Self::Result {
+        self.respond_traced(
+            Command::Submit(Box::new(msg.incident)),
+            msg.trace,
+            incident,
+            ctx,
+        )
     }
 }
 
 impl Handler<SetStatus> for DistrictActor {
     type Result = AtomicResponse<Self, Result<Officer>>;
-    fn handle(&mut self, msg: SetStatus, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: SetStatus, ctx: &mut Context<Self>) -> Self::Result {
         let command = Command::SetStatus {
             officer_id: msg.officer_id.into(),
             status: msg.status,
             location: msg.location,
         };
-        self.respond(command, officer)
+        self.respond(command, officer, ctx)
     }
 }
 
 impl Handler<ReportLocation> for DistrictActor {
     type Result = AtomicResponse<Self, Result<()>>;
-    fn handle(&mut self, msg: ReportLocation, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: ReportLocation, ctx: &mut Context<Self>) -> Self::Result {
         let command = Command::ReportLocation {
             officer_id: msg.officer_id.into(),
             location: msg.location,
         };
-        self.respond(command, |_| Ok(()))
+        self.respond(command, |_| Ok(()), ctx)
     }
 }
 
 impl Handler<DispatchStep> for DistrictActor {
     type Result = AtomicResponse<Self, Result<Incident>>;
-    fn handle(&mut self, msg: DispatchStep, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: DispatchStep, ctx: &mut Context<Self>) -> Self::Result {
         let (officer_id, dispatch_id) = (msg.officer_id.into(), msg.dispatch_id.into());
         let command = match msg.step {
             Step::Acknowledge => Command::Acknowledge {
@@ -511,7 +633,7 @@ impl Handler<DispatchStep> for DistrictActor {
                 disposition,
             },
         };
-        self.respond_traced(command, msg.trace, incident)
+        self.respond_traced(command, msg.trace, incident, ctx)
     }
 }
 

@@ -18,6 +18,7 @@ use crate::actor::{DistrictActor, Recovered, StopHook};
 use crate::delivery::{Marks, track};
 use crate::journal::Journal;
 use crate::node::{NodeConfig, officer_id};
+use crate::supervision::Supervisor;
 use crate::{Error, Outbox, Result};
 
 /// How to start a district's actor on this node.
@@ -30,10 +31,13 @@ pub(crate) struct Host {
     /// Round-robin over `arbiters`.
     next: AtomicUsize,
     marks: Arc<Marks>,
+    /// Supervises every district actor of the node.
+    supervisor: Arc<Supervisor>,
 }
 
 impl Host {
-    /// Errors: `config.travel` invalid or no arbiter given, as a message naming the rule.
+    /// Errors: `config.travel` or `config.supervision` invalid, or no arbiter given, as a
+    /// message naming the rule.
     pub(crate) fn new(
         config: NodeConfig,
         clock: SharedClock,
@@ -42,6 +46,14 @@ impl Host {
         arbiters: &[ArbiterHandle],
     ) -> std::result::Result<Self, String> {
         config.travel.validate()?;
+        config
+            .supervision
+            .validate()
+            .map_err(|e| format!("supervision.{e}"))?;
+        let supervisor = Arc::new(Supervisor::new(
+            config.supervision,
+            config.quarantine.clone(),
+        ));
         if arbiters.is_empty() {
             return Err("at least one arbiter is needed to run district actors".into());
         }
@@ -53,7 +65,13 @@ impl Host {
             arbiters: arbiters.to_vec(),
             next: AtomicUsize::new(0),
             marks: Arc::new(Marks::default()),
+            supervisor,
         })
+    }
+
+    /// The node's supervisor.
+    pub(crate) fn supervisor(&self) -> &Arc<Supervisor> {
+        &self.supervisor
     }
 
     pub(crate) fn journal(&self) -> &dyn Journal {
@@ -98,12 +116,13 @@ impl Host {
         let Recovered {
             state, epoch, seq, ..
         } = recovered;
-        let every = self.config.snapshot_every;
+        let (every, supervisor) = (self.config.snapshot_every, self.supervisor.clone());
         let arbiter =
             &self.arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
         let addr = DistrictActor::start_in_arbiter(arbiter, move |_| {
             let actor =
-                DistrictActor::new(state, clock, outbox, journal, epoch, seq, every, emitted);
+                DistrictActor::new(state, clock, outbox, journal, epoch, seq, every, emitted)
+                    .supervised(supervisor);
             match hook {
                 Some(hook) => actor.with_stop_hook(hook),
                 None => actor,

@@ -16,7 +16,9 @@
 //! district process over Redis), or districts may be spread over several nodes
 //! ([`DistrictNode::join_cluster`]): each node then owns the districts rendezvous hashing gives
 //! it among the live nodes, through a fenced lease, and takes over those of a node that dies
-//! or leaves (`ownership`, over `dispatch-cluster`).
+//! or leaves (`ownership`, over `dispatch-cluster`). A panic in one district's
+//! handler is caught, costs that district a rebuild from its journal and never its neighbours
+//! on the same thread; a command that keeps panicking is quarantined ([`supervision`]).
 
 pub mod actor;
 mod delivery;
@@ -25,7 +27,10 @@ pub mod journal;
 pub mod node;
 pub mod outbox;
 mod ownership;
+mod recent;
+mod record_stream;
 pub mod service;
+pub mod supervision;
 
 pub use node::{ClusterOptions, DistrictNode, NodeConfig};
 pub use outbox::Outbox;
@@ -59,6 +64,35 @@ pub enum Error {
     /// rebuilds itself), or the district was taken over by another owner.
     #[error(transparent)]
     Journal(#[from] journal::Error),
+    /// The district's handler panicked on this command (a bug): the command was not applied
+    /// and the district was rebuilt from its journal. Tried again it may pass (the state moves
+    /// on); at its `quarantine_after`th panic it is quarantined instead.
+    #[error(
+        "district {district} failed on this command (panic {tries} of {quarantine_after} before \
+         quarantine): it was not applied and the district was rebuilt from its journal"
+    )]
+    Panicked {
+        /// The district.
+        district: String,
+        /// Panics of this command so far.
+        tries: u32,
+        /// Panics after which it is quarantined ([`supervision::SupervisionConfig`]).
+        quarantine_after: u32,
+    },
+    /// The command made the district panic `tries` times and is quarantined: refused without
+    /// running until an operator deals with it.
+    #[error(
+        "command quarantined in district {district} after {tries} panics: it is refused without \
+         running; see {recorded_in}"
+    )]
+    Quarantined {
+        /// The district.
+        district: String,
+        /// Panics it raised.
+        tries: u32,
+        /// Where it is recorded ([`supervision::QuarantineSink::location`]).
+        recorded_in: String,
+    },
     /// The actor answered something other than the request asks for (a bug).
     #[error("district answered an unexpected reply: {0}")]
     BadReply(String),

@@ -19,10 +19,11 @@ use crate::actor::{
 use crate::host::{Host, Table};
 use crate::journal::Journal;
 use crate::ownership::Ownership;
+use crate::supervision::{MemoryQuarantine, QuarantineSink, SupervisionConfig, Supervisor};
 use crate::{Outbox, Result};
 
 /// How this node runs its districts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct NodeConfig {
     /// ETA model of the dispatch rule (defaults: circuity 1.4, 30 km/h).
     pub travel: TravelModel,
@@ -33,6 +34,11 @@ pub struct NodeConfig {
     /// replays at most that many entries, a few milliseconds, and a busy district of a few
     /// hundred calls a day snapshots a few times an hour).
     pub snapshot_every: u64,
+    /// When a command that makes a district panic is quarantined (default: at its 3rd panic).
+    pub supervision: SupervisionConfig,
+    /// Where quarantined commands are recorded (default: [`MemoryQuarantine::default`]; the
+    /// server gives [`crate::supervision::RedisQuarantine`] with Redis).
+    pub quarantine: Arc<dyn QuarantineSink>,
 }
 
 impl Default for NodeConfig {
@@ -41,6 +47,8 @@ impl Default for NodeConfig {
             travel: TravelModel::default(),
             officers_per_district: 20,
             snapshot_every: 256,
+            supervision: SupervisionConfig::default(),
+            quarantine: Arc::new(MemoryQuarantine::default()),
         }
     }
 }
@@ -74,6 +82,8 @@ pub struct DistrictNode {
 }
 
 struct Inner {
+    /// Supervises every district actor of the node.
+    supervisor: Arc<Supervisor>,
     table: Arc<Table>,
     /// In a cluster: the ownership loop, stopped (without a handoff) with the last handle.
     ownership: Option<Ownership>,
@@ -112,6 +122,7 @@ impl DistrictNode {
     fn new(host: &Host, table: Arc<Table>, ownership: Option<Ownership>) -> Self {
         Self {
             inner: Arc::new(Inner {
+                supervisor: host.supervisor().clone(),
                 table,
                 ownership,
                 _tracker: AbortOnDrop(host.track()),
@@ -126,8 +137,12 @@ impl DistrictNode {
     /// roster of `config.officers_per_district` off-duty officers. Effects of entries not yet
     /// delivered are delivered again.
     ///
-    /// Errors: `config.travel` invalid, no arbiter given, or the journal not answering (as a
-    /// message naming the rule or the district).
+    /// A panic in a district's handler rebuilds that district alone; a command that panics
+    /// `config.supervision.quarantine_after` times is quarantined into `config.quarantine`
+    /// ([`crate::supervision`]).
+    ///
+    /// Errors: `config.travel` or `config.supervision` invalid, no arbiter given, or the
+    /// journal not answering (as a message naming the rule or the district).
     pub async fn start(
         directory: &Directory,
         config: NodeConfig,
@@ -233,6 +248,12 @@ impl DistrictNode {
             .ownership
             .as_ref()
             .is_none_or(Ownership::is_subscribed)
+    }
+
+    /// The node's supervisor: its [`Supervisor::stats`] count panics and quarantined
+    /// commands.
+    pub fn supervisor(&self) -> &Arc<Supervisor> {
+        &self.inner.supervisor
     }
 
     /// This node's id in the cluster; `None` for a node that runs every district.

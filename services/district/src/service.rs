@@ -53,7 +53,8 @@ pub fn to_status(e: Error) -> Status {
             }
             status
         }
-        Error::BadReply(_) => Status::internal(e.to_string()),
+        Error::BadReply(_) | Error::Panicked { .. } => Status::internal(e.to_string()),
+        Error::Quarantined { .. } => Status::failed_precondition(e.to_string()),
         Error::Domain(d) => match d {
             DomainError::UnknownOfficer(_)
             | DomainError::UnknownDispatch(_)

@@ -2,6 +2,8 @@
 //! with what it was, why, and whether the outbox sends it again.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -10,8 +12,6 @@ use dispatch_core::district::Effect;
 use dispatch_core::{Category, Incident, IncidentState, LatLng, Timestamp};
 use dispatch_district::outbox::{DeadLetter, DeadLetterSink, Reason, RedisDeadLetters};
 use dispatch_redis_test::RedisServer;
-use redis::AsyncCommands;
-use redis::streams::StreamRangeReply;
 
 fn cleared(id: &str) -> Incident {
     let mut i = Incident::received(
@@ -32,19 +32,7 @@ fn cleared(id: &str) -> Incident {
 }
 
 async fn entries(url: &str) -> Vec<HashMap<String, String>> {
-    let client = redis::Client::open(url).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    let reply: StreamRangeReply = con.xrange_all(RedisDeadLetters::KEY).await.unwrap();
-    reply
-        .ids
-        .into_iter()
-        .map(|e| {
-            e.map
-                .into_iter()
-                .map(|(k, v)| (k, redis::from_redis_value::<String>(v).unwrap()))
-                .collect()
-        })
-        .collect()
+    common::stream_entries(url, RedisDeadLetters::KEY).await
 }
 
 #[tokio::test]

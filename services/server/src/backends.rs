@@ -12,6 +12,7 @@ use dispatch_case_squad::{CaseStore, MemoryCaseStore, RedisCaseStore, book};
 use dispatch_core::clock::SharedClock;
 use dispatch_district::journal::{Journal, MemoryJournal, RedisJournal};
 use dispatch_district::outbox::{DeadLetterSink, MemoryDeadLetters, RedisDeadLetters};
+use dispatch_district::supervision::{MemoryQuarantine, QuarantineSink, RedisQuarantine};
 use dispatch_intake::{IncidentRecords, IntakeConfig, MemoryRecords, RedisRecords};
 use dispatch_runtime::{Probe, ServeOptions};
 
@@ -55,6 +56,18 @@ pub fn dead_letters(redis: Option<&str>) -> anyhow::Result<Arc<dyn DeadLetterSin
     Ok(match redis {
         Some(url) => Arc::new(RedisDeadLetters::connect(url)?),
         None => Arc::new(MemoryDeadLetters::default()),
+    })
+}
+
+/// Where the district node records quarantined commands (commands that made a district panic
+/// `supervision.quarantine_after` times): the Redis stream [`RedisQuarantine::KEY`] (kept after
+/// the node is gone), or the most recent ones in memory.
+///
+/// Errors: a malformed Redis URL.
+pub fn quarantine(redis: Option<&str>) -> anyhow::Result<Arc<dyn QuarantineSink>> {
+    Ok(match redis {
+        Some(url) => Arc::new(RedisQuarantine::connect(url)?),
+        None => Arc::new(MemoryQuarantine::default()),
     })
 }
 

@@ -48,6 +48,9 @@ pub struct Config {
     /// The district node's outbox: lane capacity, tries before a dead letter, call deadline,
     /// backoff (milliseconds).
     pub outbox: dispatch_district::outbox::OutboxConfig,
+    /// The district node's supervision: a command that makes a district panic this many times
+    /// (`supervision.quarantine_after`, default 3) is quarantined.
+    pub supervision: dispatch_district::supervision::SupervisionConfig,
     /// After SIGTERM, how long running calls may finish before the process closes what is
     /// still open and exits, milliseconds (default 10,000: well inside Kubernetes' default 30 s
     /// grace period).
@@ -115,6 +118,7 @@ impl Default for Config {
             intake: dispatch_intake::IntakeConfig::default(),
             redis: RedisSettings::default(),
             outbox: dispatch_district::outbox::OutboxConfig::default(),
+            supervision: dispatch_district::supervision::SupervisionConfig::default(),
             drain_ms: 10_000,
         }
     }
@@ -185,12 +189,16 @@ impl Config {
 
     /// Checks the rules: clock scale finite and > 0, clock epoch (when given) at least
     /// [`dispatch_core::clock::MIN_EPOCH_MS`] (milliseconds, not seconds), travel model valid, at
-    /// least one officer per district, one investigator per squad and one arbiter.
+    /// least one officer per district, one investigator per squad and one arbiter, and a
+    /// command quarantined after at least one panic.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.intake.validate().map_err(|e| anyhow::anyhow!(e))?;
         self.outbox
             .validate()
             .map_err(|e| anyhow::anyhow!("outbox: {e}"))?;
+        self.supervision
+            .validate()
+            .map_err(|e| anyhow::anyhow!("supervision.{e}"))?;
         if self.drain_ms == 0 {
             anyhow::bail!("drain_ms must be > 0");
         }
@@ -253,7 +261,7 @@ impl Config {
 }
 
 /// The configuration's top-level keys; other `DISPATCH_*` variables are not ours.
-const TOP_LEVEL_KEYS: [&str; 13] = [
+const TOP_LEVEL_KEYS: [&str; 14] = [
     "listen",
     "peers",
     "map",
@@ -266,6 +274,7 @@ const TOP_LEVEL_KEYS: [&str; 13] = [
     "intake",
     "redis",
     "outbox",
+    "supervision",
     "drain_ms",
 ];
 
@@ -348,6 +357,28 @@ mod tests {
         );
         let err = Config::load(None, env(&[("DISPATCH_TRAVEL__SPEED", "3")])).unwrap_err();
         assert!(err.to_string().contains("speed"), "{err}");
+    }
+
+    #[test]
+    fn supervision_layers_and_needs_one_try() {
+        assert_eq!(Config::default().supervision.quarantine_after, 3);
+        let c = Config::load(
+            None,
+            env(&[("DISPATCH_SUPERVISION__QUARANTINE_AFTER", "5")]),
+        )
+        .unwrap();
+        assert_eq!(c.supervision.quarantine_after, 5);
+        let err = Config::load(
+            None,
+            env(&[("DISPATCH_SUPERVISION__QUARANTINE_AFTER", "0")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "supervision.quarantine_after must be >= 1, got 0 \
+             (from DISPATCH_SUPERVISION__QUARANTINE_AFTER)"
+        );
     }
 
     #[test]

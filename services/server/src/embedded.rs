@@ -17,6 +17,7 @@ use dispatch_case_squad::CaseSquadService;
 use dispatch_core::TravelModel;
 use dispatch_core::clock::{SharedClock, WallClock};
 use dispatch_district::outbox::OutboxConfig;
+use dispatch_district::supervision::SupervisionConfig;
 use dispatch_district::{DistrictGrpc, DistrictNode, NodeConfig, Outbox};
 use dispatch_geo_router::GeoRouterService;
 use dispatch_intake::{IntakeConfig, IntakeService};
@@ -60,6 +61,8 @@ pub struct ClusterConfig {
     pub drain: std::time::Duration,
     /// The district node's outbox: lanes, tries, deadlines, redrive.
     pub outbox: OutboxConfig,
+    /// The district node's supervision: panics before a command is quarantined.
+    pub supervision: SupervisionConfig,
 }
 
 impl Default for ClusterConfig {
@@ -75,6 +78,7 @@ impl Default for ClusterConfig {
             redis_url: None,
             drain: dispatch_runtime::DEFAULT_DRAIN,
             outbox: OutboxConfig::default(),
+            supervision: SupervisionConfig::default(),
         }
     }
 }
@@ -148,6 +152,8 @@ impl EmbeddedCluster {
             NodeConfig {
                 travel: config.travel,
                 officers_per_district: config.officers_per_district,
+                supervision: config.supervision,
+                quarantine: backends::quarantine(redis)?,
                 ..NodeConfig::default()
             },
             clock.clone(),

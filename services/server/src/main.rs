@@ -211,6 +211,7 @@ async fn serve(
                     redis_url: config.redis.url.clone(),
                     drain: std::time::Duration::from_millis(config.drain_ms),
                     outbox: config.outbox,
+                    supervision: config.supervision,
                 },
             )
             .await?;

@@ -189,6 +189,8 @@ pub async fn run_service(
                 NodeConfig {
                     travel: config.travel,
                     officers_per_district: config.officers_per_district,
+                    supervision: config.supervision,
+                    quarantine: backends::quarantine(config.redis.url.as_deref())?,
                     ..NodeConfig::default()
                 },
                 clock,

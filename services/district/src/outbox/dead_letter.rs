@@ -7,13 +7,12 @@
 //! [`DeadLetterSink`]. The sink is a trait so the Redis dead-letter stream of DESIGN.md section 5
 //! can replace the in-memory [`MemoryDeadLetters`] without touching the lanes.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 
 use dispatch_bus::ports::PortError;
 use dispatch_core::district::Effect;
+
+use crate::recent::Recent;
 
 /// The lane an effect travels in: one per destination, each drained by its own task, so one
 /// failing destination never delays another (DESIGN.md section 5).
@@ -196,9 +195,7 @@ pub trait DeadLetterSink: Send + Sync + 'static {
 /// `recorded` count still show every letter).
 #[derive(Debug)]
 pub struct MemoryDeadLetters {
-    capacity: usize,
-    letters: Mutex<VecDeque<DeadLetter>>,
-    recorded: AtomicU64,
+    letters: Recent<DeadLetter>,
 }
 
 impl MemoryDeadLetters {
@@ -210,27 +207,18 @@ impl MemoryDeadLetters {
     /// A record keeping the `capacity` most recent letters (0 keeps none but still counts).
     pub fn new(capacity: usize) -> Self {
         Self {
-            capacity,
-            letters: Mutex::new(VecDeque::with_capacity(
-                capacity.min(Self::DEFAULT_CAPACITY),
-            )),
-            recorded: AtomicU64::new(0),
+            letters: Recent::new(capacity),
         }
     }
 
     /// The letters kept, oldest first.
     pub fn letters(&self) -> Vec<DeadLetter> {
-        self.lock().iter().cloned().collect()
+        self.letters.items()
     }
 
     /// Letters ever recorded, including those no longer kept.
     pub fn recorded(&self) -> u64 {
-        self.recorded.load(Ordering::Relaxed)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<DeadLetter>> {
-        // A panic while holding the lock cannot leave the deque half-changed (push/pop only).
-        self.letters.lock().unwrap_or_else(PoisonError::into_inner)
+        self.letters.recorded()
     }
 }
 
@@ -242,14 +230,6 @@ impl Default for MemoryDeadLetters {
 
 impl DeadLetterSink for MemoryDeadLetters {
     fn record(&self, letter: DeadLetter) {
-        self.recorded.fetch_add(1, Ordering::Relaxed);
-        if self.capacity == 0 {
-            return;
-        }
-        let mut letters = self.lock();
-        if letters.len() >= self.capacity {
-            letters.pop_front();
-        }
-        letters.push_back(letter);
+        self.letters.push(letter);
     }
 }

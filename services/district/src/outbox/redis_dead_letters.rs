@@ -13,36 +13,25 @@
 //!   it was refused and waits for an operator;
 //! - `effect`: the effect as JSON, enough to replay it by hand.
 //!
-//! [`DeadLetterSink::record`] must not block, so letters go through a bounded queue to one
-//! writer task, which retries through Redis blips ([`redis_conn::retry`]; a letter whose reply was lost may
-//! show twice). A letter that finds
-//! the queue full, or that Redis refuses for longer than the retry window, is not in the stream;
-//! it is still in the error log line the outbox wrote and in its counters, and counted here as
-//! [`RedisDeadLetters::unrecorded`]. The stream is a record, not what keeps an effect alive: an
-//! effect that may still be delivered stays parked in the outbox and held by the journal.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! [`DeadLetterSink::record`] must not block, so letters go through the bounded queue and
+//! writer task of a [`RecordStream`] (retried through Redis blips; a letter whose reply was lost
+//! may show twice). A letter that finds the queue full, or that Redis refuses for longer than
+//! the retry window, is not in the stream; it is still in the error log line the outbox wrote
+//! and in its counters, and counted here as [`RedisDeadLetters::unrecorded`]. The stream is a
+//! record, not what keeps an effect alive: an effect that may still be delivered stays parked
+//! in the outbox and held by the journal.
 
 use dispatch_bus::redis_conn;
+use redis::RedisError;
 use redis::aio::ConnectionManager;
-use redis::streams::StreamMaxlen;
-use redis::{AsyncCommands, RedisError};
-use tokio::sync::mpsc;
 
 use super::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::record_stream::{RecordStream, StreamRecord};
 
 /// The dead-letter stream in Redis; see the module docs.
 #[derive(Debug)]
 pub struct RedisDeadLetters {
-    tx: mpsc::Sender<DeadLetter>,
-    counts: Arc<Counts>,
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    written: AtomicU64,
-    unrecorded: AtomicU64,
+    stream: RecordStream<DeadLetter>,
 }
 
 impl RedisDeadLetters {
@@ -67,95 +56,48 @@ impl RedisDeadLetters {
 
     /// A sink writing to `key` over `con`, keeping about `retention` letters.
     pub fn start(con: ConnectionManager, key: &str, retention: usize) -> Self {
-        let (tx, rx) = mpsc::channel(Self::QUEUE);
-        let counts = Arc::new(Counts::default());
-        tokio::spawn(write(con, key.to_owned(), retention, rx, counts.clone()));
-        Self { tx, counts }
+        Self {
+            stream: RecordStream::start(con, key, retention, Self::QUEUE),
+        }
     }
 
     /// Letters written to the stream so far.
     pub fn written(&self) -> u64 {
-        self.counts.written.load(Ordering::Relaxed)
+        self.stream.written()
     }
 
     /// Letters that are not in the stream: the queue was full or Redis refused them past the
     /// retry window. Each is still in the outbox's error log line and counters.
     pub fn unrecorded(&self) -> u64 {
-        self.counts.unrecorded.load(Ordering::Relaxed)
+        self.stream.unrecorded()
     }
 }
 
 impl DeadLetterSink for RedisDeadLetters {
     fn record(&self, letter: DeadLetter) {
-        if let Err(e) = self.tx.try_send(letter) {
-            self.counts.unrecorded.fetch_add(1, Ordering::Relaxed);
-            let letter = match e {
-                mpsc::error::TrySendError::Full(l) | mpsc::error::TrySendError::Closed(l) => l,
-            };
-            tracing::error!(
-                incident = %letter.incident_id,
-                kind = %letter.kind,
-                "dead letter not written to Redis: its queue is full"
-            );
-        }
+        self.stream.record(letter);
     }
 }
 
-/// The fields of `letter`'s stream entry.
-fn fields(letter: &DeadLetter) -> Vec<(&'static str, String)> {
-    let effect = serde_json::to_string(&letter.effect)
-        .unwrap_or_else(|e| format!("{{\"unserialisable\":\"{e}\"}}"));
-    vec![
-        ("lane", letter.lane.name().to_owned()),
-        ("destination", letter.destination.clone()),
-        ("kind", letter.kind.name().to_owned()),
-        ("incident", letter.incident_id.clone()),
-        ("reason", letter.reason.to_string()),
-        (
-            "redelivered",
-            if letter.reason.redelivered() {
-                "1"
-            } else {
-                "0"
-            }
-            .to_owned(),
-        ),
-        ("effect", effect),
-    ]
-}
+impl StreamRecord for DeadLetter {
+    const WHAT: &'static str = "dead letter";
 
-async fn write(
-    con: ConnectionManager,
-    key: String,
-    retention: usize,
-    mut rx: mpsc::Receiver<DeadLetter>,
-    counts: Arc<Counts>,
-) {
-    while let Some(letter) = rx.recv().await {
-        let fields = fields(&letter);
-        let added = redis_conn::retry("dead letter", || {
-            let mut con = con.clone();
-            let (key, fields) = (&key, &fields);
-            async move {
-                con.xadd_maxlen::<_, _, _, _, String>(
-                    key,
-                    StreamMaxlen::Approx(retention),
-                    "*",
-                    fields,
-                )
-                .await
-            }
-        })
-        .await;
-        match added {
-            Ok(_) => {
-                counts.written.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                counts.unrecorded.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(incident = %letter.incident_id, kind = %letter.kind, error = %e,
-                    "dead letter not written to Redis");
-            }
-        }
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let effect = serde_json::to_string(&self.effect)
+            .unwrap_or_else(|e| format!("{{\"unserialisable\":\"{e}\"}}"));
+        let redelivered = if self.reason.redelivered() { "1" } else { "0" };
+        vec![
+            ("lane", self.lane.name().to_owned()),
+            ("destination", self.destination.clone()),
+            ("kind", self.kind.name().to_owned()),
+            ("incident", self.incident_id.clone()),
+            ("reason", self.reason.to_string()),
+            ("redelivered", redelivered.to_owned()),
+            ("effect", effect),
+        ]
+    }
+
+    fn describe(&self) -> String {
+        format!("{} of incident {}", self.kind, self.incident_id)
     }
 }
