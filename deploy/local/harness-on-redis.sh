@@ -10,7 +10,8 @@
 #   --kill-at N      one process only: SIGKILL the server N real seconds into the run and start
 #                    it again at once on the same Redis and clock epoch (nothing may be lost)
 # The harness report goes to stdout; its JSON to target/<scenario>-redis.json. Exit code: the
-# harness's. Needs redis-server and the release binaries (built here).
+# harness's. Needs redis-server and the release binaries (built here, in $CARGO_TARGET_DIR when
+# set). If the cluster does not come up, the end of its log is printed.
 # Ports: Redis on $REDIS_PORT (default 6391), the one-process cluster on 127.0.0.1:50071, the
 # separate processes on 50051-50055; each must be free (checked: never someone else's Redis).
 set -euo pipefail
@@ -35,6 +36,7 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   echo "port $port is taken (another Redis?): set REDIS_PORT to a free port" >&2; exit 2
 fi
 cargo build --release -p dispatch-server -p dispatch-loadtest
+bin=${CARGO_TARGET_DIR:-target}/release
 dir=$(mktemp -d)
 redis-server deploy/redis/redis.conf --port "$port" --dir "$dir" > "$dir/redis.log" 2>&1 &
 rpid=$!
@@ -49,35 +51,42 @@ trap cleanup EXIT
 url="redis://127.0.0.1:$port/0"
 epoch=$(date +%s%3N)  # GNU date: ms since the Unix epoch, one for every process and restart
 json="target/$(basename "$scenario" .toml)-redis.json"
+mkdir -p target
 
+# Waits for the cluster's ports; gives up when its process $1 exits or after 300 s, printing
+# the end of its log $2.
 wait_ports() {
+  local pid=$1 log=$2; shift 2
   for _ in $(seq 1 300); do
     local ok=1
     for p in "$@"; do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || ok=0; done
     ((ok)) && return 0
+    kill -0 "$pid" 2>/dev/null || break
     sleep 1
   done
-  echo "cluster did not open its ports" >&2; return 1
+  echo "cluster did not open its ports $*; the end of its log:" >&2
+  tail -n 20 "$log" >&2
+  return 1
 }
 
 if ((separate)); then
   deploy/local/run-separate.sh --redis "$url" --clock-scale 60 --clock-epoch-ms "$epoch" "${extra[@]}" > "$dir/cluster.log" 2>&1 &
   pids+=($!)
-  wait_ports 50051 50052 50053 50054 50055
-  target/release/loadtest run "$scenario" --intake 127.0.0.1:50051 --geo-router 127.0.0.1:50052 \
+  wait_ports "$!" "$dir/cluster.log" 50051 50052 50053 50054 50055
+  "$bin/loadtest" run "$scenario" --intake 127.0.0.1:50051 --geo-router 127.0.0.1:50052 \
     --district 127.0.0.1:50053 --case-squad 127.0.0.1:50054 --notification 127.0.0.1:50055 --json "$json"
   exit $?
 fi
 
 server() {
-  target/release/dispatch-server all --redis "$url" --listen 127.0.0.1:50071 --clock-scale 60 \
+  "$bin/dispatch-server" all --redis "$url" --listen 127.0.0.1:50071 --clock-scale 60 \
     --clock-epoch-ms "$epoch" "${extra[@]}" >> "$dir/server.log" 2>&1 &
   spid=$!
   pids+=("$spid")
 }
 server
-wait_ports 50071
-target/release/loadtest run "$scenario" --cluster 127.0.0.1:50071 --json "$json" &
+wait_ports "$spid" "$dir/server.log" 50071
+"$bin/loadtest" run "$scenario" --cluster 127.0.0.1:50071 --json "$json" &
 hpid=$!
 if [[ -n $kill_at ]]; then
   sleep "$kill_at"

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -p dispatch-server --bin dispatch-server
-bin=target/release/dispatch-server
+bin=${CARGO_TARGET_DIR:-target}/release/dispatch-server
 peers=(--intake 127.0.0.1:50051 --geo-router 127.0.0.1:50052 --district 127.0.0.1:50053
        --case-squad 127.0.0.1:50054 --notification 127.0.0.1:50055)
 clock=()

@@ -134,9 +134,37 @@ fn write(path: &Path, text: &str) -> Result<()> {
     })
 }
 
+/// Makes sure the report can be written to `path` before an hour-long run, not after it:
+/// creates its folder and opens the file for writing (leaving no file behind that was not
+/// there before).
+///
+/// Errors: [`Error::Write`] naming `path` (exit code 2, bad input).
+fn writable(path: &Path) -> Result<()> {
+    let failed = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(failed)?;
+    }
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(failed)?;
+    if !existed {
+        std::fs::remove_file(path).map_err(failed)?;
+    }
+    Ok(())
+}
+
 fn run_command(args: &RunArgs) -> Result<Verdict> {
     let scenario = Scenario::load(&args.scenario)?;
     let target = args.target()?;
+    for path in args.json.iter().chain(&args.html) {
+        writable(path)?;
+    }
     let source = args.map_source(&scenario)?;
     let started = std::time::Instant::now();
     let map = Arc::new(load_map(&source)?);

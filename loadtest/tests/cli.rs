@@ -85,6 +85,43 @@ fn missing_files_and_bad_flags_exit_2() {
 }
 
 #[test]
+fn a_report_path_is_checked_before_the_run_and_its_folder_made() {
+    let dir = common::temp_dir("cli-report-path");
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, common::TINY).unwrap();
+    // A file where the report's folder should be: refused as bad input (2) before the run,
+    // which would have failed with 1 (nothing listens on port 1).
+    let blocker = dir.join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let report = blocker.join("report.json");
+    let out = loadtest()
+        .arg("run")
+        .arg(&path)
+        .args(["--cluster", "127.0.0.1:1", "--json"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("cannot write {}", report.display()))
+    );
+    // A folder that does not exist yet is made (then the run fails to connect, with 1), and no
+    // empty report is left in it.
+    let report = dir.join("new/folder/report.html");
+    let out = loadtest()
+        .arg("run")
+        .arg(&path)
+        .args(["--cluster", "127.0.0.1:1", "--html"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(dir.join("new/folder").is_dir());
+    assert!(!report.exists());
+}
+
+#[test]
 fn unreachable_cluster_exits_1() {
     let dir = common::temp_dir("cli-unreachable");
     let path = dir.join("tiny.toml");
