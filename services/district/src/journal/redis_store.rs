@@ -126,6 +126,8 @@ fn keys(district: &str) -> Keys {
 #[derive(Clone)]
 pub struct RedisJournal {
     con: ConnectionManager,
+    /// The URL, for [`RedisJournal::local`].
+    url: String,
     append: Script,
     snapshot: Script,
     delivered: Script,
@@ -154,6 +156,7 @@ impl RedisJournal {
             redis_conn::connect(url).map_err(|e| Error::Unavailable(format!("{url}: {e}")))?;
         Ok(Self {
             con,
+            url: url.to_owned(),
             append: Script::new(&append_script()),
             snapshot: Script::new(&snapshot_script()),
             delivered: Script::new(&delivered_script()),
@@ -176,6 +179,30 @@ impl RedisJournal {
     pub fn with_notices(mut self, feeds: RedisConfig) -> Self {
         self.notices = Some(feeds);
         self
+    }
+
+    /// A connection of this thread to the journal's Redis, made on first use, for appends: a
+    /// district actor appends from its arbiter's thread, and a connection whose I/O task runs on
+    /// that same thread spares each append two wake-ups of other threads (the reply wakes the
+    /// actor directly). Any other thread gets one too; all reconnect by themselves.
+    fn local(&self) -> ConnectionManager {
+        thread_local! {
+            static LOCAL: std::cell::RefCell<std::collections::HashMap<String, ConnectionManager>> =
+                std::cell::RefCell::default();
+        }
+        LOCAL.with(|cons| {
+            let mut cons = cons.borrow_mut();
+            if let Some(con) = cons.get(&self.url) {
+                return con.clone();
+            }
+            // The URL was accepted by `connect`: a second parse cannot fail; if it did, the
+            // shared connection serves.
+            let Ok(con) = redis_conn::connect(&self.url) else {
+                return self.con.clone();
+            };
+            cons.insert(self.url.clone(), con.clone());
+            con
+        })
     }
 
     /// The keys and arguments of the orders of `entry` ([`RedisJournal::with_notices`]).
@@ -228,14 +255,17 @@ fn fenced_or(district: &str, epoch: u64, (ok, current): (i64, u64)) -> Result<u6
 #[tonic::async_trait]
 impl Journal for RedisJournal {
     async fn open(&self, district: &str) -> Result<Loaded> {
-        // Taking the epoch is not idempotent, but a lost reply only skips an epoch: the next
-        // open takes a higher one, and nobody holds the skipped one.
-        let epoch: u64 = self
-            .con
-            .clone()
-            .incr(&keys(district).epoch, 1)
-            .await
-            .map_err(unavailable)?;
+        // Taking the epoch is not idempotent, but a lost reply only skips an epoch: the retry
+        // takes a higher one, and nobody holds the skipped one. So it is retried like the rest
+        // (a connection broken by a Redis restart fails its first command).
+        let key = keys(district).epoch;
+        let epoch: u64 = redis_conn::retry("journal open", || {
+            let mut con = self.con.clone();
+            let key = &key;
+            async move { con.incr(key, 1).await }
+        })
+        .await
+        .map_err(unavailable)?;
         self.load(district, epoch).await
     }
 
@@ -301,8 +331,9 @@ impl Journal for RedisJournal {
         let append_id = format!("{}:{n}", self.instance);
         let (notice_keys, notice_args) = self.notices_of(entry);
         let notices = notice_keys.len() / feed::APPEND_KEYS;
+        let local = self.local();
         let answer: (i64, u64) = redis_conn::retry("journal append", || {
-            let mut con = self.con.clone();
+            let mut con = local.clone();
             let mut inv = self.append.prepare_invoke();
             inv.key(&k.epoch)
                 .key(&k.seq)
