@@ -16,10 +16,12 @@
 //! district process over Redis), or districts may be spread over several nodes
 //! ([`DistrictNode::join_cluster`]): each node then owns the districts rendezvous hashing gives
 //! it among the live nodes, through a fenced lease, and takes over those of a node that dies
-//! or leaves (`ownership`, over `dispatch-cluster`).
+//! or leaves (`ownership`, over `dispatch-cluster`), and forwards a terminal's command for a
+//! district it does not own to the owner ([`forward`]).
 
 pub mod actor;
 mod delivery;
+pub mod forward;
 mod host;
 pub mod journal;
 pub mod node;
