@@ -118,6 +118,31 @@ impl ProcessCluster {
         Ok(cluster)
     }
 
+    /// Starts one more district node named `name` (also its cluster node id, `--node-id`) on
+    /// a free loopback port, with the flags of `district`, and waits until it reports SERVING.
+    /// For a cluster started with `--redis`: the nodes then share the districts.
+    ///
+    /// Errors: a port cannot be reserved, the process cannot start, or it never serves.
+    pub async fn add_district_node(&mut self, name: &'static str) -> anyhow::Result<SocketAddr> {
+        let first = self.index("district")?;
+        let addr = free_port()?;
+        let mut args = self.services[first].args.clone();
+        // `run district --listen {addr} ...`
+        args[3] = addr.to_string();
+        args.extend(["--node-id".to_owned(), name.to_owned()]);
+        self.services.push(Service {
+            name,
+            health_name: dispatch_proto::service_names::DISTRICT,
+            addr,
+            args,
+            child: None,
+        });
+        let i = self.services.len() - 1;
+        self.spawn(i)?;
+        self.wait_serving(i).await?;
+        Ok(addr)
+    }
+
     fn index(&self, name: &str) -> anyhow::Result<usize> {
         self.services
             .iter()

@@ -26,7 +26,9 @@
 //!   metadata, read by the handler with [`crate::trace::from_request`].
 //!
 //! The district port also resolves which node owns a district ([`Placement`]) before each
-//! submit; with one node ([`SingleNode`]) that is a check that the district exists.
+//! submit; with one node ([`SingleNode`]) that is a check that the district exists; across
+//! nodes ([`DistrictClient::with_placement`] over [`DistrictNodes`]) an owner that moves is
+//! followed within the call's deadline.
 //!
 //! The notification port carries [`Publication`]s out and a [`Subscription`]'s [`Notice`]s
 //! in, addressed by the feeds' own [`AudienceKey`] and [`Cursor`]; the geo-router's directory
@@ -50,7 +52,9 @@ use futures::Stream;
 use tonic::Request;
 use tonic::transport::{Channel, Endpoint};
 
-pub use self::clients::{CaseClient, DistrictClient, NotifyClient, RecordsClient, RouterClient};
+pub use self::clients::{
+    CaseClient, DistrictClient, DistrictNodes, NotifyClient, RecordsClient, RouterClient,
+};
 pub use self::error::{PortError, Result};
 pub use self::in_process::InProcess;
 pub use self::notice::{Notice, NoticeBody, Publication, PublishedNotice, Subscription};

@@ -846,3 +846,138 @@ async fn publish_refusals_and_malformed_replies_are_typed_over_both_adapters() {
     }
     server.abort();
 }
+
+// ---- Following a district's owner across nodes ----
+
+/// A placement whose answer a test moves, counting the questions.
+#[derive(Default)]
+struct MovingPlacement {
+    owner: Mutex<String>,
+    asked: Mutex<usize>,
+}
+
+impl dispatch_bus::ports::Placement for MovingPlacement {
+    fn owner(&self, district_id: &str) -> Result<String> {
+        *self.asked.lock() += 1;
+        if district_id != "nc-d07" {
+            return Err(PortError::Refused {
+                code: Code::NotFound,
+                field: Some("district_id".into()),
+                message: format!("district_id: {district_id:?} is not a district of this cluster"),
+            });
+        }
+        Ok(self.owner.lock().clone())
+    }
+}
+
+/// A node that no longer owns nc-d07: answers what a district node answers then
+/// (`UNAVAILABLE` naming the owner) and, when given a placement, moves it to `to` as the
+/// placement's release announcement would.
+struct FormerOwner {
+    calls: Mutex<Vec<Call>>,
+    moves: Option<(Arc<MovingPlacement>, &'static str)>,
+}
+
+#[tonic::async_trait]
+impl DistrictPort for FormerOwner {
+    async fn submit(&self, call: &Call, _incident: Incident) -> Result<Incident> {
+        self.calls.lock().push(*call);
+        if let Some((placement, to)) = &self.moves {
+            *placement.owner.lock() = (*to).to_owned();
+        }
+        Err(PortError::from(Status::unavailable(
+            "district nc-d07 is not owned by this node; its owner is node-b",
+        )))
+    }
+}
+
+fn nodes(ports: [(&str, Arc<dyn DistrictPort>); 2]) -> Arc<dyn dispatch_bus::ports::DistrictNodes> {
+    Arc::new(
+        ports
+            .into_iter()
+            .map(|(n, p)| (n.to_owned(), p))
+            .collect::<std::collections::HashMap<_, _>>(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn across_nodes_a_submit_answered_not_owner_is_retried_at_the_new_owner() {
+    let placement = Arc::new(MovingPlacement::default());
+    *placement.owner.lock() = "node-a".into();
+    let a = Arc::new(FormerOwner {
+        calls: Mutex::default(),
+        moves: Some((placement.clone(), "node-b")),
+    });
+    let b = Arc::new(QueueingDistrict::default());
+    let client = DistrictClient::with_placement(
+        placement.clone(),
+        nodes([("node-a", a.clone()), ("node-b", b.clone())]),
+        options(2_000),
+    );
+    let queued = client.submit(routed("nc-d07")).await.unwrap();
+    assert_eq!(queued.state, IncidentState::Queued);
+    assert_eq!(a.calls.lock().len(), 1);
+    assert_eq!(b.calls.lock().len(), 1, "submitted once at the new owner");
+    assert_eq!(
+        *placement.asked.lock(),
+        2,
+        "the owner resolved again for the retry"
+    );
+    // The retry is told the time left: the deadline less the backoff (at least 25 ms).
+    let first = a.calls.lock()[0].deadline;
+    let retry = b.calls.lock()[0].deadline;
+    assert_eq!(first, Duration::from_secs(2));
+    assert!(retry <= first - DistrictClient::RETRY_MIN, "{retry:?}");
+
+    // A district the cluster does not have is refused at once, never sent nor retried.
+    let e = client.submit(routed("nc-d99")).await.unwrap_err();
+    assert_eq!((e.code(), e.field()), (Code::NotFound, Some("district_id")));
+    assert_eq!(*placement.asked.lock(), 3);
+    assert_eq!((a.calls.lock().len(), b.calls.lock().len()), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn across_nodes_an_owner_that_never_answers_is_retried_until_the_deadline() {
+    let placement = Arc::new(MovingPlacement::default());
+    *placement.owner.lock() = "node-a".into();
+    let a = Arc::new(FormerOwner {
+        calls: Mutex::default(),
+        moves: None,
+    });
+    let client = DistrictClient::with_placement(
+        placement,
+        nodes([
+            ("node-a", a.clone()),
+            ("node-b", Arc::new(QueueingDistrict::default())),
+        ]),
+        options(2_000),
+    );
+    let started = tokio::time::Instant::now();
+    let e = client.submit(routed("nc-d07")).await.unwrap_err();
+    assert_eq!(
+        e,
+        PortError::DeadlineExceeded {
+            after: Some(Duration::from_secs(2)),
+            message: String::new()
+        }
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    // Pauses of at most 500 ms over 2 s: at least 4 tries.
+    assert!(a.calls.lock().len() >= 4, "{}", a.calls.lock().len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_node_keeps_one_try_per_submit() {
+    let a = Arc::new(FormerOwner {
+        calls: Mutex::default(),
+        moves: None,
+    });
+    let client = DistrictClient::from_port(
+        a.clone(),
+        SingleNode::new("node-a", ["nc-d07"]),
+        options(2_000),
+    );
+    let e = client.submit(routed("nc-d07")).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    assert_eq!(a.calls.lock().len(), 1);
+}

@@ -17,6 +17,8 @@
 //!   `dispatch-district`, on the same `district:{D}:epoch` key).
 //! - [`placement`]: [`ClusterPlacement`], the `dispatch_bus::ports::Placement` that callers ask
 //!   for a district's owner: its lease holder when known, else the rendezvous choice.
+//! - [`channels`]: [`NodeChannels`], a gRPC channel per live node at the address it
+//!   registered, for the callers that reach an owner.
 //!
 //! The district node's ownership loop, which puts these together (acquire what rendezvous
 //! assigns, rebuild, renew, hand off), is in `dispatch-district`.
@@ -26,12 +28,14 @@
 //! district nodes and of the callers that locate them; a separate crate keeps their Redis
 //! scripts, timers and property tests together and out of every other service's build.
 
+pub mod channels;
 pub mod config;
 pub mod lease;
 pub mod membership;
 pub mod placement;
 pub mod rendezvous;
 
+pub use channels::NodeChannels;
 pub use config::ClusterConfig;
 pub use dispatch_bus::ports::NodeId;
 pub use lease::{Acquired, Holder, Leases, Released, Renewal};

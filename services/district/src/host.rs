@@ -257,6 +257,12 @@ impl Table {
         }
     }
 
+    /// The live district nodes and their addresses, as this clustered node's membership sees
+    /// them; `None` for a node that runs every district.
+    pub(crate) fn members(&self) -> Option<watch::Receiver<LiveView>> {
+        self.owners.as_ref().map(|o| o.view.clone())
+    }
+
     /// Who owns `district` (not this node), when known.
     fn owner_of(&self, district: &str) -> Option<NodeId> {
         let owners = self.owners.as_ref()?;

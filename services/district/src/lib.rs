@@ -16,12 +16,15 @@
 //! district process over Redis), or districts may be spread over several nodes
 //! ([`DistrictNode::join_cluster`]): each node then owns the districts rendezvous hashing gives
 //! it among the live nodes, through a fenced lease, and takes over those of a node that dies
-//! or leaves (`ownership`, over `dispatch-cluster`). A panic in one district's
-//! handler is caught, costs that district a rebuild from its journal and never its neighbours
-//! on the same thread; a command that keeps panicking is quarantined ([`supervision`]).
+//! or leaves (`ownership`, over `dispatch-cluster`), and forwards a terminal's command for a
+//! district it does not own to the owner ([`forward`]).
+//! A panic in one district's handler is caught, costs that district a rebuild from its journal
+//! and never its neighbours on the same thread; a command that keeps panicking is quarantined
+//! ([`supervision`]).
 
 pub mod actor;
 mod delivery;
+pub mod forward;
 mod host;
 pub mod journal;
 pub mod node;

@@ -256,9 +256,29 @@ impl DistrictNode {
         &self.inner.supervisor
     }
 
+    /// Whether this node is ready to take calls: [`DistrictNode::is_subscribed`], and in a
+    /// cluster a first ownership pass done since it joined (it runs the districts rendezvous
+    /// gives it whose leases were free; those another node still holds follow on their release
+    /// or expiry). Always true for a node that runs every district.
+    pub fn is_ready(&self) -> bool {
+        self.is_subscribed()
+            && self
+                .inner
+                .ownership
+                .as_ref()
+                .is_none_or(Ownership::is_settled)
+    }
+
     /// This node's id in the cluster; `None` for a node that runs every district.
     pub fn node_id(&self) -> Option<&str> {
         self.inner.ownership.as_ref().map(Ownership::node_id)
+    }
+
+    /// The live district nodes of the cluster and their internal addresses, as this node's
+    /// membership sees them (to reach a district's owner); `None` for a node that runs every
+    /// district.
+    pub fn members(&self) -> Option<tokio::sync::watch::Receiver<dispatch_cluster::LiveView>> {
+        self.inner.table.members()
     }
 
     fn district(&self, id: &str) -> Result<Addr<DistrictActor>> {

@@ -30,6 +30,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dispatch_cluster::{
@@ -73,6 +74,8 @@ enum Command {
 pub(crate) struct Ownership {
     node: NodeId,
     subscribed: SubscriptionProbe,
+    /// Set once a pass found this node live and went over every district.
+    settled: Arc<AtomicBool>,
     commands: mpsc::UnboundedSender<Command>,
     _manager: AbortOnDrop,
     _renewer: AbortOnDrop,
@@ -107,6 +110,7 @@ impl Ownership {
             }),
         ));
         let held: HeldLeases = Arc::default();
+        let settled = Arc::new(AtomicBool::new(false));
         let (lost_tx, lost) = mpsc::unbounded_channel();
         let (hook, stops) = mpsc::unbounded_channel();
         let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -122,6 +126,7 @@ impl Ownership {
             hook,
             every: timings.reconcile_every,
             lease: timings.lease,
+            settled: settled.clone(),
         };
         let manager = tokio::spawn(manager.run(commands_rx, stops, lost));
         Ok((
@@ -129,6 +134,7 @@ impl Ownership {
             Self {
                 node,
                 subscribed,
+                settled,
                 commands,
                 _manager: AbortOnDrop(manager),
                 _renewer: AbortOnDrop(renewer),
@@ -144,6 +150,13 @@ impl Ownership {
     /// Whether the node receives the cluster's announcements now (readiness).
     pub(crate) fn is_subscribed(&self) -> bool {
         self.subscribed.is_subscribed()
+    }
+
+    /// Whether a first pass has gone over every district since the node joined: it has
+    /// acquired the free leases rendezvous gives it (those still held by another node come on
+    /// their release or expiry).
+    pub(crate) fn is_settled(&self) -> bool {
+        self.settled.load(Ordering::Acquire)
     }
 
     /// Leaves gracefully (see the module docs) and waits until every district is handed over.
@@ -168,6 +181,8 @@ struct Manager {
     hook: StopHook,
     every: Duration,
     lease: Duration,
+    /// Set at the end of the first complete pass.
+    settled: Arc<AtomicBool>,
 }
 
 impl Manager {
@@ -239,6 +254,7 @@ impl Manager {
                 return;
             }
         }
+        self.settled.store(true, Ordering::Release);
     }
 
     /// Acquires `district` when it was released and rendezvous gives it to this node.

@@ -82,6 +82,19 @@ fn traced<T>(
     (span, trace::from_request(request).map(|c| c.child()))
 }
 
+/// The location of the `index`th report of a `ReportLocation` stream, checked.
+///
+/// Errors: `INVALID_ARGUMENT` naming `reports[{index}].officer_id` (empty) or
+/// `reports[{index}].location...` (missing or out of range).
+pub(crate) fn location_report(
+    report: &v1::LocationReport,
+    index: u64,
+) -> Result<dispatch_core::LatLng, Status> {
+    required(&report.officer_id, &format!("reports[{index}].officer_id"))?;
+    Ok(latlng_from_wire(report.location.as_ref(), "location")
+        .map_err(|e| e.within(&format!("reports[{index}]")))?)
+}
+
 fn required(value: &str, field: &str) -> Result<(), Status> {
     if value.is_empty() {
         return Err(FieldError::new(field, "is required").into());
@@ -142,10 +155,7 @@ impl DistrictService for DistrictGrpc {
         let mut accepted = 0u64;
         while let Some(report) = stream.next().await {
             let report = report?;
-            let field = |f: &str| format!("reports[{accepted}].{f}");
-            required(&report.officer_id, &field("officer_id"))?;
-            let location = latlng_from_wire(report.location.as_ref(), "location")
-                .map_err(|e| e.within(&format!("reports[{accepted}]")))?;
+            let location = location_report(&report, accepted)?;
             self.node
                 .report_location(&report.officer_id, location)
                 .await

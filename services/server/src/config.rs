@@ -55,6 +55,28 @@ pub struct Config {
     /// still open and exits, milliseconds (default 10,000: well inside Kubernetes' default 30 s
     /// grace period).
     pub drain_ms: u64,
+    /// A district node's place in the cluster of district nodes (used with Redis only: a
+    /// district process without Redis, and the embedded cluster, run every district).
+    pub cluster: ClusterSettings,
+}
+
+/// How a district node (`run district` with Redis) joins the cluster of district nodes, and
+/// the timings intake's placement follows too.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// This node's id, unique in the cluster: 1 to 64 ASCII letters, digits, `.`, `_`, `-`
+    /// (a pod name fits: `DISPATCH_CLUSTER__NODE_ID=$(POD_NAME)`). Unset: `district-` and a
+    /// new ULID at every start ([`Config::node_id`]).
+    pub node_id: Option<String>,
+    /// The internal gRPC address (`host:port`) this node registers for intake and the other
+    /// district nodes to reach it. Unset: the `listen` address, which only serves when that is
+    /// reachable from the others (not `0.0.0.0`).
+    pub advertise: Option<String>,
+    /// Heartbeat, TTL, reconcile, lease and renewal periods, milliseconds
+    /// (`[cluster.timings]`, e.g. `lease = 3000`); defaults and where they come from:
+    /// [`dispatch_cluster::ClusterConfig`].
+    pub timings: dispatch_cluster::ClusterConfig,
 }
 
 /// Where Redis is.
@@ -120,6 +142,7 @@ impl Default for Config {
             outbox: dispatch_district::outbox::OutboxConfig::default(),
             supervision: dispatch_district::supervision::SupervisionConfig::default(),
             drain_ms: 10_000,
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -233,7 +256,47 @@ impl Config {
         if self.arbiters == 0 {
             anyhow::bail!("arbiters must be >= 1, got 0");
         }
+        self.validate_cluster()
+    }
+
+    /// The rules of `[cluster]`: a node id as [`dispatch_cluster::check_node_id`] says, an
+    /// advertised address that makes a URI, timings as [`dispatch_cluster::ClusterConfig`]
+    /// says; each error starts with the key (`cluster.timings.lease ...`).
+    fn validate_cluster(&self) -> anyhow::Result<()> {
+        let cluster = &self.cluster;
+        if let Some(id) = &cluster.node_id
+            && let Err(dispatch_cluster::Error::NodeId { id, rule }) =
+                dispatch_cluster::check_node_id(id)
+        {
+            anyhow::bail!("cluster.node_id {rule}, got {id:?}");
+        }
+        if let Some(addr) = &cluster.advertise
+            && (addr.is_empty() || dispatch_bus::ports::channel(addr).is_err())
+        {
+            anyhow::bail!("cluster.advertise must be a host:port address, got {addr:?}");
+        }
+        if let Err(dispatch_cluster::Error::Config { field, rule }) = cluster.timings.validate() {
+            anyhow::bail!("cluster.timings.{field} {rule}");
+        }
         Ok(())
+    }
+
+    /// This district node's id in the cluster: `cluster.node_id`, else `district-` and a new
+    /// ULID (unique without coordination; a restarted node is a new member, and the old
+    /// id's leases lapse as a crashed node's do).
+    pub fn node_id(&self) -> String {
+        self.cluster
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("district-{}", ulid::Ulid::generate()))
+    }
+
+    /// The address this district node registers: `cluster.advertise`, else `listen`.
+    pub fn advertise(&self) -> String {
+        self.cluster
+            .advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
     }
 
     /// Whether the clock is scaled (anything but the wall clock's 1).
@@ -261,7 +324,7 @@ impl Config {
 }
 
 /// The configuration's top-level keys; other `DISPATCH_*` variables are not ours.
-const TOP_LEVEL_KEYS: [&str; 14] = [
+const TOP_LEVEL_KEYS: [&str; 15] = [
     "listen",
     "peers",
     "map",
@@ -276,6 +339,7 @@ const TOP_LEVEL_KEYS: [&str; 14] = [
     "outbox",
     "supervision",
     "drain_ms",
+    "cluster",
 ];
 
 /// Environment values are strings; numbers and booleans are passed as such so they fit typed
@@ -442,6 +506,80 @@ mod tests {
         assert!(anchored.validate_separate_process().is_ok());
         // The wall clock needs no epoch.
         assert!(Config::default().validate_separate_process().is_ok());
+    }
+
+    #[test]
+    fn cluster_settings_layer_and_their_rules_name_the_key() {
+        let dir =
+            std::env::temp_dir().join(format!("dispatch-config-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "listen = \"10.1.2.3:50053\"\n[cluster]\nnode_id = \"pod-a\"\n\
+             [cluster.timings]\nlease = 6000\nrenew_every = 2000\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("DISPATCH_CLUSTER__NODE_ID", "pod-b"),
+                ("DISPATCH_CLUSTER__TIMINGS__NODE_TTL", "4000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.node_id(), "pod-b"); // env beats file
+        assert_eq!(
+            c.cluster.timings.lease,
+            std::time::Duration::from_millis(6000)
+        );
+        assert_eq!(
+            c.cluster.timings.renew_every,
+            std::time::Duration::from_millis(2000)
+        );
+        assert_eq!(
+            c.cluster.timings.node_ttl,
+            std::time::Duration::from_millis(4000)
+        );
+        // The heartbeat keeps its default.
+        assert_eq!(
+            c.cluster.timings.heartbeat_every,
+            std::time::Duration::from_millis(1000)
+        );
+        assert_eq!(
+            c.advertise(),
+            "10.1.2.3:50053",
+            "defaults to the listen address"
+        );
+
+        let err = Config::load(None, env(&[("DISPATCH_CLUSTER__NODE_ID", "a b")])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cluster.node_id")
+                && text.contains("(from DISPATCH_CLUSTER__NODE_ID)"),
+            "{text}"
+        );
+        let err =
+            Config::load(None, env(&[("DISPATCH_CLUSTER__TIMINGS__LEASE", "500")])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "cluster.timings.lease must be more than renew_every (1000 ms), got 500 ms"
+            ) && text.contains("(from DISPATCH_CLUSTER__TIMINGS__LEASE)"),
+            "{text}"
+        );
+        let err = Config::load(None, env(&[("DISPATCH_CLUSTER__ADVERTISE", "")])).unwrap_err();
+        assert!(err.to_string().starts_with("cluster.advertise"), "{err}");
+    }
+
+    #[test]
+    fn a_node_without_an_id_gets_a_unique_valid_one() {
+        let c = Config::default();
+        let (a, b) = (c.node_id(), c.node_id());
+        assert_ne!(a, b);
+        assert!(a.starts_with("district-"), "{a}");
+        assert!(dispatch_cluster::check_node_id(&a).is_ok(), "{a}");
+        assert_eq!(c.advertise(), "127.0.0.1:50051");
     }
 
     #[test]

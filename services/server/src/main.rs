@@ -63,6 +63,14 @@ struct Cli {
         hide_env_values = true
     )]
     redis: Option<String>,
+    /// This district node's id in the cluster (`run district` with Redis; default: `district-`
+    /// and a new ULID).
+    #[arg(long, global = true)]
+    node_id: Option<String>,
+    /// The internal gRPC address this district node registers for the others to reach it
+    /// (`run district` with Redis; default: the listen address).
+    #[arg(long, global = true)]
+    advertise: Option<String>,
     /// Print the resulting configuration as TOML and exit.
     #[arg(long, global = true)]
     print_config: bool,
@@ -100,6 +108,12 @@ impl Cli {
         }
         if let Some(v) = self.clock_epoch_ms {
             c.clock_epoch_ms = Some(v);
+        }
+        if let Some(v) = &self.node_id {
+            c.cluster.node_id = Some(v.clone());
+        }
+        if let Some(v) = &self.advertise {
+            c.cluster.advertise = Some(v.clone());
         }
         for (flag, slot) in [
             (&self.intake, &mut c.peers.intake),

@@ -16,13 +16,14 @@ use dispatch_bus::ports::{
     channel,
 };
 use dispatch_case_squad::CaseSquadService;
+use dispatch_cluster::{ClusterPlacement, Membership, NodeChannels};
 use dispatch_core::ScaledClock;
 use dispatch_core::clock::{Error as ClockError, SharedClock, WallClock};
-use dispatch_district::DistrictGrpc;
-use dispatch_district::{DistrictNode, NodeConfig, Outbox};
+use dispatch_district::{ClusterOptions, DistrictNode, NodeConfig, Outbox, forward};
 use dispatch_intake::IntakeService;
 use dispatch_map::CityMap;
 use dispatch_notification::NotificationService;
+use dispatch_runtime::Probe;
 use tokio::net::TcpListener;
 
 use crate::backends;
@@ -169,62 +170,9 @@ pub async fn run_service(
             )
             .await?;
         }
-        ServiceKind::District => {
-            let directory = fetch_directory(&peers.geo_router).await?;
-            // The outbox sets `outbox.call_deadline` on both clients.
-            let outbox = Outbox::start(
-                NotifyClient::grpc(
-                    channel(&peers.notification)?,
-                    CallOptions::with_deadline(config.outbox.call_deadline),
-                ),
-                CaseClient::grpc(
-                    channel(&peers.case_squad)?,
-                    CallOptions::with_deadline(config.outbox.call_deadline),
-                ),
-                config.outbox,
-                backends::dead_letters(config.redis.url.as_deref())?,
-            )?;
-            let (node, arbiters) = DistrictNode::start_on_new_arbiters(
-                &directory,
-                NodeConfig {
-                    travel: config.travel,
-                    officers_per_district: config.officers_per_district,
-                    supervision: config.supervision,
-                    quarantine: backends::quarantine(config.redis.url.as_deref())?,
-                    ..NodeConfig::default()
-                },
-                clock,
-                outbox.clone(),
-                backends::journal(config.redis.url.as_deref())?,
-                config.arbiters,
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
-            let result = dispatch_runtime::serve_with(
-                listener,
-                DistrictGrpc::new(node).routes(),
-                &[dispatch_proto::service_names::DISTRICT],
-                shutdown,
-                backends::serve_options(config.redis.url.as_deref(), drain)?,
-            )
-            .await;
-            for arbiter in arbiters {
-                arbiter.stop();
-            }
-            // Effects not out by then stay undelivered in the journal (past the delivered
-            // mark), and the next owner delivers them: the flush only shortens that list.
-            let report = outbox.flush(Duration::from_secs(2)).await;
-            if report.left() > 0 {
-                tracing::warn!(
-                    left = report.left(),
-                    "effects left to the next owner at shutdown"
-                );
-            }
-            result?;
-        }
+        ServiceKind::District => run_district(config, clock, listener, shutdown).await?,
         ServiceKind::Intake => {
-            // The districts the district node owns (one node; the next issue spreads them).
-            let placement = SingleNode::from_directory(&fetch_directory(&peers.geo_router).await?);
+            let directory = fetch_directory(&peers.geo_router).await?;
             let intake_config = &config.intake;
             let intake = Arc::new(IntakeService::new(
                 RouterClient::grpc(
@@ -233,13 +181,14 @@ pub async fn run_service(
                         intake_config.router_deadline_ms,
                     )),
                 ),
-                DistrictClient::grpc(
-                    channel(&peers.district)?,
-                    placement,
+                district_client(
+                    config,
+                    &directory,
                     CallOptions::with_deadline(Duration::from_millis(
                         intake_config.district_deadline_ms,
                     )),
-                ),
+                )
+                .await?,
                 backends::intake_records(config.redis.url.as_deref(), &clock, intake_config)?,
                 clock,
                 intake_config.clone(),
@@ -273,4 +222,191 @@ pub async fn run_service(
         }
     }
     Ok(())
+}
+
+/// Intake's client of the district nodes. Without Redis: the one district process at
+/// `peers.district`, which runs every district. With Redis: the cluster of district nodes,
+/// each district's owner found by [`ClusterPlacement`] (following the registry and the
+/// leases), reached at the address it registered ([`NodeChannels`]), and followed when it
+/// moves ([`DistrictClient::with_placement`]).
+///
+/// Errors: a malformed peer address; Redis not answering the first registry or lease read.
+async fn district_client(
+    config: &Config,
+    directory: &Directory,
+    options: CallOptions,
+) -> anyhow::Result<DistrictClient> {
+    let Some(url) = config.redis.url.as_deref() else {
+        return Ok(DistrictClient::grpc(
+            channel(&config.peers.district)?,
+            SingleNode::from_directory(directory),
+            options,
+        ));
+    };
+    let membership = Membership::observe(url, config.cluster.timings).await?;
+    let nodes = Arc::new(NodeChannels::new(membership.view()));
+    let districts = directory.districts.iter().map(|d| d.id.to_string());
+    let placement = ClusterPlacement::start(membership, url, districts).await?;
+    Ok(DistrictClient::with_placement(
+        Arc::new(placement),
+        nodes,
+        options,
+    ))
+}
+
+/// Runs a district node on `listener` until `shutdown` resolves: every district without
+/// Redis; with Redis a member of the cluster of district nodes
+/// ([`DistrictNode::join_cluster`], `[cluster]` settings) that starts serving once it has
+/// taken its share (its first ownership pass, waited for at most a lease and a reconcile
+/// period), whose health is NOT_SERVING while Redis does not answer or the node does not
+/// follow the cluster's announcements ([`DistrictNode::is_ready`]), which forwards terminal commands for districts it does
+/// not own to their owners ([`dispatch_district::forward`]), and which hands its districts
+/// over on shutdown, within `drain_ms` of the signal together with the drain of running calls.
+///
+/// Errors: configuration, the directory not reachable, the node not starting, the server
+/// failing.
+async fn run_district(
+    config: &Config,
+    clock: SharedClock,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let peers = &config.peers;
+    let url = config.redis.url.as_deref();
+    let drain = Duration::from_millis(config.drain_ms);
+    let directory = fetch_directory(&peers.geo_router).await?;
+    // The outbox sets `outbox.call_deadline` on both clients.
+    let outbox = Outbox::start(
+        NotifyClient::grpc(
+            channel(&peers.notification)?,
+            CallOptions::with_deadline(config.outbox.call_deadline),
+        ),
+        CaseClient::grpc(
+            channel(&peers.case_squad)?,
+            CallOptions::with_deadline(config.outbox.call_deadline),
+        ),
+        config.outbox,
+        backends::dead_letters(url)?,
+    )?;
+    let node_config = NodeConfig {
+        travel: config.travel,
+        officers_per_district: config.officers_per_district,
+        supervision: config.supervision,
+        quarantine: backends::quarantine(url)?,
+        ..NodeConfig::default()
+    };
+    let journal = backends::journal(url)?;
+    let arbiters: Vec<actix_rt::Arbiter> = (0..config.arbiters.max(1))
+        .map(|_| actix_rt::Arbiter::new())
+        .collect();
+    let handles: Vec<_> = arbiters.iter().map(actix_rt::Arbiter::handle).collect();
+    let node = match url {
+        None => {
+            DistrictNode::start(
+                &directory,
+                node_config,
+                clock,
+                outbox.clone(),
+                journal,
+                &handles,
+            )
+            .await
+        }
+        Some(url) => {
+            let cluster = ClusterOptions {
+                redis_url: url.to_owned(),
+                node_id: config.node_id(),
+                addr: config.advertise(),
+                timings: config.cluster.timings,
+            };
+            tracing::info!(node = %cluster.node_id, addr = %cluster.addr, "joining the cluster of district nodes");
+            DistrictNode::join_cluster(
+                &directory,
+                node_config,
+                clock,
+                outbox.clone(),
+                journal,
+                &handles,
+                cluster,
+            )
+            .await
+        }
+    };
+    let node = match node {
+        Ok(node) => node,
+        Err(e) => {
+            for arbiter in arbiters {
+                arbiter.stop();
+            }
+            anyhow::bail!(e);
+        }
+    };
+    let mut options = backends::serve_options(url, drain)?;
+    if node.node_id().is_some() {
+        // Serve once the node has taken its share, so that a lone node answers for its
+        // districts as soon as its health says SERVING.
+        let settle = config.cluster.timings.lease + config.cluster.timings.reconcile_every;
+        let started = tokio::time::Instant::now();
+        while !node.is_ready() && started.elapsed() < settle {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        options.dependency = Some(ready_when_subscribed(node.clone(), options.dependency));
+    }
+    // On the signal the server stops taking calls and drains; meanwhile the node hands its
+    // districts over, and whatever is left of the drain bound is what the handoff may take.
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
+    let leaving = node.clone();
+    let handoff = tokio::spawn(async move {
+        if let Ok(at) = on_signal.await {
+            let left = tokio::time::timeout_at(at + drain, leaving.shutdown()).await;
+            if left.is_err() {
+                tracing::warn!(
+                    ?drain,
+                    "districts not all handed over within the drain bound; the rest lapse with their leases"
+                );
+            }
+        }
+    });
+    let result = dispatch_runtime::serve_with(
+        listener,
+        forward::routes(node),
+        &[dispatch_proto::service_names::DISTRICT],
+        async move {
+            shutdown.await;
+            let _ = signalled.send(tokio::time::Instant::now());
+        },
+        options,
+    )
+    .await;
+    if let Err(e) = handoff.await {
+        tracing::warn!(error = %e, "the handoff task failed");
+    }
+    for arbiter in arbiters {
+        arbiter.stop();
+    }
+    // Effects not out by then stay undelivered in the journal (past the delivered
+    // mark), and the next owner delivers them: the flush only shortens that list.
+    let report = outbox.flush(Duration::from_secs(2)).await;
+    if report.left() > 0 {
+        tracing::warn!(
+            left = report.left(),
+            "effects left to the next owner at shutdown"
+        );
+    }
+    Ok(result?)
+}
+
+/// The readiness of a clustered district node: `redis` (the Redis `PING` probe, when set)
+/// answers and the node follows the cluster's announcements ([`DistrictNode::is_ready`]).
+fn ready_when_subscribed(node: DistrictNode, redis: Option<Probe>) -> Probe {
+    Arc::new(move || {
+        let subscribed = node.is_ready();
+        let redis = redis.clone();
+        Box::pin(async move {
+            match redis {
+                Some(ping) => subscribed && ping().await,
+                None => subscribed,
+            }
+        })
+    })
 }

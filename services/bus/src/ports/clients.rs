@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use dispatch_core::{Incident, IncidentId, LatLng};
 use dispatch_proto::v1;
 use dispatch_proto::v1::case_squad_client::CaseSquadClient;
@@ -65,24 +66,61 @@ impl RouterClient {
     }
 }
 
+/// The district nodes a [`DistrictClient`] can reach, by the node id [`Placement`] answers:
+/// one fixed port per node (a `HashMap`), or ports made on demand from a cluster's membership
+/// (`dispatch-cluster`'s `NodeChannels`).
+pub trait DistrictNodes: Send + Sync + 'static {
+    /// The port of `node`; `None` when this side knows no address for it (the node left, or
+    /// never registered).
+    fn port(&self, node: &str) -> Option<Arc<dyn DistrictPort>>;
+}
+
+impl DistrictNodes for HashMap<NodeId, Arc<dyn DistrictPort>> {
+    fn port(&self, node: &str) -> Option<Arc<dyn DistrictPort>> {
+        self.get(node).cloned()
+    }
+}
+
 /// Intake's client of the district nodes: finds the district's owner ([`Placement`]) and
 /// submits to that node's port.
+///
+/// Across nodes ([`DistrictClient::with_placement`]), an owner that moves while the call is
+/// under way is followed: an `UNAVAILABLE` answer (a node that no longer owns the district,
+/// naming the owner; a takeover in progress; a node that went down) is retried, the owner
+/// resolved again each time, with an exponential backoff ([`DistrictClient::RETRY_MIN`] to
+/// [`DistrictClient::RETRY_MAX`]) until the call's deadline. A submit is idempotent on the
+/// incident id, so a retry of a submit whose answer was lost lands once.
 #[derive(Clone)]
 pub struct DistrictClient {
     placement: Arc<dyn Placement>,
-    nodes: Arc<HashMap<NodeId, Arc<dyn DistrictPort>>>,
+    nodes: Arc<dyn DistrictNodes>,
     options: CallOptions,
+    /// Whether `UNAVAILABLE` is retried within the deadline (across nodes only; one node keeps
+    /// its one-try behaviour and intake's sweeper hands the call over again).
+    follow_owner: bool,
 }
 
 impl DistrictClient {
     /// Default deadline: 5 s, intake's `district_deadline_ms` default (a district actor
     /// answers in well under a millisecond; seconds mean it is down or moving).
     pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+    /// First pause before a retry across nodes: 25 ms (a handoff's release announcement
+    /// reaches the placement within a millisecond or two here; the new owner rebuilds the
+    /// district in a few).
+    pub const RETRY_MIN: Duration = Duration::from_millis(25);
+    /// Longest pause between retries across nodes: 500 ms, half the cluster's reconcile
+    /// period (1 s), so a crashed owner's district is tried again soon after a survivor takes
+    /// it (within 5 s, see `dispatch_cluster::ClusterConfig`).
+    pub const RETRY_MAX: Duration = Duration::from_millis(500);
 
     /// The one node of `placement` over gRPC on `channel`.
     pub fn grpc(channel: Channel, placement: SingleNode, options: CallOptions) -> Self {
-        let port = Arc::new(GrpcDistrict(DistrictServiceClient::new(channel)));
-        Self::from_port(port, placement, options)
+        Self::from_port(Self::grpc_port(channel), placement, options)
+    }
+
+    /// The district port of a node over gRPC on `channel` (for a [`DistrictNodes`]).
+    pub fn grpc_port(channel: Channel) -> Arc<dyn DistrictPort> {
+        Arc::new(GrpcDistrict(DistrictServiceClient::new(channel)))
     }
 
     /// The one node of `placement` in this process.
@@ -94,48 +132,87 @@ impl DistrictClient {
         Self::from_port(Arc::new(InProcess(service)), placement, options)
     }
 
-    /// The one node of `placement` over any implementation of the port.
+    /// The one node of `placement` over any implementation of the port. One try per call.
     pub fn from_port(
         port: Arc<dyn DistrictPort>,
         placement: SingleNode,
         options: CallOptions,
     ) -> Self {
         let nodes = HashMap::from([(placement.node().to_owned(), port)]);
-        Self::with_placement(Arc::new(placement), nodes, options)
+        Self {
+            placement: Arc::new(placement),
+            nodes: Arc::new(nodes),
+            options,
+            follow_owner: false,
+        }
     }
 
-    /// Districts spread over `nodes` as `placement` says.
+    /// Districts spread over `nodes` as `placement` says; follows an owner that moves (see the
+    /// type's docs).
     pub fn with_placement(
         placement: Arc<dyn Placement>,
-        nodes: HashMap<NodeId, Arc<dyn DistrictPort>>,
+        nodes: Arc<dyn DistrictNodes>,
         options: CallOptions,
     ) -> Self {
         Self {
             placement,
-            nodes: Arc::new(nodes),
+            nodes,
             options,
+            follow_owner: true,
         }
     }
 
     /// Hands `incident` to the node owning its district. See [`DistrictPort::submit`].
     ///
     /// Errors: [`Placement::owner`]'s (a district the cluster does not have is
-    /// [`PortError::Refused`] naming `district_id`); [`PortError::Unavailable`] when the
-    /// owner is a node this client has no port to; the port's; [`PortError::DeadlineExceeded`]
-    /// after the deadline.
+    /// [`PortError::Refused`] naming `district_id`, never retried); [`PortError::Unavailable`]
+    /// when the owner is a node this client has no port to; the port's;
+    /// [`PortError::DeadlineExceeded`] after the deadline (across nodes: when the owner did not
+    /// answer before it, retries included).
     pub async fn submit(&self, incident: Incident) -> Result<Incident> {
+        let call = Call::new(self.options);
+        if !self.follow_owner {
+            return within(&call, self.submit_once(&call, incident)).await;
+        }
+        let started = tokio::time::Instant::now();
+        let attempt = || {
+            // Each try is told the time left, so the owner does not work past the caller.
+            let call = Call {
+                deadline: call.deadline.saturating_sub(started.elapsed()),
+                ..call
+            };
+            let incident = incident.clone();
+            async move { self.submit_once(&call, incident).await }
+        };
+        let retried = attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Self::RETRY_MIN)
+                    .with_max_delay(Self::RETRY_MAX)
+                    .with_jitter()
+                    .without_max_times(),
+            )
+            .when(|e| matches!(e, PortError::Unavailable { .. }))
+            .notify(|e, after| {
+                tracing::debug!(district = %incident.district_id, error = %e, ?after,
+                    "district owner unavailable; resolving it again");
+            });
+        within(&call, retried).await
+    }
+
+    /// One try: resolve the owner, submit to its port.
+    async fn submit_once(&self, call: &Call, incident: Incident) -> Result<Incident> {
         let node = self.placement.owner(incident.district_id.as_str())?;
         let port = self
             .nodes
-            .get(&node)
+            .port(&node)
             .ok_or_else(|| PortError::Unavailable {
                 message: format!(
                     "district {} is owned by node {node:?}, which this client cannot reach",
                     incident.district_id
                 ),
             })?;
-        let call = Call::new(self.options);
-        within(&call, port.submit(&call, incident)).await
+        port.submit(call, incident).await
     }
 }
 
