@@ -88,3 +88,27 @@ pub async fn ping(con: &ConnectionManager) -> bool {
     let pong: Result<String, RedisError> = redis::cmd("PING").query_async(&mut con).await;
     pong.is_ok()
 }
+
+/// A connection of the calling thread to the Redis at `url`, made on first use (lazily
+/// connected, as [`connect`]) and kept for the thread's life; `fallback` when `url` does not
+/// parse (it did once, for `fallback`). Its I/O task runs on the runtime of the thread that
+/// first used it: a caller on an actix arbiter, or one staying on its Tokio worker, then gets
+/// its replies without a wake-up of another thread (two per command), which is most of what a
+/// loopback Redis command costs beyond Redis's own work.
+pub fn thread_local(url: &str, fallback: &ConnectionManager) -> ConnectionManager {
+    thread_local! {
+        static CONNECTIONS: std::cell::RefCell<std::collections::HashMap<String, ConnectionManager>> =
+            std::cell::RefCell::default();
+    }
+    CONNECTIONS.with(|cons| {
+        let mut cons = cons.borrow_mut();
+        if let Some(con) = cons.get(url) {
+            return con.clone();
+        }
+        let Ok(con) = connect(url) else {
+            return fallback.clone();
+        };
+        cons.insert(url.to_owned(), con.clone());
+        con
+    })
+}

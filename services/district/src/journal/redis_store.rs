@@ -126,7 +126,7 @@ fn keys(district: &str) -> Keys {
 #[derive(Clone)]
 pub struct RedisJournal {
     con: ConnectionManager,
-    /// The URL, for [`RedisJournal::local`].
+    /// The URL, for the appending thread's connection ([`redis_conn::thread_local`]).
     url: String,
     append: Script,
     snapshot: Script,
@@ -179,30 +179,6 @@ impl RedisJournal {
     pub fn with_notices(mut self, feeds: RedisConfig) -> Self {
         self.notices = Some(feeds);
         self
-    }
-
-    /// A connection of this thread to the journal's Redis, made on first use, for appends: a
-    /// district actor appends from its arbiter's thread, and a connection whose I/O task runs on
-    /// that same thread spares each append two wake-ups of other threads (the reply wakes the
-    /// actor directly). Any other thread gets one too; all reconnect by themselves.
-    fn local(&self) -> ConnectionManager {
-        thread_local! {
-            static LOCAL: std::cell::RefCell<std::collections::HashMap<String, ConnectionManager>> =
-                std::cell::RefCell::default();
-        }
-        LOCAL.with(|cons| {
-            let mut cons = cons.borrow_mut();
-            if let Some(con) = cons.get(&self.url) {
-                return con.clone();
-            }
-            // The URL was accepted by `connect`: a second parse cannot fail; if it did, the
-            // shared connection serves.
-            let Ok(con) = redis_conn::connect(&self.url) else {
-                return self.con.clone();
-            };
-            cons.insert(self.url.clone(), con.clone());
-            con
-        })
     }
 
     /// The keys and arguments of the orders of `entry` ([`RedisJournal::with_notices`]).
@@ -331,7 +307,8 @@ impl Journal for RedisJournal {
         let append_id = format!("{}:{n}", self.instance);
         let (notice_keys, notice_args) = self.notices_of(entry);
         let notices = notice_keys.len() / feed::APPEND_KEYS;
-        let local = self.local();
+        // A district actor appends from its arbiter's thread: on a connection of that thread.
+        let local = redis_conn::thread_local(&self.url, &self.con);
         let answer: (i64, u64) = redis_conn::retry("journal append", || {
             let mut con = local.clone();
             let mut inv = self.append.prepare_invoke();

@@ -104,6 +104,8 @@ return {applied, redis.call('HGET', KEYS[1], 'pb')}
 #[derive(Clone)]
 pub struct RedisRecords {
     con: ConnectionManager,
+    /// The URL, for the creating thread's connection ([`redis_conn::thread_local`]).
+    url: String,
     retention: Duration,
     create: Script,
     take_lease: Script,
@@ -127,6 +129,7 @@ impl RedisRecords {
         let con = redis_conn::connect(url).map_err(|e| Error::Records(format!("{url}: {e}")))?;
         Ok(Self {
             con,
+            url: url.to_owned(),
             retention,
             create: Script::new(CREATE),
             take_lease: Script::new(TAKE_LEASE),
@@ -230,8 +233,10 @@ impl IncidentRecords for RedisRecords {
     async fn create(&self, incident: Incident, token: &str, lease: Duration) -> Result<Created> {
         let pb = encode(&incident);
         let score = incident.times.received_at.map_or(0, Timestamp::as_millis);
+        // The first write of every call: on a connection of this thread.
+        let local = redis_conn::thread_local(&self.url, &self.con);
         let (mine, stored): (i64, Vec<u8>) = redis_conn::retry("intake create", || {
-            let mut con = self.con.clone();
+            let mut con = local.clone();
             let mut inv = self.create.prepare_invoke();
             inv.key(call_key(incident.call_id.as_str()))
                 .key(inc_key(incident.id.as_str()))
