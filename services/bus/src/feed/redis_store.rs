@@ -92,6 +92,8 @@ pub struct RedisFeedStore {
     wakers: Arc<Wakers>,
     closed: watch::Sender<bool>,
     listener: tokio::task::AbortHandle,
+    /// Whether the wake-up subscription is up ([`RedisFeedStore::is_listening`]).
+    listening: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Feed tag -> the wake-up of its local waiters: every wake sends, carrying the appended notice
@@ -346,7 +348,9 @@ impl RedisFeedStore {
         let client = redis::Client::open(url).map_err(unavailable("bad redis url"))?;
         let con = redis_conn::connect(url).map_err(unavailable("bad redis url"))?;
         let wakers = Arc::new(Wakers::default());
-        let listener = tokio::spawn(listen(client, Arc::downgrade(&wakers))).abort_handle();
+        let listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let listener =
+            tokio::spawn(listen(client, Arc::downgrade(&wakers), listening.clone())).abort_handle();
         Ok(Self {
             con,
             append: redis::Script::new(&append_script()),
@@ -355,7 +359,15 @@ impl RedisFeedStore {
             wakers,
             closed: watch::channel(false).0,
             listener,
+            listening,
         })
+    }
+
+    /// Whether the wake-up subscription is up. Until it is (just after [`RedisFeedStore::connect`],
+    /// or while Redis is unreachable), a wait is woken by this process's appends only, and
+    /// by the re-subscription itself, which wakes every waiter to read.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(std::sync::atomic::Ordering::Acquire)
     }
 
     async fn append_one(&self, p: &Publication) -> Result<Appended> {
@@ -600,7 +612,12 @@ const LISTEN_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Durati
 
 /// Wakes local waiters on every append announced on [`WAKE_CHANNEL`], for as long as the
 /// store lives; re-subscribes after a broken connection.
-async fn listen(client: redis::Client, wakers: Weak<Wakers>) {
+async fn listen(
+    client: redis::Client,
+    wakers: Weak<Wakers>,
+    listening: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
     let mut pause = LISTEN_BACKOFF.0;
     loop {
         match subscribe(&client).await {
@@ -612,6 +629,7 @@ async fn listen(client: redis::Client, wakers: Weak<Wakers>) {
                     tx.send_replace(None);
                 }
                 drop(all);
+                listening.store(true, Ordering::Release);
                 let mut messages = pubsub.on_message();
                 while let Some(msg) = messages.next().await {
                     let Some(all) = wakers.upgrade() else { return };
@@ -623,6 +641,7 @@ async fn listen(client: redis::Client, wakers: Weak<Wakers>) {
                         tx.send_replace(fresh.map(Arc::new));
                     }
                 }
+                listening.store(false, Ordering::Release);
                 tracing::warn!(
                     channel = WAKE_CHANNEL,
                     "feed wake-up subscription lost, re-subscribing"

@@ -181,6 +181,21 @@ async fn redis_on(server: &RedisServer, limits: FeedLimits) -> Arc<dyn FeedStore
     )
 }
 
+/// A Redis store whose wake-up subscription is up, so a wait from now on is woken by appends
+/// (and not by the subscription coming up, which makes it return empty).
+async fn redis_listening(server: &RedisServer) -> Arc<dyn FeedStore> {
+    let store = RedisFeedStore::connect(&server.url(), clock(), RedisConfig::default())
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if store.is_listening() {
+            return Arc::new(store);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the wake-up subscription did not come up within 5 s");
+}
+
 fn redis_server() -> RedisServer {
     RedisServer::start_with(Options {
         fsync_always: true,
@@ -711,8 +726,8 @@ async fn woken(waiter: tokio::task::JoinHandle<Result<Vec<v1::Notice>>>) -> Vec<
 #[tokio::test]
 async fn a_waiter_at_the_head_is_handed_the_next_notice_by_its_own_store_and_by_another() {
     let server = redis_server();
-    let here = redis_on(&server, SMALL).await;
-    let elsewhere = redis_on(&server, SMALL).await;
+    let here = redis_listening(&server).await;
+    let elsewhere = redis_listening(&server).await;
     let a = officer("a");
     let first = here
         .append(vec![publication(&a, "a1", Some("p1"))])
@@ -748,8 +763,8 @@ async fn a_waiter_at_the_head_is_handed_the_next_notice_by_its_own_store_and_by_
 #[tokio::test]
 async fn a_repeated_publication_or_a_body_too_big_to_carry_hands_over_nothing() {
     let server = redis_server();
-    let here = redis_on(&server, SMALL).await;
-    let elsewhere = redis_on(&server, SMALL).await;
+    let here = redis_listening(&server).await;
+    let elsewhere = redis_listening(&server).await;
     let a = officer("a");
     let first = here
         .append(vec![publication(&a, "a1", Some("p1"))])

@@ -425,16 +425,22 @@ mod notice_tests {
         (entry, order)
     }
 
+    /// Feeds whose wake-up subscription is up, so a wait from now on is woken by appends.
     async fn feeds(server: &RedisServer) -> Arc<dyn FeedStore> {
-        Arc::new(
-            RedisFeedStore::connect(
-                &server.url(),
-                Arc::new(ManualClock::at(AT)),
-                RedisConfig::default(),
-            )
-            .await
-            .unwrap(),
+        let store = RedisFeedStore::connect(
+            &server.url(),
+            Arc::new(ManualClock::at(AT)),
+            RedisConfig::default(),
         )
+        .await
+        .unwrap();
+        for _ in 0..500 {
+            if store.is_listening() {
+                return Arc::new(store);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the wake-up subscription did not come up within 5 s");
     }
 
     fn order_id(n: &v1::Notice) -> Option<String> {
