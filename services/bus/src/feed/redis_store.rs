@@ -370,6 +370,20 @@ impl RedisFeedStore {
         self.listening.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Waits up to `within` for the wake-up subscription to be up (polling every 10 ms);
+    /// whether it is. For readiness checks and tests that need appends, not the subscription
+    /// coming up, to wake their waits.
+    pub async fn listening_within(&self, within: Duration) -> bool {
+        let start = tokio::time::Instant::now();
+        while !self.is_listening() {
+            if start.elapsed() >= within {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     async fn append_one(&self, p: &Publication) -> Result<Appended> {
         let keys = Keys::of(&p.audience);
         let at = self.clock.now().as_millis();

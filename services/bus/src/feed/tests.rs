@@ -187,13 +187,23 @@ async fn redis_listening(server: &RedisServer) -> Arc<dyn FeedStore> {
     let store = RedisFeedStore::connect(&server.url(), clock(), RedisConfig::default())
         .await
         .unwrap();
-    for _ in 0..500 {
-        if store.is_listening() {
-            return Arc::new(store);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the wake-up subscription did not come up within 5 s");
+    assert!(store.listening_within(Duration::from_secs(5)).await);
+    Arc::new(store)
+}
+
+/// Two listening stores on `server` (this notification node and another) and the cursor of a
+/// first notice `a1` (publication `p1`) on officer `a`'s feed.
+async fn two_nodes_and_a_first_notice(
+    server: &RedisServer,
+) -> (Arc<dyn FeedStore>, Arc<dyn FeedStore>, AudienceKey, Cursor) {
+    let here = redis_listening(server).await;
+    let elsewhere = redis_listening(server).await;
+    let a = officer("a");
+    let first = here
+        .append(vec![publication(&a, "a1", Some("p1"))])
+        .await
+        .unwrap()[0];
+    (here, elsewhere, a, first)
 }
 
 fn redis_server() -> RedisServer {
@@ -726,13 +736,7 @@ async fn woken(waiter: tokio::task::JoinHandle<Result<Vec<v1::Notice>>>) -> Vec<
 #[tokio::test]
 async fn a_waiter_at_the_head_is_handed_the_next_notice_by_its_own_store_and_by_another() {
     let server = redis_server();
-    let here = redis_listening(&server).await;
-    let elsewhere = redis_listening(&server).await;
-    let a = officer("a");
-    let first = here
-        .append(vec![publication(&a, "a1", Some("p1"))])
-        .await
-        .unwrap()[0];
+    let (here, elsewhere, a, first) = two_nodes_and_a_first_notice(&server).await;
 
     // Appended by the waiter's own store: woken locally with the notice.
     let waiter = waiting(&here, &a, first).await;
@@ -763,13 +767,7 @@ async fn a_waiter_at_the_head_is_handed_the_next_notice_by_its_own_store_and_by_
 #[tokio::test]
 async fn a_repeated_publication_or_a_body_too_big_to_carry_hands_over_nothing() {
     let server = redis_server();
-    let here = redis_listening(&server).await;
-    let elsewhere = redis_listening(&server).await;
-    let a = officer("a");
-    let first = here
-        .append(vec![publication(&a, "a1", Some("p1"))])
-        .await
-        .unwrap()[0];
+    let (here, elsewhere, a, first) = two_nodes_and_a_first_notice(&server).await;
     // A publication the feed holds already is not appended and wakes nobody.
     let waiter = waiting(&here, &a, first).await;
     here.append(vec![publication(&a, "a1", Some("p1"))])

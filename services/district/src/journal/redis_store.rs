@@ -434,13 +434,8 @@ mod notice_tests {
         )
         .await
         .unwrap();
-        for _ in 0..500 {
-            if store.is_listening() {
-                return Arc::new(store);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the wake-up subscription did not come up within 5 s");
+        assert!(store.listening_within(Duration::from_secs(5)).await);
+        Arc::new(store)
     }
 
     fn order_id(n: &v1::Notice) -> Option<String> {
