@@ -192,6 +192,14 @@ impl Leases {
         })
     }
 
+    /// The holder of each of `districts` (in order; `None` for a free lease), in one round
+    /// trip: what a node reads to know who owns the districts it does not.
+    ///
+    /// Errors: as [`holders`].
+    pub async fn holders(&self, districts: &[String]) -> Result<Vec<Option<Holder>>> {
+        holders(&self.con, districts).await
+    }
+
     /// The node these leases are for.
     pub fn node(&self) -> &str {
         &self.node

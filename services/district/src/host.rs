@@ -212,6 +212,29 @@ impl Table {
         }
     }
 
+    /// Forgets who holds `district` (its lease was released): until a holder is seen again,
+    /// its owner is the rendezvous choice.
+    pub(crate) fn forget_owner(&self, district: &str) {
+        if let Some(owners) = &self.owners {
+            owners.seen.write().remove(district);
+        }
+    }
+
+    /// Replaces what this node knows of the holders of the districts it does not run with
+    /// `holders` (district, holder; `None` for a free lease), as read from the leases.
+    pub(crate) fn seen_owners(&self, holders: impl IntoIterator<Item = (String, Option<NodeId>)>) {
+        let Some(owners) = &self.owners else {
+            return;
+        };
+        let mut seen = owners.seen.write();
+        for (district, holder) in holders {
+            match holder {
+                Some(node) if node != owners.me => seen.insert(district, node),
+                _ => seen.remove(&district),
+            };
+        }
+    }
+
     /// Ids of the districts running here, sorted.
     pub(crate) fn ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.running.read().keys().cloned().collect();
@@ -263,7 +286,9 @@ impl Table {
         self.owners.as_ref().map(|o| o.view.clone())
     }
 
-    /// Who owns `district` (not this node), when known.
+    /// Who owns `district` (not this node), when known: the lease holder last seen (read at
+    /// every ownership pass, so a takeover between two other nodes is seen within a reconcile
+    /// period), else the rendezvous choice among the live nodes.
     fn owner_of(&self, district: &str) -> Option<NodeId> {
         let owners = self.owners.as_ref()?;
         let seen = owners.seen.read().get(district).cloned();

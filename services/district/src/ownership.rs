@@ -228,8 +228,15 @@ impl Manager {
         self.held.lock().contains_key(district)
     }
 
-    /// Hands over what rendezvous gives other nodes, then acquires what it gives this one.
+    /// Hands over what rendezvous gives other nodes, acquires what it gives this one, then reads
+    /// who holds the rest.
     async fn pass(&self) {
+        self.balance().await;
+        self.read_holders().await;
+    }
+
+    /// Hands over what rendezvous gives other nodes, then acquires what it gives this one.
+    async fn balance(&self) {
         let live = self.membership.live();
         if !live.contains(&self.me) {
             tracing::debug!(node = %self.me, "not in the live set; taking and giving nothing");
@@ -257,8 +264,24 @@ impl Manager {
         self.settled.store(true, Ordering::Release);
     }
 
+    /// Reads who holds every district's lease, so this node names the right owner of the ones
+    /// it does not run (it only sees a holder itself when it tries to acquire or hands off;
+    /// a takeover between two other nodes would go unseen).
+    async fn read_holders(&self) {
+        let districts: Vec<String> = self.directory.iter().cloned().collect();
+        match self.leases.holders(&districts).await {
+            Ok(holders) => self.table.seen_owners(
+                districts
+                    .into_iter()
+                    .zip(holders.into_iter().map(|h| h.map(|h| h.node))),
+            ),
+            Err(e) => tracing::debug!(error = %e, "lease holders not read; keeping what was seen"),
+        }
+    }
+
     /// Acquires `district` when it was released and rendezvous gives it to this node.
     async fn take_released(&self, district: &str) {
+        self.table.forget_owner(district);
         let live = self.membership.live();
         if live.contains(&self.me)
             && live.owner(district) == Some(self.me.as_str())

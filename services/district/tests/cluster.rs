@@ -353,6 +353,69 @@ async fn a_third_node_takes_only_the_districts_rendezvous_gives_it() {
     }
 }
 
+/// The owner `member` names for `district`, which it does not run.
+async fn named_owner(member: &Member, district: &str) -> Option<String> {
+    match member.node.snapshot(district).await {
+        Err(Error::NotOwner { owner, .. }) => owner,
+        other => panic!(
+            "{district} on {}: {other:?}",
+            member.node.node_id().unwrap()
+        ),
+    }
+}
+
+#[actix_rt::test]
+async fn a_bystander_names_the_owner_after_a_move_and_a_crash_between_other_nodes() {
+    let server = redis();
+    let timings = ClusterConfig::default();
+    // node-a runs everything, hands node-b its share (a has seen b take those), then node-c
+    // joins and takes part of b's share: a move a is no party to.
+    let a = sole_owner(&server, timings).await;
+    let b = Member::join(&server, "node-b", timings).await;
+    let two = ["node-a", "node-b"];
+    eventually("a and b settled", SETTLE, || {
+        b.owns() == share(&two, "node-b")
+    })
+    .await;
+    let c = Member::join(&server, "node-c", timings).await;
+    let three = ["node-a", "node-b", "node-c"];
+    eventually("three nodes settled", SETTLE, || {
+        b.owns() == share(&three, "node-b") && c.owns() == share(&three, "node-c")
+    })
+    .await;
+    let moved: Vec<String> = share(&two, "node-b")
+        .into_iter()
+        .filter(|d| share(&three, "node-c").contains(d))
+        .collect();
+    assert!(
+        !moved.is_empty(),
+        "the fixed ids move some district from b to c"
+    );
+    // Within a reconcile period a reads the leases and names c, not b (still live).
+    for d in &moved {
+        let started = Instant::now();
+        while named_owner(&a, d).await.as_deref() != Some("node-c") {
+            assert!(started.elapsed() < SETTLE, "a still names b for {d}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // c crashes: its districts go back to b once c's leases lapse, and a names b from its next
+    // read of the leases (before the fix it named c, dead, for ever).
+    c.crash().await;
+    for d in &moved {
+        let started = Instant::now();
+        loop {
+            let named = named_owner(&a, d).await;
+            if named.as_deref() == Some("node-b") && b.owns().contains(d) {
+                break;
+            }
+            assert!(started.elapsed() < SETTLE, "{d}: a names {named:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 #[actix_rt::test]
 async fn a_paused_owner_is_fenced_on_its_next_append_and_drops_the_district() {
     let server = redis();
