@@ -140,6 +140,17 @@ pub enum Error {
         /// Their current status.
         status: OfficerStatus,
     },
+    /// A repeated clearance names another disposition than the one applied: the first
+    /// clearance stands (its case may already be open), and the repeat is refused.
+    #[error("incident {incident_id:?} is already cleared as {applied:?}, not {asked:?}")]
+    ClearedOtherwise {
+        /// The incident.
+        incident_id: IncidentId,
+        /// The disposition it was cleared with.
+        applied: Disposition,
+        /// The disposition the repeat named.
+        asked: Disposition,
+    },
     /// The incident's lifecycle forbids the step (e.g. clearing before arrival).
     #[error(transparent)]
     Transition(#[from] TransitionError),
@@ -467,7 +478,14 @@ impl DistrictState {
     ) -> Result<(Incident, Vec<Effect>)> {
         let (incident, officer) = self.work_on(officer_id, dispatch_id)?;
         if incident.state == IncidentState::Cleared {
-            return Ok((incident.clone(), Vec::new()));
+            return match incident.disposition {
+                Some(applied) if applied != disposition => Err(Error::ClearedOtherwise {
+                    incident_id: incident.id.clone(),
+                    applied,
+                    asked: disposition,
+                }),
+                _ => Ok((incident.clone(), Vec::new())),
+            };
         }
         if officer.status != OfficerStatus::OnScene && incident.state == IncidentState::OnScene {
             return Err(StatusError {

@@ -64,6 +64,11 @@ pub fn to_status(e: Error) -> Status {
             }
             DomainError::IdTaken { .. } => Status::already_exists(d.to_string()),
             DomainError::StatusNotSettable(_) => invalid_argument("status", d.to_string()),
+            DomainError::ClearedOtherwise { .. } => dispatch_proto::status::with_field(
+                tonic::Code::FailedPrecondition,
+                "disposition",
+                d.to_string(),
+            ),
             DomainError::NotYourDispatch { .. }
             | DomainError::OfficerEngaged { .. }
             | DomainError::Transition(_)

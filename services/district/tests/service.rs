@@ -378,6 +378,30 @@ async fn dispatch_steps_are_checked() {
         cleared.disposition,
         v1::Disposition::AdministrativeCase as i32
     );
+    // Repeated: with the same disposition, the cleared copy; with another, FAILED_PRECONDITION
+    // on `disposition` naming the one applied.
+    let again = f
+        .grpc
+        .clear_incident(clear(v1::Disposition::AdministrativeCase as i32))
+        .await
+        .expect("same clearance again")
+        .into_inner();
+    assert_eq!(again, cleared);
+    let refused = f
+        .grpc
+        .clear_incident(clear(v1::Disposition::Resolved as i32))
+        .await
+        .expect_err("another disposition");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(
+        dispatch_proto::status::violated_field(&refused).as_deref(),
+        Some("disposition")
+    );
+    assert!(
+        refused.message().contains("AdministrativeCase"),
+        "{}",
+        refused.message()
+    );
 }
 
 #[actix_rt::test]

@@ -308,16 +308,34 @@ fn full_cycle_stamps_every_step_and_repeats_are_no_ops() {
         (o.location, o.location_at),
         (Some(scene()), Some(at(900.0)))
     );
-    // A repeat (even with another disposition) answers with the cleared copy.
+    // A repeat with the same disposition answers with the cleared copy; with another it is
+    // refused naming the one applied, and changes nothing.
     let repeat = d
         .clear(
             &"o1".into(),
             &"d1/I1/1".into(),
-            Disposition::Resolved,
+            Disposition::CriminalCase,
             at(901.0),
         )
         .unwrap();
     assert_eq!(repeat, (cleared.clone(), vec![]));
+    let other = d
+        .clear(
+            &"o1".into(),
+            &"d1/I1/1".into(),
+            Disposition::Resolved,
+            at(901.5),
+        )
+        .unwrap_err();
+    assert_eq!(
+        other,
+        Error::ClearedOtherwise {
+            incident_id: "I1".into(),
+            applied: Disposition::CriminalCase,
+            asked: Disposition::Resolved,
+        }
+    );
+    assert_eq!(d.incident("I1"), Some(&cleared));
     assert_eq!(
         d.arrive(&"o1".into(), &"d1/I1/1".into(), at(902.0))
             .unwrap(),
