@@ -3,9 +3,13 @@
 //!   until each reports SERVING on the gRPC health service, and kills them when dropped;
 //! - [`flow`]: the call flows a test runs against any cluster, given its service addresses, so
 //!   the embedded and the separate-process modes pass exactly the same checks;
-//! - [`eventually`]: retries a check of state that settles over time.
+//! - [`netns`]: a network namespace on a veth pair, to run a process as another host and
+//!   partition it with `tc netem`;
+//! - [`eventually`]: retries a check of state that settles over time; [`serving`] waits for a
+//!   service's health to report SERVING.
 
 pub mod flow;
+pub mod netns;
 pub mod sandbox;
 
 use std::future::Future;
@@ -58,4 +62,31 @@ impl Endpoints {
             notification: a,
         }
     }
+}
+
+/// Waits until the gRPC health service at `endpoint` (`http://host:port`) reports
+/// `health_name` SERVING, for at most `within`.
+///
+/// Errors: the last failure (no connection, not serving yet) when time runs out.
+pub async fn serving(endpoint: &str, health_name: &str, within: Duration) -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    eventually(within, || async move {
+        let channel = tonic::transport::Channel::from_shared(endpoint.to_owned())?
+            .connect()
+            .await?;
+        let status = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: health_name.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .status;
+        anyhow::ensure!(
+            status == ServingStatus::Serving as i32,
+            "{health_name} at {endpoint} not serving yet"
+        );
+        Ok(())
+    })
+    .await
 }

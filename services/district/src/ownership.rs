@@ -18,10 +18,12 @@
 //!
 //! A second task renews every lease held, in one round trip, every
 //! [`ClusterConfig::renew_every`]. A district is dropped (its actor stopped at once, no
-//! snapshot, nothing more written) when a renewal finds the lease lost, when renewals have
-//! failed for a whole lease length (Redis unreachable: the lease may have lapsed and another
-//! node may own the district), or when its actor stops because an append was refused as
-//! fenced (another node took over while this one was paused or partitioned).
+//! snapshot, nothing more written) when a renewal finds the lease lost, when no renewal has
+//! worked for nine tenths of a lease length since the last one was sent (Redis unreachable:
+//! the lease is about to lapse and another node to take the district; the renewer drops it
+//! itself, at that deadline, whatever a renewal in flight or the loop is waiting on), or when
+//! its actor stops because an append was refused as fenced (another node took over while this
+//! one was paused).
 //!
 //! A node that does not see itself in the live set (its registration lapsed, or Redis lost its
 //! data and the heartbeat has not registered it again) takes and gives nothing until it does.
@@ -56,6 +58,53 @@ struct Held {
 
 /// Leases held, by district; shared by the loop and the renewer.
 type HeldLeases = Arc<Mutex<HashMap<String, Held>>>;
+
+/// What the loop and the renewer both need to drop a district at once. The renewer drops
+/// what it finds lost itself rather than asking the loop, which may be waiting on Redis (an
+/// acquisition during a partition) while a lease runs out.
+#[derive(Clone)]
+struct Dropper {
+    me: NodeId,
+    held: HeldLeases,
+    table: Arc<Table>,
+    host: Arc<Host>,
+}
+
+impl Dropper {
+    /// Drops a district whose lease was found lost, or not renewed in time.
+    fn lose(&self, lost: Lost) {
+        if !self.forget(&lost.district, lost.epoch) {
+            return;
+        }
+        let holder = lost.holder.map(|h| {
+            if h.node != self.me {
+                self.table.seen_owner(&lost.district, h.node.clone());
+            }
+            format!("{} at epoch {}", h.node, h.epoch)
+        });
+        tracing::warn!(district = %lost.district, epoch = lost.epoch,
+            holder = holder.as_deref().unwrap_or("none (lapsed or unreachable)"),
+            "district lease lost; district dropped");
+    }
+
+    /// Forgets `district` held at `epoch` and stops its actor at once (no snapshot: another
+    /// node may own the district already); false when not held at that epoch.
+    fn forget(&self, district: &str, epoch: u64) -> bool {
+        {
+            let mut held = self.held.lock();
+            if held.get(district).is_none_or(|h| h.epoch != epoch) {
+                return false;
+            }
+            held.remove(district);
+        }
+        if let Some(running) = self.table.remove(district, Some(epoch)) {
+            // An actor that stopped by itself is not there to answer; that is fine.
+            running.addr.do_send(Relinquish { snapshot: false });
+        }
+        self.host.forget(district);
+        true
+    }
+}
 
 /// A lease the renewer found lost (or could not renew for a whole lease length: `holder`
 /// `None`).
@@ -111,10 +160,15 @@ impl Ownership {
         ));
         let held: HeldLeases = Arc::default();
         let settled = Arc::new(AtomicBool::new(false));
-        let (lost_tx, lost) = mpsc::unbounded_channel();
         let (hook, stops) = mpsc::unbounded_channel();
         let (commands, commands_rx) = mpsc::unbounded_channel();
-        let renewer = tokio::spawn(renew(leases.clone(), held.clone(), lost_tx, timings));
+        let dropper = Dropper {
+            me: node.clone(),
+            held: held.clone(),
+            table: table.clone(),
+            host: host.clone(),
+        };
+        let renewer = tokio::spawn(renew(leases.clone(), dropper.clone(), timings));
         let manager = Manager {
             me: node.clone(),
             host,
@@ -127,8 +181,9 @@ impl Ownership {
             every: timings.reconcile_every,
             lease: timings.lease,
             settled: settled.clone(),
+            dropper,
         };
-        let manager = tokio::spawn(manager.run(commands_rx, stops, lost));
+        let manager = tokio::spawn(manager.run(commands_rx, stops));
         Ok((
             table,
             Self {
@@ -183,6 +238,7 @@ struct Manager {
     lease: Duration,
     /// Set at the end of the first complete pass.
     settled: Arc<AtomicBool>,
+    dropper: Dropper,
 }
 
 impl Manager {
@@ -190,7 +246,6 @@ impl Manager {
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut stops: mpsc::UnboundedReceiver<Stopped>,
-        mut lost: mpsc::UnboundedReceiver<Lost>,
     ) {
         let mut view = self.membership.view();
         let mut released = self.membership.released();
@@ -207,7 +262,6 @@ impl Manager {
                     return;
                 }
                 Some(stopped) = stops.recv() => self.stopped(&stopped),
-                Some(lost) = lost.recv() => self.lose(lost),
                 changed = view.changed() => {
                     if changed.is_err() {
                         return;
@@ -299,7 +353,17 @@ impl Manager {
     /// answer).
     async fn acquire(&self, district: &str) -> dispatch_cluster::Result<()> {
         let asked = Instant::now();
-        let epoch = match self.leases.acquire(district).await? {
+        // Bounded: `acquire` retries a Redis that does not answer for many seconds, and the
+        // loop has other work (stops, a leave). A lease won without an answer lapses unrenewed.
+        let acquired = tokio::time::timeout(self.lease, self.leases.acquire(district))
+            .await
+            .unwrap_or_else(|_| {
+                Err(dispatch_cluster::Error::Unavailable(format!(
+                    "no answer to the acquisition within a lease length ({:?})",
+                    self.lease
+                )))
+            })?;
+        let epoch = match acquired {
             Acquired::Won { epoch } => epoch,
             Acquired::Held(holder) => {
                 if holder.node != self.me {
@@ -368,45 +432,11 @@ impl Manager {
 
     /// Drops a district whose actor stopped by itself (fenced, or its arbiter gone).
     fn stopped(&self, stopped: &Stopped) {
-        if !self.forget(&stopped.district, stopped.epoch) {
+        if !self.dropper.forget(&stopped.district, stopped.epoch) {
             return; // a planned stop, or an older actor
         }
         tracing::warn!(district = %stopped.district, epoch = stopped.epoch,
             "district actor stopped (an append was refused as fenced); district dropped");
-    }
-
-    /// Drops a district whose lease the renewer lost.
-    fn lose(&self, lost: Lost) {
-        if !self.forget(&lost.district, lost.epoch) {
-            return;
-        }
-        let holder = lost.holder.map(|h| {
-            if h.node != self.me {
-                self.table.seen_owner(&lost.district, h.node.clone());
-            }
-            format!("{} at epoch {}", h.node, h.epoch)
-        });
-        tracing::warn!(district = %lost.district, epoch = lost.epoch,
-            holder = holder.as_deref().unwrap_or("none (lapsed or unreachable)"),
-            "district lease lost; district dropped");
-    }
-
-    /// Forgets `district` held at `epoch` and stops its actor at once (no snapshot: another
-    /// node may own the district already); false when not held at that epoch.
-    fn forget(&self, district: &str, epoch: u64) -> bool {
-        {
-            let mut held = self.held.lock();
-            if held.get(district).is_none_or(|h| h.epoch != epoch) {
-                return false;
-            }
-            held.remove(district);
-        }
-        if let Some(running) = self.table.remove(district, Some(epoch)) {
-            // An actor that stopped by itself is not there to answer; that is fine.
-            running.addr.do_send(Relinquish { snapshot: false });
-        }
-        self.host.forget(district);
-        true
     }
 
     /// Deregisters, then hands every district over.
@@ -424,44 +454,70 @@ impl Manager {
     }
 }
 
+/// How long before its lease could lapse in Redis an owner that could not renew gives a
+/// district up: a tenth of the lease (300 ms of the default 3 s). The lease runs at least a
+/// lease length from when its last successful renewal was *sent* (Redis received it later), so
+/// giving up at `sent + lease - margin` stops the node before any other can acquire, with room
+/// for the actor to stop; clock rate differences over a few seconds are parts per million.
+fn give_up_margin(lease: Duration) -> Duration {
+    lease / 10
+}
+
 /// Renews every lease in `held` every `renew_every`; reports each lost one, and each not
-/// renewed for a whole lease length, to the loop.
-async fn renew(
-    leases: Leases,
-    held: HeldLeases,
-    lost: mpsc::UnboundedSender<Lost>,
-    timings: ClusterConfig,
-) {
+/// renewed in time ([`give_up_margin`]), to the loop.
+///
+/// A renewal is one attempt per period, cut at the period, and raced against the earliest
+/// give-up deadline: `renew_all` retries a Redis that does not answer for many seconds (each
+/// try waits out the response timeout), and a renewer waiting on it would keep districts whose
+/// leases lapsed (found by the partition test: a node cut off from Redis kept its districts for
+/// over 10 s, and two nodes ran them at once for seconds).
+async fn renew(leases: Leases, dropper: Dropper, timings: ClusterConfig) {
+    let held = &dropper.held;
     let every = timings.renew_every;
+    let keep_for = timings.lease.saturating_sub(give_up_margin(timings.lease));
     let mut tick = tokio::time::interval_at(Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         tick.tick().await;
-        let batch: Vec<(String, u64)> = held
-            .lock()
-            .iter()
-            .map(|(d, h)| (d.clone(), h.epoch))
-            .collect();
-        if batch.is_empty() {
+        let (batch, give_up_at) = {
+            let held = held.lock();
+            let batch: Vec<(String, u64)> =
+                held.iter().map(|(d, h)| (d.clone(), h.epoch)).collect();
+            let earliest = held.values().map(|h| h.renewed_at).min();
+            (batch, earliest.map(|at| at + keep_for))
+        };
+        let Some(give_up_at) = give_up_at else {
             continue;
-        }
+        };
         let sent = Instant::now();
-        let reports = match leases.renew_all(&batch).await {
+        let attempt = tokio::select! {
+            attempt = tokio::time::timeout(every, leases.renew_all(&batch)) => {
+                attempt.unwrap_or_else(|_| {
+                    Err(dispatch_cluster::Error::Unavailable(format!(
+                        "no answer within the renewal period ({every:?})"
+                    )))
+                })
+            }
+            () = tokio::time::sleep_until(give_up_at) => Err(
+                dispatch_cluster::Error::Unavailable("no answer before a lease ran out".into()),
+            ),
+        };
+        let reports = match attempt {
             Ok(renewals) => {
                 failing = false;
-                renewed(&held, batch, renewals, sent)
+                renewed(held, batch, renewals, sent)
             }
             Err(e) => {
                 if !failing {
                     tracing::warn!(error = %e, leases = batch.len(), "lease renewal failed; retrying every renewal");
                 }
                 failing = true;
-                lapsed(&held, timings.lease)
+                lapsed(held, keep_for)
             }
         };
         for report in reports {
-            let _ = lost.send(report);
+            dropper.lose(report);
         }
     }
 }
@@ -494,12 +550,12 @@ fn renewed(
     lost
 }
 
-/// The leases not renewed for at least `lease`: they may have lapsed.
-fn lapsed(held: &HeldLeases, lease: Duration) -> Vec<Lost> {
+/// The leases not renewed for at least `keep_for`: they may lapse any moment.
+fn lapsed(held: &HeldLeases, keep_for: Duration) -> Vec<Lost> {
     let now = Instant::now();
     held.lock()
         .iter()
-        .filter(|(_, h)| now.duration_since(h.renewed_at) >= lease)
+        .filter(|(_, h)| now.duration_since(h.renewed_at) >= keep_for)
         .map(|(district, h)| Lost {
             district: district.clone(),
             epoch: h.epoch,

@@ -78,6 +78,10 @@ pub struct Options {
     /// The program to run: `redis-server`, looked up on `PATH`, unless a test needs a
     /// particular build (a path). Missing, it gives [`Error::NotFound`].
     pub program: OsString,
+    /// Addresses to listen on besides `127.0.0.1` (`--bind`), e.g. the host end of a veth pair
+    /// for a test that runs a node in a network namespace. Default none. With any, protected
+    /// mode is off (these servers have no password and serve only the test's own addresses).
+    pub also_bind: Vec<std::net::IpAddr>,
 }
 
 impl Default for Options {
@@ -87,6 +91,7 @@ impl Default for Options {
             fsync_always: false,
             start_timeout: Duration::from_secs(10),
             program: "redis-server".into(),
+            also_bind: Vec::new(),
         }
     }
 }
@@ -230,7 +235,9 @@ impl RedisServer {
         let mut cmd = Command::new(&self.options.program);
         cmd.arg("--port")
             .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1"])
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .args(self.options.also_bind.iter().map(ToString::to_string))
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
@@ -246,6 +253,9 @@ impl RedisServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if !self.options.also_bind.is_empty() {
+            cmd.args(["--protected-mode", "no"]);
+        }
         if self.options.fsync_always {
             cmd.args(["--appendfsync", "always"]);
         }
