@@ -4,27 +4,38 @@
 //! - a Redis round trip (`PING`) on the private Redis of this run;
 //! - call -> order on the terminal: `ReportIncident` sent until the dispatch order arrives on
 //!   the officer's `Subscribe` stream, against the embedded cluster with its state in memory,
-//!   and again with its state in Redis (intake's records, the district journals).
+//!   and again with its state in Redis (intake's records, the district journals);
+//! - call -> order across a cluster of three district nodes over Redis (child processes, see
+//!   `across_nodes`): at concurrency 1, and in an open-loop run offering 200 calls/s for
+//!   10 s (each call timed from when it was due; a call with no order within 1 s is counted
+//!   lost), with the calls each node served, the Redis commands per call and on a call's path,
+//!   and the target: across nodes p50 <= in-memory p50 + 3 Redis round trips (`PING` rows).
 //!
-//! Each sample is one call on otherwise idle connections (concurrency 1), 2 ms after the last
-//! one ended; the order and the `ReportIncident` answer are each timed as they arrive. Between
+//! Each sample (but the open-loop run's) is one call on otherwise idle connections
+//! (concurrency 1), 2 ms after the last one ended; the order and the `ReportIncident` answer are each timed as they arrive. Between
 //! samples the officer acknowledges, arrives and clears, untimed, so every call finds them free.
 //!
 //! Run: `cargo bench -p dispatch-server --bench call_latency` (needs `redis-server`; set
-//! `CALLS=N` for another sample count, default 400).
+//! `CALLS=N` for another sample count, default 400; the run across nodes needs the
+//! `dispatch-server` binary, which `cargo bench` builds).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dispatch_map::CityMap;
 use dispatch_proto::v1;
 use dispatch_redis_test::RedisServer;
 use dispatch_server::{ClusterConfig, EmbeddedCluster};
-use dispatch_tests::Endpoints;
 use dispatch_tests::flow::{self, Clients};
+use dispatch_tests::sandbox::ProcessCluster;
+use dispatch_tests::{Endpoints, eventually};
 use hdrhistogram::Histogram;
+use redis::AsyncCommands;
+use tokio::sync::mpsc;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -213,6 +224,347 @@ async fn call_to_order(
     (f, answered)
 }
 
+/// Offered load of the open-loop run across nodes: calls per second, for [`LOAD_FOR`].
+const LOAD_RATE: u32 = 200;
+/// How long the open-loop run offers calls.
+const LOAD_FOR: Duration = Duration::from_secs(10);
+/// A call of the open-loop run whose order has not arrived this long after the call was due
+/// counts as lost (it must never happen).
+const LOST_AFTER: Duration = Duration::from_secs(1);
+/// Officers signed on in every district for the runs across nodes. Each is cleared as soon
+/// as its order arrives, so at 200 calls/s (about 12 a second per district) a handful are
+/// enough to keep every district from queueing.
+const OFFICERS_PER_DISTRICT: usize = 5;
+
+/// What the runs across three district nodes saw besides their call -> order figures.
+struct AcrossNodes {
+    /// Node id -> (calls of the concurrency-1 run, calls of the open-loop run) it served.
+    per_node: BTreeMap<String, (usize, usize)>,
+    /// Calls offered by the open-loop run, and how many got no order within [`LOST_AFTER`].
+    offered: usize,
+    lost: usize,
+    /// Acknowledge/arrive/clear sequences that failed in the open-loop run (officers left busy).
+    clear_failed: usize,
+    /// How late the open-loop run sent its last call, behind its schedule.
+    lag: Duration,
+    /// Whether any district changed owner during the runs.
+    moved: bool,
+    /// `INFO commandstats` over the concurrency-1 run.
+    stats: Vec<(String, u64, f64)>,
+    /// Redis commands on one call's path (sent until answered and ordered): `(command, per
+    /// call, Redis's usec per call)`, busiest first.
+    path: Vec<(String, f64, f64)>,
+}
+
+/// Calls whose Redis commands are counted one by one (see [`across_nodes`]).
+const PATH_CALLS: usize = 100;
+
+/// The order of `incident` off the officers' feeds, and when it arrived (an order of another
+/// incident, e.g. delivered twice, is skipped); at most 10 s each.
+async fn order_of(
+    orders: &mut mpsc::UnboundedReceiver<(v1::DispatchOrder, Instant)>,
+    incident: &str,
+) -> (v1::DispatchOrder, Instant) {
+    loop {
+        let (order, at) = tokio::time::timeout(Duration::from_secs(10), orders.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if order.incident_id == incident {
+            return (order, at);
+        }
+    }
+}
+
+/// District id -> the node holding its lease (`district:{D}:lease` = `{epoch} {token} {node}`).
+async fn lease_holders(
+    con: &mut redis::aio::MultiplexedConnection,
+    districts: &[String],
+) -> BTreeMap<String, String> {
+    let mut held = BTreeMap::new();
+    for d in districts {
+        let lease: Option<String> = con.get(format!("district:{d}:lease")).await.unwrap();
+        if let Some(node) = lease.and_then(|l| l.split(' ').nth(2).map(str::to_owned)) {
+            held.insert(d.clone(), node);
+        }
+    }
+    held
+}
+
+/// Call -> order across a cluster of three district nodes over Redis.
+///
+/// Three `dispatch-server run district` child processes (beside one intake, notification,
+/// geo-router and case squad process each, all with `--redis`), not three nodes in this
+/// process: that is the deployment (each node its own runtime, arbiters, listener and Redis
+/// connections, nothing shared but Redis and gRPC), the test sandbox already starts it and
+/// waits for every health check, and the load generator does not share a runtime with the
+/// nodes it measures. The nodes join through Redis and take their districts by rendezvous;
+/// the run starts once every district is leased to its rendezvous owner among the three. Intake
+/// routes each call to the owner by placement; the terminals subscribe at notification (Redis
+/// feeds) and send their commands to the first node, which forwards them to the owners.
+///
+/// Calls go round the districts in directory order, each at its district's center, where
+/// [`OFFICERS_PER_DISTRICT`] officers are signed on; each order is acknowledged, arrived and
+/// cleared (untimed) as soon as it arrives. Each officer's feed is read by its own task, which
+/// stamps an order as it comes off the stream.
+///
+/// Returns the concurrency-1 figures (call -> order, and `ReportIncident` answered), the
+/// open-loop figures (calls with an order within [`LOST_AFTER`]), and the rest.
+async fn across_nodes(url: &str, calls: usize) -> (Figures, Figures, Figures, AcrossNodes) {
+    // Start from an empty Redis: the Redis run left journals and feeds of the same districts.
+    let mut con = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("FLUSHALL").query_async(&mut con).await.unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_dispatch-server"));
+    let mut cluster = ProcessCluster::start(bin, &["--redis", url]).await.unwrap();
+    for name in ["district-2", "district-3"] {
+        cluster.add_district_node(name).await.unwrap();
+    }
+    let mut c = Clients::connect(&cluster.endpoints).await.unwrap();
+    let directory = c
+        .geo
+        .list_districts(v1::ListDistrictsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<String> = directory
+        .districts
+        .iter()
+        .map(|d| d.district_id.clone())
+        .collect();
+    // Settled: three nodes live, every district leased to its rendezvous choice among them.
+    let owners = eventually(Duration::from_secs(30), || {
+        let (ids, mut con) = (ids.clone(), con.clone());
+        async move {
+            let live: Vec<String> = con.hkeys("cluster:addrs").await?;
+            let live: Vec<&str> = live.iter().map(String::as_str).collect();
+            let held = lease_holders(&mut con, &ids).await;
+            let assigned: BTreeMap<String, String> =
+                dispatch_cluster::rendezvous::assign(&live, ids.iter().map(String::as_str))
+                    .into_iter()
+                    .map(|(d, n)| (d.to_owned(), n.to_owned()))
+                    .collect();
+            anyhow::ensure!(
+                live.len() == 3 && held == assigned,
+                "not settled: live {live:?}, held {held:?}"
+            );
+            Ok(held)
+        }
+    })
+    .await
+    .unwrap();
+    let nodes: BTreeSet<&String> = owners.values().collect();
+    assert_eq!(nodes.len(), 3, "every node owns a district: {owners:?}");
+
+    // Officers on at every district's center, each feed read by its own task.
+    let (orders_tx, mut orders) = mpsc::unbounded_channel::<(v1::DispatchOrder, Instant)>();
+    let mut centers = Vec::new();
+    for index in 0..ids.len() {
+        // Through the first node, which forwards once its view has the owner's address.
+        let stage = eventually(Duration::from_secs(10), || {
+            let mut c = c.clone();
+            async move { flow::stage(&mut c, index).await }
+        })
+        .await
+        .unwrap();
+        let center = stage.district.center.unwrap();
+        for officer in stage.officers.iter().take(OFFICERS_PER_DISTRICT) {
+            let mut feed = flow::subscribe(&mut c, officer).await.unwrap();
+            let tx = orders_tx.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(notice)) = feed.message().await {
+                    if let Some(v1::notice_body::Kind::DispatchOrder(order)) =
+                        notice.body.and_then(|b| b.kind)
+                    {
+                        let _ = tx.send((order, Instant::now()));
+                    }
+                }
+            });
+            eventually(Duration::from_secs(10), || {
+                let (mut c, officer) = (c.clone(), officer.clone());
+                async move { flow::sign_on(&mut c, &officer, center).await }
+            })
+            .await
+            .unwrap();
+        }
+        centers.push(center);
+    }
+    drop(orders_tx);
+    let run = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+
+    // Concurrency 1, as the one-process rows: 20 warm-up calls, then `calls`, 2 ms apart.
+    let mut per_node: BTreeMap<String, (usize, usize)> =
+        nodes.iter().map(|n| ((*n).clone(), (0, 0))).collect();
+    let mut one = Figures::new("call -> order, 3 nodes");
+    let mut answered = Figures::new("ReportIncident answered, 3 nodes");
+    for i in 0..calls + 20 {
+        if i == 20 {
+            reset_command_stats(url).await;
+        }
+        tokio::time::sleep(PAUSE).await;
+        let d = i % ids.len();
+        let t = Instant::now();
+        let answer = flow::report(
+            &mut c,
+            &format!("bench-{run}-one-{i}"),
+            v1::IncidentCategory::Theft,
+            centers[d],
+        )
+        .await
+        .unwrap();
+        let answer_took = t.elapsed();
+        let incident = answer.incident.unwrap().incident_id;
+        let (order, at) = order_of(&mut orders, &incident).await;
+        if i >= 20 {
+            one.record(at - t);
+            answered.record(answer_took);
+            per_node.get_mut(&owners[&ids[d]]).unwrap().0 += 1;
+        }
+        flow::work_order(&mut c, &order, v1::Disposition::Resolved)
+            .await
+            .unwrap();
+    }
+    let stats = command_stats(url).await;
+
+    // The Redis commands on a call's path: counters reset before each of [`PATH_CALLS`]
+    // further calls and read once its answer and its order are in (untimed; every node's
+    // background work in those windows is included, a few milliseconds in all).
+    let mut path: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    for i in 0..PATH_CALLS {
+        tokio::time::sleep(PAUSE).await;
+        let d = i % ids.len();
+        let () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let answer = flow::report(
+            &mut c,
+            &format!("bench-{run}-path-{i}"),
+            v1::IncidentCategory::Theft,
+            centers[d],
+        )
+        .await
+        .unwrap();
+        let (order, _) = order_of(&mut orders, &answer.incident.unwrap().incident_id).await;
+        for (cmd, n, usec) in command_stats_on(&mut con).await {
+            if cmd != "config|resetstat" && cmd != "info" {
+                let seen = path.entry(cmd).or_default();
+                seen.0 += n;
+                seen.1 += n as f64 * usec;
+            }
+        }
+        flow::work_order(&mut c, &order, v1::Disposition::Resolved)
+            .await
+            .unwrap();
+    }
+    let mut path: Vec<(String, f64, f64)> = path
+        .into_iter()
+        .map(|(cmd, (n, usec))| (cmd, n as f64 / PATH_CALLS as f64, usec / PATH_CALLS as f64))
+        .collect();
+    path.sort_by(|a, b| b.1.total_cmp(&a.1));
+
+    // Open loop: a call every 1/LOAD_RATE s whatever the replies; each order is cleared at once
+    // by a task of its own. A call's time counts from when it was due (so a late sender shows
+    // as latency, not as a lighter load).
+    let period = Duration::from_secs(1) / LOAD_RATE;
+    let offered = usize::try_from(LOAD_RATE).unwrap() * LOAD_FOR.as_secs() as usize;
+    let clear_failed = Arc::new(AtomicUsize::new(0));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let collector = {
+        let (c, stop, clear_failed) = (c.clone(), stop.clone(), clear_failed.clone());
+        tokio::spawn(async move {
+            let mut arrived: HashMap<String, (Instant, String)> = HashMap::new();
+            loop {
+                tokio::select! {
+                    next = orders.recv() => {
+                        let Some((order, at)) = next else { break };
+                        if arrived.contains_key(&order.incident_id) {
+                            continue;
+                        }
+                        arrived.insert(order.incident_id.clone(), (at, order.district_id.clone()));
+                        let (mut c, clear_failed) = (c.clone(), clear_failed.clone());
+                        tokio::spawn(async move {
+                            if flow::work_order(&mut c, &order, v1::Disposition::Resolved).await.is_err() {
+                                clear_failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        });
+                    }
+                    () = stop.cancelled() => break,
+                }
+            }
+            arrived
+        })
+    };
+    let start = Instant::now() + Duration::from_millis(50);
+    let mut sent = Vec::with_capacity(offered);
+    let mut lag = Duration::ZERO;
+    for i in 0..offered {
+        let due = start + period * u32::try_from(i).unwrap();
+        tokio::time::sleep_until(due.into()).await;
+        lag = lag.max(due.elapsed());
+        let mut intake = c.intake.clone();
+        let (call_id, center) = (format!("bench-{run}-load-{i}"), centers[i % ids.len()]);
+        sent.push((
+            due,
+            tokio::spawn(async move {
+                intake
+                    .report_incident(v1::ReportIncidentRequest {
+                        call_id: call_id.clone(),
+                        category: v1::IncidentCategory::Theft as i32,
+                        location: Some(center),
+                        description: format!("test call {call_id}"),
+                    })
+                    .await
+                    .ok()
+                    .and_then(|r| r.into_inner().incident)
+                    .map(|i| i.incident_id)
+            }),
+        ));
+    }
+    let last_due = start + period * u32::try_from(offered - 1).unwrap();
+    tokio::time::sleep_until((last_due + LOST_AFTER).into()).await;
+    let mut incidents = Vec::with_capacity(offered);
+    for (due, answer) in sent {
+        incidents.push((due, answer.await.unwrap()));
+    }
+    stop.cancel();
+    let arrived = collector.await.unwrap();
+    let mut load = Figures::new("call -> order, 3 nodes, 200/s");
+    let mut lost = 0;
+    for (due, incident) in incidents {
+        match incident.and_then(|id| arrived.get(&id)) {
+            Some((at, district)) if *at - due <= LOST_AFTER => {
+                load.record(*at - due);
+                per_node.get_mut(&owners[district]).unwrap().1 += 1;
+            }
+            _ => lost += 1,
+        }
+    }
+    let moved = lease_holders(&mut con, &ids).await != owners;
+    drop(cluster);
+    let rest = AcrossNodes {
+        per_node,
+        offered,
+        lost,
+        clear_failed: clear_failed.load(Ordering::Relaxed),
+        lag,
+        moved,
+        stats,
+        path,
+    };
+    (one, load, answered, rest)
+}
+
 fn main() {
     let calls: usize = std::env::var("CALLS")
         .ok()
@@ -253,23 +605,32 @@ fn main() {
         let (red, red_answered) =
             call_to_order("call -> order, Redis", map, Some(url.clone()), calls).await;
         let stats = command_stats(&url).await;
+        let (nodes_one, nodes_load, nodes_answered, across) = across_nodes(&url, calls).await;
         (
             vec![
                 bare,
                 ping,
                 mem,
                 red,
+                nodes_one,
+                nodes_load,
                 mem_answered,
                 red_answered,
+                nodes_answered,
                 managed_ping,
                 feed_append,
                 idle_ping,
             ],
             stats,
+            across,
         )
     });
-    let (figures, stats) = figures;
-    println!("\n{calls} samples each, one at a time, loopback, this machine");
+    let (figures, stats, across) = figures;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "\n{calls} samples each, one at a time (but the 200/s row), loopback, this machine (load average at the end: {})",
+        load.split(' ').take(3).collect::<Vec<_>>().join(" ")
+    );
     println!("{:<34} {:>9} {:>9}", "what", "p50 ms", "p99 ms");
     for f in &figures {
         println!("{:<34} {:>9.3} {:>9.3}", f.name, f.p(0.5), f.p(0.99));
@@ -295,7 +656,7 @@ fn main() {
     }
     // The target in two readings of "a Redis round trip": measured as the calls meet Redis
     // (every process idle for 2 ms before each), and back to back (every thread awake).
-    let idle_rtt = &figures[8];
+    let idle_rtt = &figures[11];
     for (reading, rtt) in [
         ("idle 2 ms before each, as the calls", idle_rtt),
         ("back to back", rtt),
@@ -314,6 +675,69 @@ fn main() {
             (red.p(0.5) - mem.p(0.5)) / rtt.p(0.5)
         );
     }
+    // Across three district nodes over Redis: who served what, the open-loop run's health, and
+    // where Redis's time went in the concurrency-1 run (per call, incl. its ack/arrive/clear,
+    // and the nodes' heartbeats and lease renewals over the run).
+    println!(
+        "\n3 district nodes over Redis (child processes), calls round the districts; calls served per node"
+    );
+    println!("{:<34} {:>9} {:>9}", "node", "conc. 1", "200/s");
+    for (node, (one, load)) in &across.per_node {
+        println!("{node:<34} {one:>9} {load:>9}");
+    }
+    println!(
+        "open loop {LOAD_RATE} calls/s for {} s: {} calls offered, {} with no order within {} ms (must be 0){}; sender at most {:.1} ms behind schedule; {} acknowledge/arrive/clear failed",
+        LOAD_FOR.as_secs(),
+        across.offered,
+        across.lost,
+        LOST_AFTER.as_millis(),
+        if across.lost == 0 { "" } else { " NOT met" },
+        across.lag.as_secs_f64() * 1000.0,
+        across.clear_failed,
+    );
+    if across.moved {
+        println!("a district changed owner during the runs: the figures include a move");
+    }
+    println!("\nRedis commands of the 3-node run at concurrency 1, per call, busiest first");
+    println!(
+        "{:<28} {:>10} {:>14}",
+        "command", "per call", "usec per cmd"
+    );
+    for (cmd, n, usec) in &across.stats {
+        println!("{cmd:<28} {:>10.2} {usec:>14.2}", *n as f64 / calls as f64);
+    }
+    println!(
+        "\nRedis commands on a call's path across 3 nodes (sent until answered and ordered), per call, {PATH_CALLS} calls"
+    );
+    println!("{:<28} {:>10} {:>14}", "command", "per call", "Redis usec");
+    let (mut total, mut busy) = (0.0, 0.0);
+    for (cmd, per_call, usec) in &across.path {
+        println!("{cmd:<28} {per_call:>10.2} {usec:>14.2}");
+        total += per_call;
+        busy += usec;
+    }
+    println!("{:<28} {total:>10.2} {busy:>14.2}", "all");
+    for nodes in [&figures[4], &figures[5]] {
+        for (reading, rtt) in [
+            ("idle 2 ms before each, as the calls", idle_rtt),
+            ("back to back", rtt),
+        ] {
+            let budget = mem.p(0.5) + 3.0 * rtt.p(0.5);
+            println!(
+                "target {} p50 <= in-memory p50 + 3 Redis round trips ({reading}: {:.3} ms) = {:.3} ms: {} ({:.3} ms, {:.1} round trips over in memory)",
+                nodes.name.trim_start_matches("call -> order, "),
+                rtt.p(0.5),
+                budget,
+                if nodes.p(0.5) <= budget {
+                    "met"
+                } else {
+                    "NOT met"
+                },
+                nodes.p(0.5),
+                (nodes.p(0.5) - mem.p(0.5)) / rtt.p(0.5)
+            );
+        }
+    }
 }
 
 /// Clears Redis's per-command counters (`CONFIG RESETSTAT`).
@@ -331,9 +755,14 @@ async fn reset_command_stats(url: &str) {
 async fn command_stats(url: &str) -> Vec<(String, u64, f64)> {
     let client = redis::Client::open(url).unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    command_stats_on(&mut con).await
+}
+
+/// [`command_stats`] on connection `con`.
+async fn command_stats_on(con: &mut redis::aio::MultiplexedConnection) -> Vec<(String, u64, f64)> {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
-        .query_async(&mut con)
+        .query_async(con)
         .await
         .unwrap();
     // Lines like `cmdstat_xadd:calls=12,usec=34,usec_per_call=2.83,...`.
