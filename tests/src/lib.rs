@@ -3,10 +3,13 @@
 //!   until each reports SERVING on the gRPC health service, and kills them when dropped;
 //! - [`flow`]: the call flows a test runs against any cluster, given its service addresses, so
 //!   the embedded and the separate-process modes pass exactly the same checks;
+//! - [`steady`]: a steady flow of calls and terminals that keeps running through faults and
+//!   tells at the end whether every call was served once;
 //! - [`eventually`]: retries a check of state that settles over time.
 
 pub mod flow;
 pub mod sandbox;
+pub mod steady;
 
 use std::future::Future;
 use std::time::Duration;
