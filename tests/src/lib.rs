@@ -4,13 +4,16 @@
 //! - [`flow`]: the call flows a test runs against any cluster, given its service addresses, so
 //!   the embedded and the separate-process modes pass exactly the same checks;
 //! - [`netns`]: a network namespace on a veth pair, to run a process as another host and
-//!   partition it with `tc netem`;
+//!   partition it with `tc`;
+//! - [`steady`]: a steady flow of calls and terminals that keeps running through faults and
+//!   tells at the end whether every call was served once;
 //! - [`eventually`]: retries a check of state that settles over time; [`serving`] waits for a
 //!   service's health to report SERVING.
 
 pub mod flow;
 pub mod netns;
 pub mod sandbox;
+pub mod steady;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,17 +1,17 @@
 //! Separate processes on loopback: one `dispatch-server run <service>` per service, each of
 //! which a test may kill (`SIGKILL`), stop gracefully (`SIGTERM`), pause (`SIGSTOP`/`SIGCONT`)
-//! and start again on the same address.
+//! and start again on the same address. A test may add replicas (a second intake or
+//! notification process, more district nodes) beside the five. Each child's stdout and stderr
+//! go to its own log file ([`ProcessCluster::log`]); a test that panics prints their tails.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
+use anyhow::Context;
 
-use crate::{Endpoints, eventually};
+use crate::Endpoints;
 
 /// The services, by the name `dispatch-server run` takes, with their health service names.
 pub const SERVICES: [(&str, &str); 5] = [
@@ -35,11 +35,14 @@ struct Service {
     child: Option<Child>,
 }
 
-/// The five services, each its own child process; killed on drop.
+/// The five services, each its own child process, and any replicas added; killed on drop.
 #[derive(Debug)]
 pub struct ProcessCluster {
     bin: PathBuf,
     services: Vec<Service>,
+    /// Where the children's logs go (`{name}.log`, appended across restarts); removed on drop
+    /// unless the test panicked.
+    log_dir: PathBuf,
     /// Where each service answers.
     pub endpoints: Endpoints,
 }
@@ -98,9 +101,19 @@ impl ProcessCluster {
             })
             .collect();
         let url = |i: usize| format!("http://{}", addrs[i]);
+        let log_dir = std::env::temp_dir().join(format!(
+            "dispatch-sandbox-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&log_dir)?;
         let mut cluster = Self {
             bin: bin.to_owned(),
             services,
+            log_dir,
             endpoints: Endpoints {
                 intake: url(0),
                 geo_router: url(1),
@@ -124,15 +137,44 @@ impl ProcessCluster {
     ///
     /// Errors: a port cannot be reserved, the process cannot start, or it never serves.
     pub async fn add_district_node(&mut self, name: &'static str) -> anyhow::Result<SocketAddr> {
-        let first = self.index("district")?;
+        self.add_replica("district", name).await
+    }
+
+    /// Starts a replica of `service` (`intake`, `notification`, `district`, ...) named `name`
+    /// on a free loopback port, with the flags of the first `service` process (same peers, same
+    /// `--redis`), and waits until it reports SERVING; answers its address. A district replica
+    /// also gets `--node-id {name}` (in place of the first node's, if `start` was given one), so
+    /// it joins the cluster of district nodes under that id
+    /// (and keeps it across [`restart`](Self::restart)). The other services keep talking to
+    /// the first process; the replica serves whoever calls it. `name` then addresses it in
+    /// [`kill`](Self::kill), [`pause`](Self::pause), [`log`](Self::log)...
+    ///
+    /// Errors: no such service, `name` already taken, a port cannot be reserved, the process
+    /// cannot start, or it never serves.
+    pub async fn add_replica(
+        &mut self,
+        service: &str,
+        name: &'static str,
+    ) -> anyhow::Result<SocketAddr> {
+        let first = self.index(service)?;
+        anyhow::ensure!(
+            self.index(name).is_err(),
+            "a service {name:?} is running already"
+        );
         let addr = free_port()?;
         let mut args = self.services[first].args.clone();
-        // `run district --listen {addr} ...`
+        // `run {service} --listen {addr} ...`
         args[3] = addr.to_string();
-        args.extend(["--node-id".to_owned(), name.to_owned()]);
+        if service == "district" {
+            match args.iter().position(|a| a == "--node-id") {
+                // The first node's own id, given in `start`'s extra flags.
+                Some(flag) if flag + 1 < args.len() => args[flag + 1] = name.to_owned(),
+                _ => args.extend(["--node-id".to_owned(), name.to_owned()]),
+            }
+        }
         self.services.push(Service {
             name,
-            health_name: dispatch_proto::service_names::DISTRICT,
+            health_name: self.services[first].health_name,
             addr,
             args,
             child: None,
@@ -143,6 +185,28 @@ impl ProcessCluster {
         Ok(addr)
     }
 
+    /// Where service `name` answers (`http://host:port`).
+    ///
+    /// Errors: no such service.
+    pub fn endpoint(&self, name: &str) -> anyhow::Result<String> {
+        Ok(format!("http://{}", self.services[self.index(name)?].addr))
+    }
+
+    /// What service `name` wrote to stdout and stderr so far, across its restarts (it runs
+    /// with `RUST_LOG=warn`).
+    ///
+    /// Errors: no such service, or its log cannot be read.
+    pub fn log(&self, name: &str) -> anyhow::Result<String> {
+        self.index(name)?;
+        let path = self.log_path(name);
+        std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.log_dir.join(format!("{name}.log"))
+    }
+
     fn index(&self, name: &str) -> anyhow::Result<usize> {
         self.services
             .iter()
@@ -151,11 +215,19 @@ impl ProcessCluster {
     }
 
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let log_path = self.log_path(self.services[i].name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", log_path.display()))?;
         let s = &mut self.services[i];
         let child = Command::new(&self.bin)
             .args(&s.args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {} {}: {e}", self.bin.display(), s.name))?;
         s.child = Some(child);
@@ -164,28 +236,9 @@ impl ProcessCluster {
 
     async fn wait_serving(&self, i: usize) -> anyhow::Result<()> {
         let s = &self.services[i];
-        let (endpoint, name, health_name) = (format!("http://{}", s.addr), s.name, s.health_name);
-        eventually(READY_WITHIN, || {
-            let endpoint = endpoint.clone();
-            async move {
-                let channel = tonic::transport::Channel::from_shared(endpoint)?
-                    .connect()
-                    .await?;
-                let status = HealthClient::new(channel)
-                    .check(HealthCheckRequest {
-                        service: health_name.to_string(),
-                    })
-                    .await?
-                    .into_inner()
-                    .status;
-                anyhow::ensure!(
-                    status == ServingStatus::Serving as i32,
-                    "{name} not serving yet"
-                );
-                Ok(())
-            }
-        })
-        .await
+        crate::serving(&format!("http://{}", s.addr), s.health_name, READY_WITHIN)
+            .await
+            .with_context(|| format!("{} not serving", s.name))
     }
 
     fn pid(&self, name: &str) -> anyhow::Result<u32> {
@@ -289,6 +342,9 @@ impl ProcessCluster {
     }
 }
 
+/// How much of each child's log a panicking test prints.
+const LOG_TAIL_BYTES: usize = 4_000;
+
 impl Drop for ProcessCluster {
     fn drop(&mut self) {
         for s in &mut self.services {
@@ -298,6 +354,19 @@ impl Drop for ProcessCluster {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+        if std::thread::panicking() {
+            for s in &self.services {
+                let log = std::fs::read_to_string(self.log_path(s.name)).unwrap_or_default();
+                let mut from = log.len().saturating_sub(LOG_TAIL_BYTES);
+                while !log.is_char_boundary(from) {
+                    from += 1;
+                }
+                eprintln!("--- {} (end of its log) ---\n{}", s.name, &log[from..]);
+            }
+            eprintln!("logs kept in {}", self.log_dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
         }
     }
 }

@@ -148,7 +148,7 @@ impl DistrictActor {
         let now = self.clock.now();
         let (reply, effects) = match self.apply_supervised(&command, now, ctx) {
             Ok(Ok(applied)) => applied,
-            Ok(Err(e)) => return Box::pin(actix::fut::ready(Err(e.into()))),
+            Ok(Err(refusal)) => return self.confirmed_refusal(refusal.into()),
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
         let entry = Entry {
@@ -188,6 +188,33 @@ impl DistrictActor {
                 }
             },
         ))
+    }
+
+    /// Answers `refusal` (the district's own: an unknown dispatch, a transition it does not
+    /// allow) once the journal confirms this actor's epoch. A refusal appends nothing, so no
+    /// fence stops it: without the check an owner paused past its lease would, on waking,
+    /// refuse a command that the new owner accepts (an order it never saw), and the caller
+    /// would take that for the district's answer. Fenced: the actor stops and answers the
+    /// fence (`UNAVAILABLE`, so the caller retries and reaches the owner); a journal that does
+    /// not answer: `UNAVAILABLE` too.
+    fn confirmed_refusal(&mut self, refusal: Error) -> ResponseActFuture<Self, Result<Reply>> {
+        let journal = self.journal.clone();
+        let district = self.state.id().to_string();
+        let epoch = self.epoch;
+        let confirm = async move { journal.confirm(&district, epoch).await };
+        Box::pin(
+            confirm
+                .into_actor(self)
+                .map(move |confirmed, act, ctx| match confirmed {
+                    Ok(()) => Err(refusal),
+                    Err(e @ journal::Error::Fenced { .. }) => {
+                        tracing::warn!(district = %act.state.id(), error = %e, "district taken over, stopping its actor");
+                        ctx.stop();
+                        Err(Error::Journal(e))
+                    }
+                    Err(e) => Err(Error::Journal(e)),
+                }),
+        )
     }
 
     /// Applies `command` at `now` under supervision: refuses it at once when quarantined;

@@ -113,6 +113,14 @@ pub trait Journal: Send + Sync + std::fmt::Debug + 'static {
 
     /// Records that every effect of entries up to `seq` was delivered. Never moves back.
     async fn delivered(&self, district: &str, seq: u64) -> Result<()>;
+
+    /// Checks that `epoch` is still `district`'s epoch, writing nothing: an owner confirms it
+    /// before answering a refusal, which appends nothing and so meets no fence (an owner
+    /// paused past its lease would otherwise refuse a command the new owner accepts).
+    ///
+    /// Errors: [`Error::Fenced`] when another owner took the district since;
+    /// [`Error::Unavailable`].
+    async fn confirm(&self, district: &str, epoch: u64) -> Result<()>;
 }
 
 #[derive(Debug, Default)]
@@ -232,5 +240,9 @@ impl Journal for MemoryJournal {
         log.delivered = log.delivered.max(seq);
         log.trim();
         Ok(())
+    }
+
+    async fn confirm(&self, district: &str, epoch: u64) -> Result<()> {
+        self.owned(district, epoch, |_| ())
     }
 }

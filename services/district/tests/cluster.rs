@@ -19,6 +19,7 @@ use dispatch_cluster::{
 };
 use dispatch_core::district::{Command, Entry};
 use dispatch_core::{IncidentState, ManualClock, OfficerStatus};
+use dispatch_district::actor::Step;
 use dispatch_district::journal::{Error as JournalError, Journal, RedisJournal};
 use dispatch_district::outbox::{MemoryDeadLetters, OutboxConfig};
 use dispatch_district::service::{OWNER_METADATA, to_status};
@@ -483,6 +484,65 @@ async fn a_paused_owner_is_fenced_on_its_next_append_and_drops_the_district() {
         .count();
     assert_eq!(submits, 0);
     assert_eq!(loaded.entries.len(), 1);
+}
+
+/// A refusal appends nothing, so no fence stops it: a paused owner must confirm its epoch
+/// before refusing, or on waking it would answer an order the new owner made (which it never
+/// saw) with NOT_FOUND, and the terminal would give the order up (found by the steady-flow
+/// fault test, `dispatch-server`'s `cluster_faults`).
+#[actix_rt::test]
+async fn a_paused_owner_answers_a_command_it_would_refuse_with_the_fence() {
+    let server = redis();
+    // Renewals an hour apart: the owner behaves as if paused, its leases lapse after 1 s.
+    let paused = ClusterConfig {
+        lease: Duration::from_secs(1),
+        renew_every: Duration::from_secs(3_600),
+        ..ClusterConfig::default()
+    };
+    let a = sole_owner(&server, paused).await;
+    let district = "town-d01";
+    let officer = format!("{district}-o01");
+    let mut raw = redis_con(&server).await;
+    let held: u64 = raw.get(format!("district:{district}:epoch")).await.unwrap();
+    let lease_key = format!("district:{district}:lease");
+    let start = Instant::now();
+    while raw.exists::<_, bool>(&lease_key).await.unwrap() {
+        assert!(start.elapsed() < SETTLE, "lease never lapsed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let thief = Leases::connect(&server.url(), "node-b", Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        thief.acquire(district).await.unwrap(),
+        Acquired::Won { epoch: held + 1 }
+    );
+
+    // A dispatch a knows nothing of (the new owner's): the fence, not NOT_FOUND.
+    let answer = a
+        .node
+        .step(&officer, &format!("{district}/I9/1"), Step::Acknowledge)
+        .await
+        .unwrap_err();
+    match answer {
+        Error::Journal(JournalError::Fenced {
+            district: d,
+            ours,
+            current,
+        }) => assert_eq!((d.as_str(), ours, current), (district, held, held + 1)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        to_status(Error::Journal(JournalError::Fenced {
+            district: district.into(),
+            ours: held,
+            current: held + 1
+        }))
+        .code(),
+        tonic::Code::Unavailable
+    );
+    eventually("a dropped the district", SETTLE, || {
+        !a.owns().contains(&district.to_owned())
+    })
+    .await;
 }
 
 #[actix_rt::test]

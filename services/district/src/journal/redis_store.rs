@@ -371,6 +371,27 @@ impl Journal for RedisJournal {
         .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn confirm(&self, district: &str, epoch: u64) -> Result<()> {
+        let k = keys(district);
+        let current: Option<u64> = redis_conn::retry("journal confirm", || {
+            let mut con = self.con.clone();
+            let key = k.epoch.clone();
+            async move { con.get(key).await }
+        })
+        .await
+        .map_err(unavailable)?;
+        let current = current.unwrap_or(0);
+        if current == epoch {
+            Ok(())
+        } else {
+            Err(Error::Fenced {
+                district: district.to_owned(),
+                ours: epoch,
+                current,
+            })
+        }
+    }
 }
 
 #[cfg(test)]
