@@ -434,9 +434,13 @@ async fn drive(env: &TerminalEnv, setup: &TerminalSetup, from: LatLng, to: LatLn
     let travel_s = env.spec.travel().eta_s(&from, &to);
     let interval_s = env.spec.gps_interval_s;
     let (tx, rx) = mpsc::channel::<LocationReport>(8);
+    // A simulated receiver fixes as it reports: the fix time is the cluster's clock then, and
+    // 10 m a phone GNSS fix's usual stated accuracy (68 %).
     let report = |p: LatLng| LocationReport {
         officer_id: setup.officer_id.clone(),
         location: Some(latlng_to_wire(p)),
+        fixed_at: Some(dispatch_bus::convert::timestamp_to_wire(env.clock.now())),
+        accuracy_m: Some(10.0),
     };
     let mut client = env.streams.district(setup.index);
     let call = client.report_location(tokio_stream::wrappers::ReceiverStream::new(rx));

@@ -416,8 +416,11 @@ pub fn order_from_wire(o: &v1::DispatchOrder) -> Result<DispatchOrder, FieldErro
     })
 }
 
-/// An officer to the wire.
+/// An officer to the wire, with whether the dispatch rule may pick them
+/// ([`dispatch_core::dispatch::not_dispatchable`]).
 pub fn officer_to_wire(o: &Officer) -> v1::Officer {
+    use dispatch_core::dispatch::{NotDispatchable, not_dispatchable};
+    let reason = not_dispatchable(o);
     v1::Officer {
         officer_id: o.id.to_string(),
         district_id: o.district_id.to_string(),
@@ -427,6 +430,13 @@ pub fn officer_to_wire(o: &Officer) -> v1::Officer {
         incident_id: wire_or_empty(o.incident_id.as_ref()),
         dispatch_id: wire_or_empty(o.dispatch_id.as_ref()),
         status_since: Some(timestamp_to_wire(o.status_since)),
+        location_accuracy_m: o.location_accuracy_m,
+        dispatchable: reason.is_none(),
+        not_dispatchable_reason: match reason {
+            None => v1::NotDispatchableReason::Unspecified,
+            Some(NotDispatchable::Status(_)) => v1::NotDispatchableReason::Status,
+            Some(NotDispatchable::NoFix) => v1::NotDispatchableReason::NoFix,
+        } as i32,
     }
 }
 

@@ -7,7 +7,8 @@
 
 use std::cmp::Ordering;
 
-use crate::{LatLng, Officer, OfficerId, OfficerStatus, TravelModel};
+use crate::position::PositionRules;
+use crate::{LatLng, Officer, OfficerId, OfficerStatus, Timestamp, TravelModel};
 
 /// The officer the rule picked, with the figures it picked them on.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,20 +19,60 @@ pub struct Candidate {
     pub eta_s: f64,
     /// Great-circle distance from that position, metres.
     pub distance_m: f64,
+    /// Age of that position's fix when picked, seconds (0 for a fix time ahead of the clock).
+    pub fix_age_s: f64,
+    /// True when the fix was older than the age limit ([`Freshness::max_fix_age_s`]): the
+    /// officer was picked only because no officer with a fresh fix was dispatchable.
+    pub stale: bool,
 }
 
-/// Whether the rule may pick `officer`: status [`OfficerStatus::Available`] and a known
-/// location.
+/// When the rule runs and how old a fix may be to rank an officer by it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Freshness {
+    /// The time the rule runs at (the command's, cluster clock).
+    pub now: Timestamp,
+    /// Largest fix age that still counts as fresh, seconds
+    /// ([`PositionRules::max_fix_age_s`]).
+    pub max_fix_age_s: f64,
+}
+
+/// Why the rule may not pick an officer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotDispatchable {
+    /// Not [`OfficerStatus::Available`]; their status.
+    Status(OfficerStatus),
+    /// Available, but no position yet: dispatchable from their first fix.
+    NoFix,
+}
+
+/// Why the rule may not pick `officer`; `None` when it may (status
+/// [`OfficerStatus::Available`] and a known location).
 ///
 /// An officer without a position is not dispatchable because no ETA can be computed for them,
 /// and guessing one would let an officer of unknown whereabouts beat a near one. It is a short
 /// gap in practice: the terminal reports a position when it signs on and then streams GPS.
-pub fn is_dispatchable(officer: &Officer) -> bool {
-    officer.status == OfficerStatus::Available && officer.location.is_some()
+pub fn not_dispatchable(officer: &Officer) -> Option<NotDispatchable> {
+    if officer.status != OfficerStatus::Available {
+        return Some(NotDispatchable::Status(officer.status));
+    }
+    officer.location.is_none().then_some(NotDispatchable::NoFix)
 }
 
-/// Among `officers`, the dispatchable one (see [`is_dispatchable`]) with the smallest ETA to
-/// `to`; equal ETAs go to the smallest officer id, so the choice is deterministic whatever the
+/// Whether the rule may pick `officer` (see [`not_dispatchable`]).
+pub fn is_dispatchable(officer: &Officer) -> bool {
+    not_dispatchable(officer).is_none()
+}
+
+/// Among `officers`, the dispatchable one (see [`is_dispatchable`]) who gets to `to` first,
+/// judged on positions that may be old. The rule:
+/// - an officer whose fix is at most [`Freshness::max_fix_age_s`] old (fresh) ranks by ETA
+///   from that fix;
+/// - an officer whose fix is older (stale) ranks after every fresh one, and among the stale by
+///   ETA from the last fix plus the fix's age: a unit silent for longer may have driven
+///   farther away, and the age is the time it may have driven;
+/// - an officer with no fix is never picked.
+///
+/// Equal ranks go to the smallest officer id, so the choice is deterministic whatever the
 /// iteration order. `None` when nobody is dispatchable.
 ///
 /// Cost: one haversine per officer, no allocation but the winner's id.
@@ -39,39 +80,55 @@ pub fn nearest_available<'a>(
     officers: impl IntoIterator<Item = &'a Officer>,
     to: &LatLng,
     travel: &TravelModel,
+    freshness: Freshness,
 ) -> Option<Candidate> {
-    let mut best: Option<(&'a Officer, f64, f64)> = None;
+    // Rank: (stale, score), then id.
+    let mut best: Option<(&'a Officer, bool, f64, Candidate)> = None;
     for officer in officers {
-        let Some(at) = officer
-            .location
-            .as_ref()
-            .filter(|_| is_dispatchable(officer))
-        else {
+        let (Some(at), Some(fixed_at)) = (officer.location.as_ref(), officer.location_at) else {
             continue;
         };
+        if !is_dispatchable(officer) {
+            continue;
+        }
         let distance_m = at.distance_m(to);
         let eta_s = travel.travel_s(distance_m);
+        let fix_age_s = PositionRules::fix_age_s(fixed_at, freshness.now);
+        let stale = fix_age_s > freshness.max_fix_age_s;
+        let score = if stale { eta_s + fix_age_s } else { eta_s };
         let better = match &best {
             None => true,
-            Some((b, b_eta, _)) => {
-                eta_s.total_cmp(b_eta).then_with(|| officer.id.cmp(&b.id)) == Ordering::Less
+            Some((b, b_stale, b_score, _)) => {
+                stale
+                    .cmp(b_stale)
+                    .then_with(|| score.total_cmp(b_score))
+                    .then_with(|| officer.id.cmp(&b.id))
+                    == Ordering::Less
             }
         };
         if better {
-            best = Some((officer, eta_s, distance_m));
+            let candidate = Candidate {
+                officer_id: officer.id.clone(),
+                eta_s,
+                distance_m,
+                fix_age_s,
+                stale,
+            };
+            best = Some((officer, stale, score, candidate));
         }
     }
-    best.map(|(officer, eta_s, distance_m)| Candidate {
-        officer_id: officer.id.clone(),
-        eta_s,
-        distance_m,
-    })
+    best.map(|(_, _, _, candidate)| candidate)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Timestamp;
+
+    /// The rule run at the time of every test officer's fix: all fixes fresh.
+    const FRESH: Freshness = Freshness {
+        now: Timestamp(0),
+        max_fix_age_s: 120.0,
+    };
 
     /// Incident in Nancheng, Dongguan.
     fn scene() -> LatLng {
@@ -94,7 +151,7 @@ mod tests {
         // 0.02 deg north: 2,223.9016 m, 373.6155 s.
         let near = officer("zz-near", OfficerStatus::Available, Some((23.03, 113.75)));
         let far = officer("aa-far", OfficerStatus::Available, Some((23.04, 113.75)));
-        let c = nearest_available([&far, &near], &scene(), &TravelModel::default()).unwrap();
+        let c = nearest_available([&far, &near], &scene(), &TravelModel::default(), FRESH).unwrap();
         assert_eq!(c.officer_id, "zz-near");
         assert!(
             (c.distance_m - 1_111.950_802).abs() < 1e-3,
@@ -112,7 +169,7 @@ mod tests {
             speed_kmh: 18.0,
         };
         // 1,111.9508 m x 2 / 5 m/s = 444.7803 s.
-        let c = nearest_available([&o], &scene(), &slow).unwrap();
+        let c = nearest_available([&o], &scene(), &slow, FRESH).unwrap();
         assert!((c.eta_s - 444.780_321).abs() < 1e-3, "got {}", c.eta_s);
     }
 
@@ -130,13 +187,14 @@ mod tests {
         let far = officer("far", OfficerStatus::Available, Some((23.5, 114.0)));
         let all = [&busy, &on_scene, &dispatched, &off, &nowhere];
         assert_eq!(
-            nearest_available(all, &scene(), &TravelModel::default()),
+            nearest_available(all, &scene(), &TravelModel::default(), FRESH),
             None
         );
         let c = nearest_available(
             all.into_iter().chain([&far]),
             &scene(),
             &TravelModel::default(),
+            FRESH,
         )
         .unwrap();
         assert_eq!(c.officer_id, "far");
@@ -151,13 +209,13 @@ mod tests {
         let west = officer("a", OfficerStatus::Available, Some((23.02, 113.74)));
         let m = TravelModel::default();
         assert_eq!(
-            nearest_available([&east, &west], &scene(), &m)
+            nearest_available([&east, &west], &scene(), &m, FRESH)
                 .unwrap()
                 .officer_id,
             "a"
         );
         assert_eq!(
-            nearest_available([&west, &east], &scene(), &m)
+            nearest_available([&west, &east], &scene(), &m, FRESH)
                 .unwrap()
                 .officer_id,
             "a"
@@ -167,12 +225,73 @@ mod tests {
     #[test]
     fn officer_on_the_spot_has_zero_eta() {
         let o = officer("o1", OfficerStatus::Available, Some((23.02, 113.75)));
-        let c = nearest_available([&o], &scene(), &TravelModel::default()).unwrap();
+        let c = nearest_available([&o], &scene(), &TravelModel::default(), FRESH).unwrap();
         assert_eq!(c.eta_s, 0.0);
         assert_eq!(c.distance_m, 0.0);
         assert_eq!(
-            nearest_available(std::iter::empty(), &scene(), &TravelModel::default()),
+            nearest_available(std::iter::empty(), &scene(), &TravelModel::default(), FRESH),
             None
         );
+    }
+
+    /// An available officer at `lat`,113.75 whose fix was taken at `fixed_at_s` seconds.
+    fn fixed(id: &str, lat: f64, fixed_at_s: i64) -> Officer {
+        let mut o = officer(id, OfficerStatus::Available, None);
+        o.set_location(
+            LatLng::new(lat, 113.75).unwrap(),
+            Timestamp(fixed_at_s * 1000),
+        );
+        o
+    }
+
+    #[test]
+    fn a_stale_fix_ranks_after_a_fresh_farther_one() {
+        // Near: 1,111.9508 m, ETA 186.8077 s, fixed at 0 s: 150 s old at 150 s, stale (> 120).
+        // Far: 2,223.9016 m, ETA 373.6155 s, fixed at 100 s: 50 s old, fresh. Far wins.
+        let near = fixed("a-near", 23.03, 0);
+        let far = fixed("b-far", 23.04, 100);
+        let at_150 = Freshness {
+            now: Timestamp(150_000),
+            max_fix_age_s: 120.0,
+        };
+        let c =
+            nearest_available([&near, &far], &scene(), &TravelModel::default(), at_150).unwrap();
+        assert_eq!(c.officer_id, "b-far");
+        assert!((c.eta_s - 373.615_470).abs() < 1e-3, "got {}", c.eta_s);
+        assert_eq!((c.fix_age_s, c.stale), (50.0, false));
+        // At 120 s the near fix is exactly at the limit, still fresh, and wins on ETA.
+        let at_120 = Freshness {
+            now: Timestamp(120_000),
+            ..at_150
+        };
+        let c =
+            nearest_available([&near, &far], &scene(), &TravelModel::default(), at_120).unwrap();
+        assert_eq!((c.officer_id.as_str(), c.stale), ("a-near", false));
+    }
+
+    #[test]
+    fn stale_officers_rank_by_eta_plus_fix_age() {
+        let at_1000 = Freshness {
+            now: Timestamp(1_000_000),
+            max_fix_age_s: 120.0,
+        };
+        let m = TravelModel::default();
+        // Near fixed at 0 s: 186.8077 + 1,000 = 1,186.8077. Far fixed at 700 s:
+        // 373.6155 + 300 = 673.6155. Both stale; far ranks first.
+        let near = fixed("a-near", 23.03, 0);
+        let far = fixed("b-far", 23.04, 700);
+        let c = nearest_available([&near, &far], &scene(), &m, at_1000).unwrap();
+        assert_eq!((c.officer_id.as_str(), c.stale), ("b-far", true));
+        assert_eq!(c.fix_age_s, 300.0);
+        // Far fixed at 100 s instead: 373.6155 + 900 = 1,273.6155 > 1,186.8077; near first.
+        let older_far = fixed("b-far", 23.04, 100);
+        let c = nearest_available([&near, &older_far], &scene(), &m, at_1000).unwrap();
+        assert_eq!((c.officer_id.as_str(), c.stale), ("a-near", true));
+        // No fix at all is never picked, however stale the others.
+        let nowhere = officer("0-nowhere", OfficerStatus::Available, None);
+        assert_eq!(not_dispatchable(&nowhere), Some(NotDispatchable::NoFix));
+        assert_eq!(nearest_available([&nowhere], &scene(), &m, at_1000), None);
+        let c = nearest_available([&nowhere, &near], &scene(), &m, at_1000).unwrap();
+        assert_eq!(c.officer_id, "a-near");
     }
 }

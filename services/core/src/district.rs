@@ -9,7 +9,10 @@
 //!
 //! The rules:
 //! - an incident is dispatched as soon as a dispatchable officer exists (work-conserving), to
-//!   the one with the smallest ETA ([`crate::dispatch::nearest_available`]);
+//!   the one with the smallest ETA, officers with a fresh fix before those whose last fix is
+//!   old ([`crate::dispatch::nearest_available`]);
+//! - position reports are checked ([`PositionRules`]): untrusted ones are refused, and a fix
+//!   older than the officer's current one is ignored;
 //! - otherwise it waits in the [`IncidentQueue`], and whenever an officer becomes dispatchable
 //!   (signs on, reports a first position, clears, is released by a cancel) the queue is served
 //!   head first: highest priority, then the oldest call;
@@ -22,22 +25,43 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dispatch::{Candidate, nearest_available};
+use crate::dispatch::{Candidate, Freshness, nearest_available};
 use crate::incident::TransitionError;
 use crate::officer::StatusError;
+use crate::position::{Fix, FixError, PositionRules};
 use crate::queue::{IncidentQueue, QueueKey};
 use crate::{
     CallId, CaseId, Category, DispatchId, Disposition, DistrictId, Incident, IncidentId,
     IncidentState, LatLng, Officer, OfficerId, OfficerStatus, Priority, Timestamp, TravelModel,
 };
 
-/// Tunables of one district. Check `travel` with [`TravelModel::validate`] when it comes
-/// from a file.
+/// Tunables of one district. Check `travel` with [`TravelModel::validate`] and `positions`
+/// with [`PositionRules::validate`] when they come from a file.
+///
+/// Kept in the district's snapshots, so a replay runs under the rules the entries were
+/// accepted under; fields added later take their defaults in older snapshots.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistrictConfig {
     /// How ETAs are estimated (circuity 1.4, 30 km/h by default; see [`TravelModel`]).
     pub travel: TravelModel,
+    /// Which position reports are trusted, and how long a fix ranks an officer (see
+    /// [`PositionRules`]).
+    pub positions: PositionRules,
+}
+
+/// What became of a position report the district did not refuse.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reported {
+    /// Stored as the officer's position, with the effects of serving the queue (a first
+    /// position may make a signed-on officer dispatchable). Usually no effects.
+    Stored(Vec<Effect>),
+    /// Ignored: the fix is older than the officer's current one (GPS reports overtaken on
+    /// the way, or a terminal replaying its buffer). Nothing changes and nothing is logged.
+    Stale {
+        /// The fix time of the officer's current position.
+        current_fix_at: Timestamp,
+    },
 }
 
 /// An order sending one officer to one incident, for the officer's terminal.
@@ -151,6 +175,11 @@ pub enum Error {
         /// The disposition the repeat named.
         asked: Disposition,
     },
+    /// A position the district does not trust: a fix time in the future, an implausible
+    /// accuracy, or a place outside the city ([`PositionRules`]). [`FixError::field`] names
+    /// the field.
+    #[error(transparent)]
+    BadFix(#[from] FixError),
     /// The incident's lifecycle forbids the step (e.g. clearing before arrival).
     #[error(transparent)]
     Transition(#[from] TransitionError),
@@ -311,9 +340,12 @@ impl DistrictState {
     /// be `Dispatched` (with the `IncidentChanged` and `Order` effects).
     ///
     /// Setting the status the officer already has is not an error: it only records the
-    /// position (terminals retry).
+    /// position (terminals retry). The position is taken as fixed at `now`, of unstated
+    /// accuracy. Signing on without one (or before any) leaves the officer `Available` but not
+    /// dispatchable until their first fix ([`crate::dispatch::not_dispatchable`]).
     ///
     /// Errors: [`Error::StatusNotSettable`] for a dispatch status; [`Error::UnknownOfficer`];
+    /// [`Error::BadFix`] for a `location` outside the service area;
     /// [`Error::OfficerEngaged`] when the officer is on a dispatch (even to go `Available`:
     /// that would abandon the incident, which only `clear` or a cancel may end).
     pub fn set_officer_status(
@@ -328,6 +360,9 @@ impl DistrictState {
             OfficerStatus::Available | OfficerStatus::Busy | OfficerStatus::OffDuty
         ) {
             return Err(Error::StatusNotSettable(status));
+        }
+        if let Some(at) = &location {
+            self.config.positions.check_area(at)?;
         }
         let officer = self
             .officers
@@ -355,27 +390,36 @@ impl DistrictState {
         Ok((officer, effects))
     }
 
-    /// Records a position report (any status; a report does not change the status).
+    /// Records a position report received at `now` (any status; a report does not change the
+    /// status), after checking it against the district's [`PositionRules`]. A fix without a
+    /// fix time is taken as fixed at `now`.
     ///
-    /// Returns effects because a first position makes a signed-on officer dispatchable: if
-    /// incidents are waiting, the queue is served at once (`IncidentChanged`, `Order`).
-    /// Usually empty.
+    /// A fix older than the officer's current one is ignored ([`Reported::Stale`]): the
+    /// position already held is newer. A fix of the same time replaces it (a repeat).
+    /// Otherwise it is stored ([`Reported::Stored`]) with effects, because a first position
+    /// makes a signed-on officer dispatchable: if incidents are waiting, the queue is served
+    /// at once (`IncidentChanged`, `Order`).
     ///
-    /// Errors: [`Error::UnknownOfficer`].
+    /// Errors: [`Error::UnknownOfficer`]; [`Error::BadFix`] (see [`PositionRules::check`]).
+    /// Nothing changes then.
     pub fn report_location(
         &mut self,
         officer_id: &OfficerId,
-        location: LatLng,
+        fix: &Fix,
         now: Timestamp,
-    ) -> Result<Vec<Effect>> {
+    ) -> Result<Reported> {
         let officer = self
             .officers
             .get_mut(officer_id)
             .ok_or_else(|| Error::UnknownOfficer(officer_id.clone()))?;
-        officer.set_location(location, now);
+        let fixed_at = self.config.positions.check(fix, now)?;
+        if let Some(current_fix_at) = officer.location_at.filter(|t| fixed_at < *t) {
+            return Ok(Reported::Stale { current_fix_at });
+        }
+        officer.set_fix(fix.location, fixed_at, fix.accuracy_m);
         let mut effects = Vec::new();
         self.serve_queue(now, &mut effects);
-        Ok(effects)
+        Ok(Reported::Stored(effects))
     }
 
     /// The officer acknowledges the order: officer -> `Acknowledged` (en route), the
@@ -641,10 +685,15 @@ impl DistrictState {
                 self.queue.pop();
                 continue;
             };
+            let freshness = Freshness {
+                now,
+                max_fix_age_s: self.config.positions.max_fix_age_s,
+            };
             let Some(candidate) = nearest_available(
                 self.officers.values(),
                 &record.incident.location,
                 &self.config.travel,
+                freshness,
             ) else {
                 return;
             };

@@ -51,6 +51,75 @@ impl LatLng {
     }
 }
 
+/// Metres per degree of latitude (and of longitude on the equator) on the sphere of
+/// [`LatLng::distance_m`]: pi x 6,371,008.8 m / 180.
+pub const METRES_PER_DEGREE: f64 = std::f64::consts::PI * 6_371_008.8 / 180.0;
+
+/// The rectangle of latitude and longitude a city's positions lie in, WGS84 degrees: a
+/// district refuses a position report outside it (a terminal's bad fix, or the `0,0` of a
+/// receiver that has none), see [`crate::position::PositionRules`].
+///
+/// It does not cross the antimeridian (`west <= east`), which no city's police map does.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceArea {
+    /// Southern edge, latitude, degrees.
+    pub south: f64,
+    /// Western edge, longitude, degrees.
+    pub west: f64,
+    /// Northern edge, latitude, degrees.
+    pub north: f64,
+    /// Eastern edge, longitude, degrees.
+    pub east: f64,
+}
+
+impl ServiceArea {
+    /// The smallest rectangle holding every one of `points`, widened by `margin_m` metres
+    /// (negative taken as 0) on each side and clipped to the globe; `None` without points.
+    ///
+    /// The widening in longitude is taken at the edge farther from the equator, where a
+    /// degree is shortest, so the rectangle holds at least `margin_m` around every point.
+    pub fn around(points: impl IntoIterator<Item = LatLng>, margin_m: f64) -> Option<Self> {
+        let mut points = points.into_iter();
+        let first = points.next()?;
+        let mut area = Self {
+            south: first.lat,
+            west: first.lon,
+            north: first.lat,
+            east: first.lon,
+        };
+        for p in points {
+            area.south = area.south.min(p.lat);
+            area.north = area.north.max(p.lat);
+            area.west = area.west.min(p.lon);
+            area.east = area.east.max(p.lon);
+        }
+        let margin_m = if margin_m.is_finite() {
+            margin_m.max(0.0)
+        } else {
+            0.0
+        };
+        let dlat = margin_m / METRES_PER_DEGREE;
+        area.south = (area.south - dlat).max(-90.0);
+        area.north = (area.north + dlat).min(90.0);
+        let widest = area.south.abs().max(area.north.abs());
+        // Within a degree of a pole every longitude is within reach.
+        let dlon = if widest >= 89.0 {
+            360.0
+        } else {
+            dlat / widest.to_radians().cos()
+        };
+        area.west = (area.west - dlon).max(-180.0);
+        area.east = (area.east + dlon).min(180.0);
+        Some(area)
+    }
+
+    /// Whether `p` lies inside or on the edge.
+    pub fn contains(&self, p: &LatLng) -> bool {
+        (self.south..=self.north).contains(&p.lat) && (self.west..=self.east).contains(&p.lon)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +167,39 @@ mod tests {
         assert!(LatLng::new(f64::NAN, 0.0).is_err());
         assert!(LatLng::new(0.0, f64::INFINITY).is_err());
         assert!(LatLng::new(-90.0, 180.0).is_ok());
+    }
+
+    #[test]
+    fn service_area_is_the_box_of_the_points_widened_by_the_margin() {
+        // 0.1 deg of latitude = 11,119.508 m; the widening in longitude is taken at 23.2N
+        // (the northern edge after widening): 0.1 / cos(23.2 deg) = 0.1087979 deg.
+        let a = LatLng::new(23.0, 113.7).unwrap();
+        let b = LatLng::new(23.1, 113.8).unwrap();
+        let area = ServiceArea::around([a, b], 11_119.508_023).unwrap();
+        assert!((area.south - 22.9).abs() < 1e-9, "got {}", area.south);
+        assert!((area.north - 23.2).abs() < 1e-9, "got {}", area.north);
+        assert!(
+            (area.west - (113.7 - 0.108_797_9)).abs() < 1e-6,
+            "got {}",
+            area.west
+        );
+        assert!(
+            (area.east - (113.8 + 0.108_797_9)).abs() < 1e-6,
+            "got {}",
+            area.east
+        );
+        assert!(area.contains(&LatLng::new(23.19, 113.9).unwrap()));
+        assert!(!area.contains(&LatLng::new(23.21, 113.75).unwrap()));
+        assert!(
+            !area.contains(&LatLng::new(0.0, 0.0).unwrap()),
+            "null island"
+        );
+        assert_eq!(ServiceArea::around([], 1_000.0), None);
+    }
+
+    #[test]
+    fn service_area_is_clipped_to_the_globe() {
+        let area = ServiceArea::around([LatLng::new(89.5, 179.5).unwrap()], 200_000.0).unwrap();
+        assert_eq!((area.north, area.west, area.east), (90.0, -180.0, 180.0));
     }
 }

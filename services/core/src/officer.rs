@@ -51,8 +51,13 @@ pub struct Officer {
     pub status_since: Timestamp,
     /// Last known position; `None` before the first report.
     pub location: Option<LatLng>,
-    /// When `location` was reported.
+    /// When `location` was fixed: the terminal's fix time, or when the district received it
+    /// for a position without one (sign-on, arrival, clearance).
     pub location_at: Option<Timestamp>,
+    /// Horizontal accuracy of `location` the terminal stated, metres (68 %); `None` when not
+    /// stated (and in snapshots from before the field).
+    #[serde(default)]
+    pub location_accuracy_m: Option<f64>,
     /// Incident of the current dispatch.
     pub incident_id: Option<IncidentId>,
     /// Current dispatch.
@@ -81,6 +86,7 @@ impl Officer {
             status_since: at,
             location: None,
             location_at: None,
+            location_accuracy_m: None,
             incident_id: None,
             dispatch_id: None,
         }
@@ -107,10 +113,16 @@ impl Officer {
         Ok(())
     }
 
-    /// Records a position report.
+    /// Records a position of unstated accuracy fixed at `at`.
     pub fn set_location(&mut self, at_point: LatLng, at: Timestamp) {
+        self.set_fix(at_point, at, None);
+    }
+
+    /// Records a position fixed at `at` with the stated `accuracy_m` (metres, 68 %).
+    pub fn set_fix(&mut self, at_point: LatLng, at: Timestamp, accuracy_m: Option<f64>) {
         self.location = Some(at_point);
         self.location_at = Some(at);
+        self.location_accuracy_m = accuracy_m;
     }
 }
 

@@ -37,7 +37,7 @@ use dispatch_bus::trace::TraceContext;
 use dispatch_core::Timestamp;
 use dispatch_core::clock::SharedClock;
 use dispatch_core::district::{Command, DistrictState, Effect, Entry, Reply};
-use dispatch_core::{Disposition, Incident, LatLng, Officer, OfficerStatus};
+use dispatch_core::{Disposition, Fix, Incident, LatLng, Officer, OfficerStatus};
 
 use crate::journal::{self, Journal, Loaded};
 use crate::supervision::{self, CommandKey, Supervisor, Verdict};
@@ -151,6 +151,10 @@ impl DistrictActor {
             Ok(Err(refusal)) => return self.confirmed_refusal(refusal.into()),
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
+        // A stale position report changed nothing: like a refused command, it is not logged.
+        if matches!(reply, Reply::Stale { .. }) {
+            return Box::pin(actix::fut::ready(Ok(reply)));
+        }
         let entry = Entry {
             at: now,
             command,
@@ -531,12 +535,21 @@ pub struct SetStatus {
 
 /// A GPS report.
 #[derive(Message)]
-#[rtype(result = "Result<()>")]
+#[rtype(result = "Result<ReportOutcome>")]
 pub struct ReportLocation {
     /// The officer.
     pub officer_id: String,
-    /// Where, WGS84.
-    pub location: LatLng,
+    /// The fix.
+    pub fix: Fix,
+}
+
+/// What became of a GPS report the district did not refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// Stored as the officer's position (and logged).
+    Stored,
+    /// Ignored: older than the officer's current fix (not logged).
+    Stale,
 }
 
 /// What a terminal says about its dispatch.
@@ -631,13 +644,26 @@ impl Handler<SetStatus> for DistrictActor {
 }
 
 impl Handler<ReportLocation> for DistrictActor {
-    type Result = AtomicResponse<Self, Result<()>>;
+    type Result = AtomicResponse<Self, Result<ReportOutcome>>;
     fn handle(&mut self, msg: ReportLocation, ctx: &mut Context<Self>) -> Self::Result {
         let command = Command::ReportLocation {
             officer_id: msg.officer_id.into(),
-            location: msg.location,
+            location: msg.fix.location,
+            fixed_at: msg.fix.fixed_at,
+            accuracy_m: msg.fix.accuracy_m,
         };
-        self.respond(command, |_| Ok(()), ctx)
+        self.respond(command, report_outcome, ctx)
+    }
+}
+
+/// What a position report's reply says.
+fn report_outcome(reply: Reply) -> Result<ReportOutcome> {
+    match reply {
+        Reply::Done => Ok(ReportOutcome::Stored),
+        Reply::Stale { .. } => Ok(ReportOutcome::Stale),
+        other => Err(Error::BadReply(format!(
+            "expected a position report's reply, got {other:?}"
+        ))),
     }
 }
 

@@ -28,7 +28,7 @@ use tonic::service::Routes;
 use tonic::transport::Channel;
 use tonic::{Code, Extensions, Request, Response, Status, Streaming};
 
-use crate::service::{OWNER_METADATA, location_report, to_status};
+use crate::service::{OWNER_METADATA, Tally, take_report, to_status};
 use crate::{DistrictGrpc, DistrictNode};
 
 /// Request metadata key marking a command forwarded by another district node (its value: that
@@ -132,7 +132,8 @@ impl DistrictService for Forwarding {
     }
 
     /// Each report for an officer of a district owned elsewhere is forwarded on its own (a
-    /// stream of one) and counted as accepted when the owner accepts it.
+    /// stream of one); the owner's answer for it (stored, stale or refused) is counted under
+    /// the report's index in this stream.
     async fn report_location(
         &self,
         request: Request<Streaming<v1::LocationReport>>,
@@ -140,25 +141,22 @@ impl DistrictService for Forwarding {
         let forwarded = forwarded(&request);
         let metadata = request.metadata().clone();
         let mut stream = request.into_inner();
-        let mut accepted = 0u64;
+        let mut tally = Tally::default();
+        let mut index = 0u64;
         while let Some(report) = stream.next().await {
             let report = report?;
-            let location = location_report(&report, accepted)?;
-            if let Err(e) = self
-                .node
-                .report_location(&report.officer_id, location)
-                .await
-            {
+            if let Err(e) = take_report(&self.node, &report, index, &mut tally).await {
                 let status = to_status(e);
                 let Some(mut owner) = self.owner(forwarded, &status) else {
                     return Err(status);
                 };
                 let one = futures::stream::iter([report]);
-                owner.report_location(self.onward(&metadata, one)).await?;
+                let answer = owner.report_location(self.onward(&metadata, one)).await?;
+                tally.forwarded(index, answer.into_inner());
             }
-            accepted += 1;
+            index += 1;
         }
-        Ok(Response::new(v1::ReportLocationResponse { accepted }))
+        Ok(Response::new(tally.finish()))
     }
 
     async fn acknowledge_dispatch(

@@ -36,8 +36,8 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    /// Errors: `config.travel` or `config.supervision` invalid, or no arbiter given, as a
-    /// message naming the rule.
+    /// Errors: `config.travel`, `config.positions` or `config.supervision` invalid, or no
+    /// arbiter given, as a message naming the rule.
     pub(crate) fn new(
         config: NodeConfig,
         clock: SharedClock,
@@ -46,6 +46,10 @@ impl Host {
         arbiters: &[ArbiterHandle],
     ) -> std::result::Result<Self, String> {
         config.travel.validate()?;
+        config
+            .positions
+            .validate()
+            .map_err(|e| format!("positions.{e}"))?;
         config
             .supervision
             .validate()
@@ -86,6 +90,7 @@ impl Host {
             district_id.into(),
             DistrictConfig {
                 travel: self.config.travel,
+                positions: self.config.positions,
             },
         );
         for n in 1..=self.config.officers_per_district {

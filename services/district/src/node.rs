@@ -8,13 +8,15 @@ use actix_rt::ArbiterHandle;
 use dispatch_bus::ports::Directory;
 use dispatch_cluster::ClusterConfig;
 use dispatch_core::clock::SharedClock;
-use dispatch_core::{Incident, LatLng, Officer, OfficerStatus, TravelModel};
+use dispatch_core::{
+    Fix, Incident, LatLng, Officer, OfficerStatus, PositionRules, ServiceArea, TravelModel,
+};
 
 #[cfg(doc)]
 use crate::Error;
 use crate::actor::{
-    DispatchStep, DistrictActor, GetSnapshot, ReportLocation, SetStatus, Snapshot, Step, Submit,
-    recover,
+    DispatchStep, DistrictActor, GetSnapshot, ReportLocation, ReportOutcome, SetStatus, Snapshot,
+    Step, Submit, recover,
 };
 use crate::host::{Host, Table};
 use crate::journal::Journal;
@@ -27,6 +29,14 @@ use crate::{Outbox, Result};
 pub struct NodeConfig {
     /// ETA model of the dispatch rule (defaults: circuity 1.4, 30 km/h).
     pub travel: TravelModel,
+    /// Which position reports the districts trust and how long a fix ranks an officer (see
+    /// [`PositionRules`]). A `service_area` of `None` is derived from the directory the node
+    /// starts from ([`service_area`]). Applies to districts the journal has never seen: a
+    /// district keeps the rules of its snapshot, so its replay decides as it did.
+    pub positions: PositionRules,
+    /// Margin around the directory's district seeds and stations in the derived service area,
+    /// metres (default 10,000), on top of the largest district's equivalent-circle diameter.
+    pub service_area_margin_m: f64,
     /// Officers on each district's roster. Default 20: the source document's 346 officers in
     /// Nancheng's 17 districts (Dongguan, 2012) is 20.4 per district.
     pub officers_per_district: u32,
@@ -45,6 +55,8 @@ impl Default for NodeConfig {
     fn default() -> Self {
         Self {
             travel: TravelModel::default(),
+            positions: PositionRules::default(),
+            service_area_margin_m: 10_000.0,
             officers_per_district: 20,
             snapshot_every: 256,
             supervision: SupervisionConfig::default(),
@@ -109,6 +121,37 @@ impl std::fmt::Debug for DistrictNode {
     }
 }
 
+/// The city's service area as the directory knows it: the rectangle of every district's seed
+/// point and every station, widened by `margin_m` plus the diameter of a circle as large as
+/// the largest district (a seed may lie anywhere in its district, so the district may reach
+/// that far beyond it). `None` for an empty directory.
+///
+/// The directory carries no district outlines, hence the widening; a position refused by it
+/// lies well outside every district (and 0,0 lies outside any real city's).
+pub fn service_area(directory: &Directory, margin_m: f64) -> Option<ServiceArea> {
+    let largest_m2 = directory
+        .districts
+        .iter()
+        .map(|d| d.area_m2)
+        .filter(|a| a.is_finite() && *a > 0.0)
+        .fold(0.0, f64::max);
+    let diameter_m = 2.0 * (largest_m2 / std::f64::consts::PI).sqrt();
+    let points = directory
+        .districts
+        .iter()
+        .map(|d| d.center)
+        .chain(directory.stations.iter().map(|s| s.location));
+    ServiceArea::around(points, margin_m + diameter_m)
+}
+
+/// `config` with the service area derived from `directory` unless it gives one.
+fn with_service_area(mut config: NodeConfig, directory: &Directory) -> NodeConfig {
+    if config.positions.service_area.is_none() {
+        config.positions.service_area = service_area(directory, config.service_area_margin_m);
+    }
+    config
+}
+
 fn directory_ids(directory: &Directory) -> Vec<String> {
     directory
         .districts
@@ -151,6 +194,7 @@ impl DistrictNode {
         journal: Arc<dyn Journal>,
         arbiters: &[ArbiterHandle],
     ) -> std::result::Result<Self, String> {
+        let config = with_service_area(config, directory);
         let host = Host::new(config, clock, outbox, journal, arbiters)?;
         let table = Table::new(directory_ids(directory), None);
         let mut replayed = 0;
@@ -196,6 +240,7 @@ impl DistrictNode {
         arbiters: &[ArbiterHandle],
         cluster: ClusterOptions,
     ) -> std::result::Result<Self, String> {
+        let config = with_service_area(config, directory);
         let host = Arc::new(Host::new(config, clock, outbox, journal, arbiters)?);
         let (table, ownership) = Ownership::start(host.clone(), directory_ids(directory), cluster)
             .await
@@ -319,12 +364,16 @@ impl DistrictNode {
         .await?
     }
 
-    /// Records a GPS report.
-    pub async fn report_location(&self, officer_id: &str, location: LatLng) -> Result<()> {
+    /// Records a GPS report: stored, or ignored as stale (see
+    /// [`dispatch_core::DistrictState::report_location`]).
+    ///
+    /// Errors: the district's refusal of an untrusted fix is
+    /// `Error::Domain(district::Error::BadFix)`; otherwise as the other commands.
+    pub async fn report_location(&self, officer_id: &str, fix: Fix) -> Result<ReportOutcome> {
         let addr = self.officer_district(officer_id)?;
         addr.send(ReportLocation {
             officer_id: officer_id.to_owned(),
-            location,
+            fix,
         })
         .await?
     }

@@ -5,11 +5,11 @@ use std::future::Future;
 
 use dispatch_bus::convert::{
     FieldError, disposition_from_wire, incident_from_wire, incident_to_wire, latlng_from_wire,
-    officer_status_from_wire, officer_to_wire,
+    officer_status_from_wire, officer_to_wire, required_timestamp_from_wire,
 };
 use dispatch_bus::trace;
 use dispatch_core::district::Error as DomainError;
-use dispatch_core::{IncidentState, OfficerStatus};
+use dispatch_core::{Fix, IncidentState, OfficerStatus};
 use dispatch_proto::v1;
 use dispatch_proto::v1::district_service_server::{DistrictService, DistrictServiceServer};
 use futures::StreamExt;
@@ -17,7 +17,7 @@ use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::actor::Step;
+use crate::actor::{ReportOutcome, Step};
 use crate::{DistrictNode, Error};
 
 /// Implements `dispatch.v1.DistrictService` over a [`DistrictNode`].
@@ -64,6 +64,7 @@ pub fn to_status(e: Error) -> Status {
             }
             DomainError::IdTaken { .. } => Status::already_exists(d.to_string()),
             DomainError::StatusNotSettable(_) => invalid_argument("status", d.to_string()),
+            DomainError::BadFix(f) => invalid_argument(f.field(), d.to_string()),
             DomainError::ClearedOtherwise { .. } => dispatch_proto::status::with_field(
                 tonic::Code::FailedPrecondition,
                 "disposition",
@@ -87,17 +88,102 @@ fn traced<T>(
     (span, trace::from_request(request).map(|c| c.child()))
 }
 
-/// The location of the `index`th report of a `ReportLocation` stream, checked.
+/// The fix of one `ReportLocation` report, checked for what the wire can tell: the district
+/// checks the rest ([`dispatch_core::PositionRules`]).
 ///
-/// Errors: `INVALID_ARGUMENT` naming `reports[{index}].officer_id` (empty) or
-/// `reports[{index}].location...` (missing or out of range).
-pub(crate) fn location_report(
+/// Errors name the field of the report: `officer_id` (empty); `location`, `location.lat`,
+/// `location.lon` (missing, out of range, not finite); `fixed_at.seconds`, `fixed_at.nanos`
+/// (outside the protobuf timestamp's range).
+pub(crate) fn fix_from_wire(report: &v1::LocationReport) -> Result<Fix, FieldError> {
+    if report.officer_id.is_empty() {
+        return Err(FieldError::new("officer_id", "is required"));
+    }
+    let location = latlng_from_wire(report.location.as_ref(), "location")?;
+    let fixed_at = report
+        .fixed_at
+        .as_ref()
+        .map(|t| required_timestamp_from_wire(Some(t), "fixed_at"))
+        .transpose()?;
+    Ok(Fix {
+        location,
+        fixed_at,
+        accuracy_m: report.accuracy_m,
+    })
+}
+
+/// Most refused reports a `ReportLocation` answer lists; `refused_count` counts them all, so a
+/// terminal streaming garbage cannot grow the answer without bound.
+pub const MAX_REFUSED_LISTED: usize = 100;
+
+/// The answer of a `ReportLocation` stream as it runs.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    answer: v1::ReportLocationResponse,
+}
+
+impl Tally {
+    /// A report was stored or ignored as stale.
+    fn count(&mut self, outcome: ReportOutcome) {
+        match outcome {
+            ReportOutcome::Stored => self.answer.accepted += 1,
+            ReportOutcome::Stale => self.answer.stale += 1,
+        }
+    }
+
+    /// Report `index` broke the rule `reason` on `field`.
+    fn refuse(&mut self, index: u64, field: &str, reason: String) {
+        tracing::debug!(index, field, %reason, "position report refused");
+        self.answer.refused_count += 1;
+        if self.answer.refused.len() < MAX_REFUSED_LISTED {
+            self.answer.refused.push(v1::RefusedReport {
+                index,
+                field: field.to_owned(),
+                reason,
+            });
+        }
+    }
+
+    /// Adds the owner's `answer` to report `index`, forwarded to it as a stream of one.
+    pub(crate) fn forwarded(&mut self, index: u64, answer: v1::ReportLocationResponse) {
+        self.answer.accepted += answer.accepted;
+        self.answer.stale += answer.stale;
+        for refused in answer.refused {
+            self.refuse(index, &refused.field, refused.reason);
+        }
+    }
+
+    /// The answer.
+    pub(crate) fn finish(self) -> v1::ReportLocationResponse {
+        self.answer
+    }
+}
+
+/// Hands report `index` of a stream to `node` and counts what became of it in `tally`: stored,
+/// stale, or refused (a field the wire or the district's rules refuse).
+///
+/// Errors: the node's other errors (not the owner, unknown officer, unavailable), for the
+/// caller to forward or end the stream with.
+pub(crate) async fn take_report(
+    node: &DistrictNode,
     report: &v1::LocationReport,
     index: u64,
-) -> Result<dispatch_core::LatLng, Status> {
-    required(&report.officer_id, &format!("reports[{index}].officer_id"))?;
-    Ok(latlng_from_wire(report.location.as_ref(), "location")
-        .map_err(|e| e.within(&format!("reports[{index}]")))?)
+    tally: &mut Tally,
+) -> Result<(), Error> {
+    let fix = match fix_from_wire(report) {
+        Ok(fix) => fix,
+        Err(e) => {
+            tally.refuse(index, &e.field, e.rule);
+            return Ok(());
+        }
+    };
+    match node.report_location(&report.officer_id, fix).await {
+        Ok(outcome) => tally.count(outcome),
+        Err(Error::Domain(DomainError::BadFix(f))) => {
+            tally.refuse(index, f.field(), f.to_string());
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
 }
 
 fn required(value: &str, field: &str) -> Result<(), Status> {
@@ -157,17 +243,15 @@ impl DistrictService for DistrictGrpc {
         request: Request<Streaming<v1::LocationReport>>,
     ) -> Result<Response<v1::ReportLocationResponse>, Status> {
         let mut stream = request.into_inner();
-        let mut accepted = 0u64;
+        let mut tally = Tally::default();
+        let mut index = 0u64;
         while let Some(report) = stream.next().await {
-            let report = report?;
-            let location = location_report(&report, accepted)?;
-            self.node
-                .report_location(&report.officer_id, location)
+            take_report(&self.node, &report?, index, &mut tally)
                 .await
                 .map_err(to_status)?;
-            accepted += 1;
+            index += 1;
         }
-        Ok(Response::new(v1::ReportLocationResponse { accepted }))
+        Ok(Response::new(tally.finish()))
     }
 
     async fn acknowledge_dispatch(

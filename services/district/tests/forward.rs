@@ -156,26 +156,48 @@ async fn a_terminal_command_for_another_nodes_district_is_forwarded_once_to_its_
     assert_eq!(snapshot.officers.len(), 2);
 
     // A GPS stream through node-a mixing an officer of each node: both accepted, each by
-    // the owner of the officer's district.
+    // the owner of the officer's district. Then, for node-b's officer, a report refused by
+    // its owner (accuracy) and one older than its fix (stale): each comes back under its
+    // index in this stream, and the stream carries on.
     let own = format!("{}-o02", share_a[0]);
+    let report = |officer: &str, lat: f64| v1::LocationReport {
+        officer_id: officer.to_owned(),
+        location: Some(latlng_to_wire(point(lat))),
+        ..Default::default()
+    };
     let reports = vec![
+        report(&own, 23.02),
+        report(&officer, 23.03),
         v1::LocationReport {
-            officer_id: own.clone(),
-            location: Some(latlng_to_wire(point(23.02))),
+            accuracy_m: Some(5_000.0),
+            ..report(&officer, 23.04)
         },
         v1::LocationReport {
-            officer_id: officer.clone(),
-            location: Some(latlng_to_wire(point(23.03))),
+            // A minute before the clock: older than the fix of report 1 (taken at T0).
+            fixed_at: Some(dispatch_bus::convert::timestamp_to_wire(
+                T0.plus_seconds(-60.0),
+            )),
+            ..report(&officer, 23.05)
         },
     ];
-    let accepted = a
+    let answer = a
         .client
         .report_location(futures::stream::iter(reports))
         .await
         .unwrap()
-        .into_inner()
-        .accepted;
-    assert_eq!(accepted, 2);
+        .into_inner();
+    assert_eq!(
+        (answer.accepted, answer.stale, answer.refused_count),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        answer.refused,
+        vec![v1::RefusedReport {
+            index: 2,
+            field: "accuracy_m".into(),
+            reason: "must be a finite number of metres within 0..=1000, got 5000".into(),
+        }]
+    );
     let location = |snapshot: &dispatch_district::actor::Snapshot, id: &str| {
         snapshot
             .officers

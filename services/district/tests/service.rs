@@ -436,13 +436,16 @@ async fn district_snapshots_are_checked() {
     );
 }
 
-/// The GPS stream over a real socket: good reports are counted; the first bad one ends the
-/// stream with InvalidArgument naming the report and the field.
-#[actix_rt::test]
-async fn location_streams_count_good_reports_and_stop_at_a_bad_one() {
+/// A client of `f`'s service over a real socket, and the sender that stops the server.
+async fn served(
+    f: &Fixture,
+) -> (
+    dispatch_proto::v1::district_service_client::DistrictServiceClient<tonic::transport::Channel>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+) {
     use dispatch_proto::v1::district_service_client::DistrictServiceClient;
 
-    let f = fixture().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -456,39 +459,135 @@ async fn location_streams_count_good_reports_and_stop_at_a_bad_one() {
             let _ = stopped.await;
         },
     ));
-    let mut client = DistrictServiceClient::connect(format!("http://{addr}"))
+    let client = DistrictServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("connect");
-    let report = |officer: &str, lat: f64| v1::LocationReport {
+    (client, stop, server)
+}
+
+/// The fixture's clock: 1,700,000,000,000 ms.
+const NOW_MS: i64 = 1_700_000_000_000;
+
+/// `seconds` from the fixture's clock, on the wire.
+fn wire_time(seconds: f64) -> prost_types::Timestamp {
+    dispatch_bus::convert::timestamp_to_wire(Timestamp(NOW_MS).plus_seconds(seconds))
+}
+
+fn report(officer: &str, lat: f64) -> v1::LocationReport {
+    v1::LocationReport {
         officer_id: officer.into(),
         location: Some(v1::LatLng { lat, lon: 113.7 }),
-    };
-    let good = vec![report("town-d01-o01", 23.0), report("town-d01-o01", 23.001)];
-    let answer = client
-        .report_location(futures::stream::iter(good))
-        .await
-        .expect("good stream")
-        .into_inner();
-    assert_eq!(answer.accepted, 2);
+        ..Default::default()
+    }
+}
 
-    let bad = vec![report("town-d01-o01", 23.0), report("town-d01-o01", 123.0)];
-    assert_invalid(
-        client.report_location(futures::stream::iter(bad)).await,
-        "reports[1].location.lat",
+/// The GPS stream over a real socket: every bad report is listed with its index, field and
+/// reason and the stream carries on; a fix older than the current one is counted as stale;
+/// only an unknown officer ends the stream (NOT_FOUND).
+#[actix_rt::test]
+async fn location_streams_list_bad_reports_and_carry_on() {
+    let f = fixture().await;
+    let (mut client, stop, server) = served(&f).await;
+    let o1 = "town-d01-o01";
+    let reports = vec![
+        // 0: stored, fixed 10 s ago, 5 m.
+        v1::LocationReport {
+            fixed_at: Some(wire_time(-10.0)),
+            accuracy_m: Some(5.0),
+            ..report(o1, 23.0)
+        },
+        // 1: latitude out of range.
+        report(o1, 123.0),
+        // 2: stored, no fix time: fixed now.
+        report(o1, 23.001),
+        // 3: fixed 5 s ago, older than report 2's fix: stale.
+        v1::LocationReport {
+            fixed_at: Some(wire_time(-5.0)),
+            ..report(o1, 23.003)
+        },
+        // 4: 0,0.
+        v1::LocationReport {
+            location: Some(v1::LatLng { lat: 0.0, lon: 0.0 }),
+            ..report(o1, 0.0)
+        },
+        // 5: 31 s ahead of the clock (tolerance 30 s).
+        v1::LocationReport {
+            fixed_at: Some(wire_time(31.0)),
+            ..report(o1, 23.001)
+        },
+        // 6: accuracy not a number.
+        v1::LocationReport {
+            accuracy_m: Some(f64::NAN),
+            ..report(o1, 23.001)
+        },
+        // 7: nobody.
+        report("", 23.001),
+        // 8: a timestamp protobuf forbids.
+        v1::LocationReport {
+            fixed_at: Some(prost_types::Timestamp {
+                seconds: NOW_MS / 1000,
+                nanos: -1,
+            }),
+            ..report(o1, 23.001)
+        },
+        // 9: stored, fixed now (as report 2), 7.5 m.
+        v1::LocationReport {
+            fixed_at: Some(wire_time(0.0)),
+            accuracy_m: Some(7.5),
+            ..report(o1, 23.002)
+        },
+    ];
+    let answer = client
+        .report_location(futures::stream::iter(reports))
+        .await
+        .expect("the stream is answered")
+        .into_inner();
+    assert_eq!(
+        (answer.accepted, answer.stale, answer.refused_count),
+        (3, 1, 6)
     );
-    let unnamed = vec![report("", 23.0)];
-    assert_invalid(
-        client.report_location(futures::stream::iter(unnamed)).await,
-        "reports[0].officer_id",
+    let refused: Vec<(u64, &str)> = answer
+        .refused
+        .iter()
+        .map(|r| (r.index, r.field.as_str()))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (1, "location.lat"),
+            (4, "location"),
+            (5, "fixed_at"),
+            (6, "accuracy_m"),
+            (7, "officer_id"),
+            (8, "fixed_at.nanos"),
+        ]
     );
-    let stranger = vec![report("nobody", 23.0)];
-    assert_code(
-        client
-            .report_location(futures::stream::iter(stranger))
-            .await,
-        Code::NotFound,
+    let reasons: Vec<&str> = answer.refused.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(
+        reasons[0],
+        "must be a finite number within -90..=90, got 123"
     );
-    // The accepted position is the officer's last known one.
+    // The service area: the directory's one point (23.0, 113.7) widened by 10 km plus the
+    // diameter of a 1 km2 circle (1,128.4 m): 11,128.4 m = 0.10008 deg of latitude.
+    assert!(
+        reasons[1].starts_with("must lie in the city's service area (lat 22.899")
+            && reasons[1].ends_with("got 0,0"),
+        "{}",
+        reasons[1]
+    );
+    assert_eq!(
+        reasons[2],
+        "must not be more than 30 s after the district's clock (1700000000000 ms), got \
+         1700000031000 ms (31 s ahead)"
+    );
+    assert_eq!(
+        reasons[3],
+        "must be a finite number of metres within 0..=1000, got NaN"
+    );
+    assert_eq!(reasons[4], "is required");
+    assert_eq!(reasons[5], "must be within 0..=999999999, got -1");
+
+    // The last stored fix is the officer's position, with its time and accuracy.
     let snapshot = f
         .grpc
         .get_district(Request::new(v1::GetDistrictRequest {
@@ -497,14 +596,95 @@ async fn location_streams_count_good_reports_and_stop_at_a_bad_one() {
         .await
         .expect("snapshot")
         .into_inner();
-    let o1 = snapshot
+    let officer = snapshot
         .officers
         .iter()
-        .find(|o| o.officer_id == "town-d01-o01")
+        .find(|o| o.officer_id == o1)
         .expect("officer");
-    assert_eq!(o1.location.as_ref().map(|p| p.lat), Some(23.0));
+    assert_eq!(officer.location.as_ref().map(|p| p.lat), Some(23.002));
+    assert_eq!(officer.location_at, Some(wire_time(0.0)));
+    assert_eq!(officer.location_accuracy_m, Some(7.5));
+
+    // An unknown officer still ends the stream.
+    assert_code(
+        client
+            .report_location(futures::stream::iter([report("nobody", 23.0)]))
+            .await,
+        Code::NotFound,
+    );
     let _ = stop.send(());
     server.await.expect("server task").expect("server");
+}
+
+/// A stream of nothing but bad reports lists the first 100 and counts them all.
+#[actix_rt::test]
+async fn a_stream_of_bad_reports_lists_the_first_hundred() {
+    let f = fixture().await;
+    let (mut client, stop, server) = served(&f).await;
+    let bad = (0..105).map(|_| report("town-d01-o01", 91.0));
+    let answer = client
+        .report_location(futures::stream::iter(bad))
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!((answer.accepted, answer.refused_count), (0, 105));
+    assert_eq!(answer.refused.len(), 100);
+    assert_eq!(answer.refused.last().map(|r| r.index), Some(99));
+    let _ = stop.send(());
+    server.await.expect("server task").expect("server");
+}
+
+/// Signing on without a position answers "not dispatchable until the first fix"; the first
+/// report makes the officer dispatchable; signing on at 0,0 is refused on `location`.
+#[actix_rt::test]
+async fn signing_on_without_a_position_is_not_dispatchable_until_the_first_fix() {
+    let f = fixture().await;
+    let sign_on_at = |location: Option<v1::LatLng>| {
+        f.grpc
+            .update_officer_status(Request::new(v1::UpdateOfficerStatusRequest {
+                officer_id: "town-d01-o01".into(),
+                status: v1::OfficerStatus::Available as i32,
+                location,
+            }))
+    };
+    let officer = sign_on_at(None).await.expect("signed on").into_inner();
+    assert_eq!(officer.status, v1::OfficerStatus::Available as i32);
+    assert!(!officer.dispatchable);
+    assert_eq!(
+        officer.not_dispatchable_reason,
+        v1::NotDispatchableReason::NoFix as i32
+    );
+    assert_invalid(
+        sign_on_at(Some(v1::LatLng { lat: 0.0, lon: 0.0 })).await,
+        "location",
+    );
+    let officer = sign_on_at(Some(v1::LatLng {
+        lat: 23.0,
+        lon: 113.7,
+    }))
+    .await
+    .expect("signed on")
+    .into_inner();
+    assert!(officer.dispatchable);
+    assert_eq!(
+        officer.not_dispatchable_reason,
+        v1::NotDispatchableReason::Unspecified as i32
+    );
+    // Off duty: not dispatchable because of the status.
+    let off = f
+        .grpc
+        .update_officer_status(Request::new(v1::UpdateOfficerStatusRequest {
+            officer_id: "town-d01-o02".into(),
+            status: v1::OfficerStatus::Busy as i32,
+            location: None,
+        }))
+        .await
+        .expect("busy")
+        .into_inner();
+    assert_eq!(
+        (off.dispatchable, off.not_dispatchable_reason),
+        (false, v1::NotDispatchableReason::Status as i32)
+    );
 }
 
 /// A notification service that keeps the trace context of every publish and accepts it.

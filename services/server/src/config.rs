@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use dispatch_core::TravelModel;
 use dispatch_core::clock::MIN_EPOCH_MS;
+use dispatch_core::{PositionRules, TravelModel};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,11 @@ pub struct Config {
     pub clock_epoch_ms: Option<i64>,
     /// ETA model of the dispatch rule.
     pub travel: TravelModel,
+    /// Which position reports the districts trust, and how long a fix ranks an officer
+    /// (`positions.future_tolerance_s` 30, `positions.max_accuracy_m` 1000,
+    /// `positions.max_fix_age_s` 120; `positions.service_area` derived from the map when
+    /// unset). See [`PositionRules`].
+    pub positions: PositionRules,
     /// Officers on each district's roster (default 20: 346 officers in Nancheng's 17
     /// districts, source document, Dongguan 2012).
     pub officers_per_district: u32,
@@ -134,6 +139,7 @@ impl Default for Config {
             clock_scale: 1.0,
             clock_epoch_ms: None,
             travel: TravelModel::default(),
+            positions: PositionRules::default(),
             officers_per_district: 20,
             investigators_per_squad: 6,
             arbiters: 2,
@@ -247,6 +253,9 @@ impl Config {
         self.travel
             .validate()
             .map_err(|e| anyhow::anyhow!("travel.{e}"))?;
+        self.positions
+            .validate()
+            .map_err(|e| anyhow::anyhow!("positions.{e}"))?;
         if self.officers_per_district == 0 {
             anyhow::bail!("officers_per_district must be >= 1, got 0");
         }
@@ -324,13 +333,14 @@ impl Config {
 }
 
 /// The configuration's top-level keys; other `DISPATCH_*` variables are not ours.
-const TOP_LEVEL_KEYS: [&str; 15] = [
+const TOP_LEVEL_KEYS: [&str; 16] = [
     "listen",
     "peers",
     "map",
     "clock_scale",
     "clock_epoch_ms",
     "travel",
+    "positions",
     "officers_per_district",
     "investigators_per_squad",
     "arbiters",
@@ -394,6 +404,28 @@ mod tests {
         assert_eq!(c.travel.circuity, 1.4); // default kept
         assert_eq!(c.peers.intake, "10.0.0.1:1");
         assert_eq!(c.peers.district, "127.0.0.1:50053");
+    }
+
+    #[test]
+    fn position_rules_are_configured_and_checked() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("DISPATCH_POSITIONS__MAX_FIX_AGE_S", "60"),
+                ("DISPATCH_POSITIONS__FUTURE_TOLERANCE_S", "10"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.positions.max_fix_age_s, 60.0);
+        assert_eq!(c.positions.future_tolerance_s, 10.0);
+        assert_eq!(c.positions.max_accuracy_m, 1_000.0); // default kept
+        assert_eq!(c.positions.service_area, None); // derived from the map
+        let err =
+            Config::load(None, env(&[("DISPATCH_POSITIONS__MAX_ACCURACY_M", "-5")])).unwrap_err();
+        assert!(
+            err.to_string().contains("positions.max_accuracy_m"),
+            "{err}"
+        );
     }
 
     #[test]

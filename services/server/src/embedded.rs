@@ -14,8 +14,8 @@ use dispatch_bus::ports::{
     CallOptions, CaseClient, DistrictClient, NotifyClient, RecordsClient, RouterClient, SingleNode,
 };
 use dispatch_case_squad::CaseSquadService;
-use dispatch_core::TravelModel;
 use dispatch_core::clock::{SharedClock, WallClock};
+use dispatch_core::{PositionRules, TravelModel};
 use dispatch_district::outbox::OutboxConfig;
 use dispatch_district::supervision::SupervisionConfig;
 use dispatch_district::{DistrictGrpc, DistrictNode, NodeConfig, Outbox};
@@ -43,6 +43,9 @@ pub struct ClusterConfig {
     pub clock: SharedClock,
     /// ETA model of the dispatch rule.
     pub travel: TravelModel,
+    /// Which position reports the districts trust (service area derived from the map when
+    /// unset).
+    pub positions: PositionRules,
     /// Officers on each district's roster.
     pub officers_per_district: u32,
     /// Investigators per station's case squad.
@@ -70,6 +73,7 @@ impl Default for ClusterConfig {
         Self {
             clock: Arc::new(WallClock),
             travel: TravelModel::default(),
+            positions: PositionRules::default(),
             officers_per_district: 20,
             investigators_per_squad: 6,
             arbiters: 2,
@@ -151,6 +155,7 @@ impl EmbeddedCluster {
             &directory,
             NodeConfig {
                 travel: config.travel,
+                positions: config.positions,
                 officers_per_district: config.officers_per_district,
                 supervision: config.supervision,
                 quarantine: backends::quarantine(redis)?,

@@ -217,6 +217,7 @@ async fn serve(
                 ClusterConfig {
                     clock,
                     travel: config.travel,
+                    positions: config.positions,
                     officers_per_district: config.officers_per_district,
                     investigators_per_squad: config.investigators_per_squad,
                     arbiters: config.arbiters,

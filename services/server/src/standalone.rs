@@ -290,6 +290,7 @@ async fn run_district(
     )?;
     let node_config = NodeConfig {
         travel: config.travel,
+        positions: config.positions,
         officers_per_district: config.officers_per_district,
         supervision: config.supervision,
         quarantine: backends::quarantine(url)?,

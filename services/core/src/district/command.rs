@@ -9,9 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DistrictState, Effect, Result};
+use super::{DistrictState, Effect, Reported, Result};
 use crate::{
-    DispatchId, Disposition, Incident, IncidentId, LatLng, Officer, OfficerId, OfficerStatus,
+    DispatchId, Disposition, Fix, Incident, IncidentId, LatLng, Officer, OfficerId, OfficerStatus,
     Timestamp,
 };
 
@@ -30,12 +30,20 @@ pub enum Command {
         /// Position at the change, WGS84.
         location: Option<LatLng>,
     },
-    /// [`DistrictState::report_location`].
+    /// [`DistrictState::report_location`]. Only stored fixes are logged (a stale or refused
+    /// one changes nothing); entries from before the fix time and accuracy read as `None`,
+    /// which replays as they were applied (fixed at the entry's time).
     ReportLocation {
         /// The officer.
         officer_id: OfficerId,
         /// Where, WGS84.
         location: LatLng,
+        /// When the terminal took the fix (cluster time); `None`: when received.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fixed_at: Option<Timestamp>,
+        /// Stated horizontal accuracy, metres (68 %); `None` when not stated.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        accuracy_m: Option<f64>,
     },
     /// [`DistrictState::acknowledge`].
     Acknowledge {
@@ -77,8 +85,14 @@ pub enum Reply {
     Incident(Incident),
     /// The officer the command was about, as they now stand.
     Officer(Officer),
-    /// Nothing (a position report).
+    /// A position report stored.
     Done,
+    /// A position report ignored as stale ([`super::Reported::Stale`]): nothing changed, so
+    /// the actor does not log it.
+    Stale {
+        /// The fix time of the officer's current position.
+        current_fix_at: Timestamp,
+    },
 }
 
 /// One entry of a district's log: a command accepted at `at` (cluster time), and the effects it
@@ -113,9 +127,22 @@ impl DistrictState {
             Command::ReportLocation {
                 officer_id,
                 location,
-            } => self
-                .report_location(officer_id, *location, now)
-                .map(|e| (Reply::Done, e)),
+                fixed_at,
+                accuracy_m,
+            } => {
+                let fix = Fix {
+                    location: *location,
+                    fixed_at: *fixed_at,
+                    accuracy_m: *accuracy_m,
+                };
+                self.report_location(officer_id, &fix, now)
+                    .map(|reported| match reported {
+                        Reported::Stored(effects) => (Reply::Done, effects),
+                        Reported::Stale { current_fix_at } => {
+                            (Reply::Stale { current_fix_at }, Vec::new())
+                        }
+                    })
+            }
             Command::Acknowledge {
                 officer_id,
                 dispatch_id,

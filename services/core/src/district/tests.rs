@@ -3,6 +3,7 @@
 
 use super::*;
 
+mod positions;
 mod properties;
 
 /// 2023-11-14T22:13:20Z; any fixed instant does.
@@ -47,6 +48,14 @@ fn district(officers: &[(&str, Option<LatLng>)]) -> DistrictState {
             .unwrap();
     }
     d
+}
+
+/// The effects of a report that must have been stored.
+fn stored(reported: Result<Reported>) -> Vec<Effect> {
+    match reported {
+        Ok(Reported::Stored(effects)) => effects,
+        other => panic!("expected a stored report, got {other:?}"),
+    }
 }
 
 fn orders(effects: &[Effect]) -> Vec<&DispatchOrder> {
@@ -451,16 +460,12 @@ fn an_officer_without_a_position_waits_for_the_first_report() {
         .unwrap();
     assert_eq!(i.state, IncidentState::Queued);
     assert_eq!(effects.len(), 1);
-    let effects = d
-        .report_location(&"o1".into(), north(0.01), at(5.0))
-        .unwrap();
+    let effects = stored(d.report_location(&"o1".into(), &Fix::now_at(north(0.01)), at(5.0)));
     let o = &orders(&effects)[0];
     assert_eq!((o.officer_id.as_str(), o.dispatched_at), ("o1", at(5.0)));
     // Further reports while engaged only move the officer.
     assert!(
-        d.report_location(&"o1".into(), north(0.005), at(6.0))
-            .unwrap()
-            .is_empty()
+        stored(d.report_location(&"o1".into(), &Fix::now_at(north(0.005)), at(6.0))).is_empty()
     );
     assert_eq!(d.officer("o1").unwrap().location_at, Some(at(6.0)));
 }
@@ -633,7 +638,7 @@ fn unknown_officer() {
     assert_eq!(err, Error::UnknownOfficer("ghost".into()));
     assert_eq!(err.to_string(), "unknown officer \"ghost\"");
     failing(&mut d, |d| {
-        d.report_location(&"ghost".into(), scene(), at(1.0))
+        d.report_location(&"ghost".into(), &Fix::now_at(scene()), at(1.0))
     });
     failing(&mut d, |d| {
         d.set_officer_status(&"ghost".into(), OfficerStatus::Busy, None, at(1.0))

@@ -51,13 +51,72 @@ enum Op {
     },
     Report {
         officer: usize,
-        location: (i8, i8),
+        spot: Spot,
+        when: When,
+        accuracy_m: Option<f64>,
     },
     Ack(usize, Pick),
     Arrive(usize, Pick),
     Clear(usize, Pick, usize),
     Cancel(usize),
     Tick(u16),
+}
+
+/// Where a position report puts an officer: near the scene, or at 0,0 (a receiver without a
+/// fix), outside the service area.
+#[derive(Debug, Clone, Copy)]
+enum Spot {
+    Near((i8, i8)),
+    NullIsland,
+}
+
+/// When a report's fix was taken, against the time it is applied: not stated, seconds before
+/// (often older than the officer's current fix: out of order or stale), or seconds ahead
+/// (beyond the 30 s tolerance from 31 s on).
+#[derive(Debug, Clone, Copy)]
+enum When {
+    Unstated,
+    Before(u16),
+    Ahead(u8),
+}
+
+fn spot() -> impl Strategy<Value = Spot> {
+    prop_oneof![9 => offset().prop_map(Spot::Near), 1 => Just(Spot::NullIsland)]
+}
+
+fn when() -> impl Strategy<Value = When> {
+    prop_oneof![
+        3 => Just(When::Unstated),
+        4 => (0u16..900).prop_map(When::Before),
+        1 => (0u8..=60).prop_map(When::Ahead),
+    ]
+}
+
+/// Mostly plausible accuracies, sometimes none, sometimes the implausible ones.
+fn accuracy() -> impl Strategy<Value = Option<f64>> {
+    prop_oneof![
+        3 => Just(None),
+        4 => (0.0..50.0f64).prop_map(Some),
+        2 => prop::sample::select(vec![-1.0, f64::NAN, f64::INFINITY, 0.0, 1_000.0, 2_500.0])
+            .prop_map(Some),
+    ]
+}
+
+/// The district's configuration: default rules with a service area of the scene +- 0.05 deg
+/// (every `place` is inside, 0,0 is not).
+fn config() -> DistrictConfig {
+    DistrictConfig {
+        positions: PositionRules {
+            service_area: Some(crate::ServiceArea {
+                south: 22.97,
+                west: 113.70,
+                north: 23.07,
+                east: 113.80,
+            }),
+            ..PositionRules::default()
+        },
+        ..DistrictConfig::default()
+    }
 }
 
 fn pick() -> impl Strategy<Value = Pick> {
@@ -84,7 +143,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::Resubmit),
         3 => (officer(), 0..STATUSES.len(), prop::option::of(offset()))
             .prop_map(|(officer, status, location)| Op::SetStatus { officer, status, location }),
-        2 => (officer(), offset()).prop_map(|(officer, location)| Op::Report { officer, location }),
+        4 => (officer(), spot(), when(), accuracy()).prop_map(|(officer, spot, when, accuracy_m)| {
+            Op::Report { officer, spot, when, accuracy_m }
+        }),
         3 => (officer(), pick()).prop_map(|(o, p)| Op::Ack(o, p)),
         4 => (officer(), pick()).prop_map(|(o, p)| Op::Arrive(o, p)),
         4 => (officer(), pick(), 0..DISPOSITIONS.len()).prop_map(|(o, p, d)| Op::Clear(o, p, d)),
@@ -175,9 +236,23 @@ fn command(d: &DistrictState, seen: &mut Seen, op: &Op) -> Option<Command> {
             status: STATUSES[status],
             location: location.map(place),
         },
-        Op::Report { officer, location } => Command::ReportLocation {
+        Op::Report {
+            officer,
+            spot,
+            when,
+            accuracy_m,
+        } => Command::ReportLocation {
             officer_id: officer_id(officer),
-            location: place(location),
+            location: match spot {
+                Spot::Near(offset) => place(offset),
+                Spot::NullIsland => LatLng { lat: 0.0, lon: 0.0 },
+            },
+            fixed_at: match when {
+                When::Unstated => None,
+                When::Before(s) => Some(now.plus_seconds(-f64::from(s))),
+                When::Ahead(s) => Some(now.plus_seconds(f64::from(s))),
+            },
+            accuracy_m,
         },
         Op::Ack(o, p) => {
             let officer_id = officer_id(o);
@@ -229,10 +304,19 @@ fn apply(d: &mut DistrictState, seen: &mut Seen, op: &Op) -> Result<Applied, Err
         return Ok((Vec::new(), None, None));
     };
     let at = seen.now;
+    let before = matches!(command, Command::ReportLocation { .. }).then(|| d.clone());
     let (reply, effects) = d.apply(&command, at)?;
     let answer = match reply {
         Reply::Incident(i) => Some(i),
         Reply::Officer(_) | Reply::Done => None,
+        Reply::Stale { .. } => {
+            // Ignored, changing nothing: the actor does not log it.
+            assert!(
+                before.as_ref() == Some(d) && effects.is_empty(),
+                "a stale report changed the state"
+            );
+            return Ok((effects, None, None));
+        }
     };
     let entry = Entry {
         at,
@@ -381,6 +465,20 @@ fn check_invariants(d: &DistrictState, seen: &Seen) -> Result<(), TestCaseError>
         }
     }
     prop_assert_eq!(engaged, active.len());
+    // Only trusted positions are stored: inside the service area, of plausible accuracy, not
+    // fixed beyond the tolerance ahead of the clock.
+    let rules = d.config().positions;
+    for o in d.officers() {
+        if let Some(at) = &o.location {
+            prop_assert!(rules.check_area(at).is_ok(), "{} stored at {:?}", o.id, at);
+        }
+        if let Some(a) = o.location_accuracy_m {
+            prop_assert!(a.is_finite() && (0.0..=rules.max_accuracy_m).contains(&a));
+        }
+        if let Some(t) = o.location_at {
+            prop_assert!(t.seconds_since(seen.now) <= rules.future_tolerance_s);
+        }
+    }
     // Work-conserving.
     if !d.queue().is_empty() {
         prop_assert!(
@@ -399,7 +497,7 @@ proptest! {
         roster in prop::collection::vec(prop::option::of(offset()), OFFICERS.len()),
         ops in prop::collection::vec(op(), 1..120),
     ) {
-        let mut d = DistrictState::new("d1".into(), DistrictConfig::default());
+        let mut d = DistrictState::new("d1".into(), config());
         for (id, location) in OFFICERS.iter().zip(&roster) {
             let mut o = Officer::off_duty((*id).into(), "d1".into(), T0);
             if let Some(at) = location {
@@ -439,7 +537,7 @@ proptest! {
         ops in prop::collection::vec(op(), 1..120),
         cut in any::<prop::sample::Index>(),
     ) {
-        let mut d = DistrictState::new("d1".into(), DistrictConfig::default());
+        let mut d = DistrictState::new("d1".into(), config());
         for id in OFFICERS {
             d.add_officer(Officer::off_duty(id.into(), "d1".into(), T0));
         }
@@ -483,22 +581,30 @@ fn generated_runs_reach_every_lifecycle_state() {
     let mut runner = TestRunner::deterministic();
     let mut states = BTreeSet::new();
     let mut cases = 0;
+    let (mut stale, mut refused) = (0, BTreeSet::new());
     for _ in 0..64 {
         let ops = prop::collection::vec(op(), 120)
             .new_tree(&mut runner)
             .unwrap()
             .current();
-        let mut d = DistrictState::new("d1".into(), DistrictConfig::default());
+        let mut d = DistrictState::new("d1".into(), config());
         for id in OFFICERS {
             d.add_officer(Officer::off_duty(id.into(), "d1".into(), T0));
         }
         let mut seen = Seen::new();
         for op in &ops {
-            if let Ok((effects, _, _)) = apply(&mut d, &mut seen, op) {
-                cases += effects
-                    .iter()
-                    .filter(|e| matches!(e, Effect::OpenCase(_)))
-                    .count();
+            match (op, apply(&mut d, &mut seen, op)) {
+                (Op::Report { .. }, Ok((_, _, None))) => stale += 1,
+                (_, Ok((effects, _, _))) => {
+                    cases += effects
+                        .iter()
+                        .filter(|e| matches!(e, Effect::OpenCase(_)))
+                        .count();
+                }
+                (_, Err(Error::BadFix(e))) => {
+                    refused.insert(e.field());
+                }
+                (_, Err(_)) => {}
             }
         }
         states.extend(d.incidents().map(|i| format!("{:?}", i.state)));
@@ -507,4 +613,10 @@ fn generated_runs_reach_every_lifecycle_state() {
         assert!(states.contains(s), "never reached {s}: {states:?}");
     }
     assert!(cases > 0, "no case opened");
+    assert!(stale > 0, "no stale report");
+    assert_eq!(
+        refused,
+        BTreeSet::from(["accuracy_m", "fixed_at", "location"]),
+        "every refusal reached"
+    );
 }
