@@ -30,7 +30,8 @@ pub const TERMINALS_PER_CHANNEL: usize = 100;
 /// Deadline of a unary RPC, real time.
 pub const UNARY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where the five services are, `host:port` or `http://host:port`.
+/// Where the five services are: each `host:port` or `http://host:port`, or a comma-separated
+/// list of the service's replicas.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Addresses {
     /// Intake.
@@ -68,59 +69,120 @@ pub fn uri(addr: &str) -> String {
     }
 }
 
-/// A few channels to one service, handed out round-robin.
+/// The replica addresses of a comma-separated list of one service's flag (`--intake a,b`).
+///
+/// Errors: [`Error::Usage`] naming `flag` for an empty item or an item that is not an address.
+pub fn replicas(flag: &str, list: &str) -> Result<Vec<String>> {
+    dispatch_bus::ports::replicas(list).map_err(|e| Error::Usage(format!("{flag}: {e}")))
+}
+
+/// A few channels to each replica of one service: unary calls go round-robin over all of them
+/// (so over the replicas), a terminal's stream is pinned to one replica and moves to the next
+/// one ([`Pool::stream`]) when it breaks.
 #[derive(Debug, Clone)]
 pub struct Pool {
-    channels: Arc<Vec<Channel>>,
+    /// The replicas that answered at start, in the order given; each with at least one channel.
+    replicas: Arc<Vec<Vec<Channel>>>,
+    /// Every channel, replicas interleaved (`r0c0, r1c0, r0c1, ...`), for round-robin.
+    flat: Arc<Vec<Channel>>,
     next: Arc<AtomicUsize>,
 }
 
 impl Pool {
-    /// Opens `n` (at least 1) connections to `service` at `addr`; `unary` sets the RPC deadline
-    /// [`UNARY_TIMEOUT`] (streams must not have one: a drive or a subscription outlives it).
+    /// Opens `n` (at least 1) connections to each replica of `service` in `addrs` (one
+    /// address or a comma-separated list); `unary` sets the RPC deadline [`UNARY_TIMEOUT`]
+    /// (streams must not have one: a drive or a subscription outlives it). A replica that does
+    /// not answer is left out of the run with a warning, as long as one does.
     ///
-    /// Errors: [`Error::Connect`] when the address is malformed or does not answer.
-    pub async fn connect(service: &'static str, addr: &str, n: usize, unary: bool) -> Result<Self> {
-        let err = |message: String| Error::Connect {
+    /// Errors: [`Error::Connect`] naming the service when an address is malformed or no
+    /// replica answers.
+    pub async fn connect(
+        service: &'static str,
+        addrs: &str,
+        n: usize,
+        unary: bool,
+    ) -> Result<Self> {
+        let err = |addr: &str, message: String| Error::Connect {
             service,
             addr: addr.to_string(),
             message,
         };
-        let mut endpoint = Endpoint::from_shared(uri(addr))
-            .map_err(|e| err(e.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true);
-        if unary {
-            endpoint = endpoint.timeout(UNARY_TIMEOUT);
+        let list = dispatch_bus::ports::replicas(addrs).map_err(|e| err(addrs, e.to_string()))?;
+        let mut endpoints = Vec::with_capacity(list.len());
+        for addr in &list {
+            let mut endpoint = Endpoint::from_shared(uri(addr))
+                .map_err(|e| err(addr, e.to_string()))?
+                .connect_timeout(Duration::from_secs(5))
+                .tcp_nodelay(true);
+            if unary {
+                endpoint = endpoint.timeout(UNARY_TIMEOUT);
+            }
+            endpoints.push(endpoint);
         }
-        let channels = futures::future::try_join_all((0..n.max(1)).map(|_| endpoint.connect()))
-            .await
-            .map_err(|e| err(format!("{e} ({e:?})")))?;
+        let opened = futures::future::join_all(endpoints.iter().map(|endpoint| {
+            futures::future::try_join_all((0..n.max(1)).map(|_| endpoint.connect()))
+        }))
+        .await;
+        let mut replicas = Vec::with_capacity(list.len());
+        let mut last_error = String::new();
+        for (addr, result) in list.iter().zip(opened) {
+            match result {
+                Ok(channels) => replicas.push(channels),
+                Err(e) => {
+                    last_error = format!("{e} ({e:?})");
+                    tracing::warn!(service, replica = %addr, error = %last_error,
+                        "a replica does not answer; the run goes on without it");
+                }
+            }
+        }
+        if replicas.is_empty() {
+            return Err(err(addrs, last_error));
+        }
+        let longest = replicas.iter().map(Vec::len).max().unwrap_or(0);
+        let flat = (0..longest)
+            .flat_map(|c| replicas.iter().filter_map(move |r| r.get(c).cloned()))
+            .collect();
         Ok(Self {
-            channels: Arc::new(channels),
+            replicas: Arc::new(replicas),
+            flat: Arc::new(flat),
             next: Arc::new(AtomicUsize::new(0)),
         })
     }
 
-    /// The next channel, round-robin.
+    /// The next channel, round-robin over all replicas.
     pub fn pick(&self) -> Channel {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
-        self.channels[i].clone()
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.flat.len();
+        self.flat[i].clone()
     }
 
-    /// Channel `i` modulo the pool size (to pin a terminal to one connection).
+    /// The channel of stream `i` (a terminal's index) after it moved `hops` times: replica
+    /// `(i + hops) mod replicas`, so terminals start spread over the replicas and each break
+    /// moves a terminal to the next replica, never back to the one that just failed (with two
+    /// or more); within the replica, channel `i / replicas` modulo its channels.
+    pub fn stream(&self, i: usize, hops: usize) -> Channel {
+        let r = self.replicas.len();
+        let replica = &self.replicas[(i % r + hops % r) % r];
+        replica[(i / r) % replica.len()].clone()
+    }
+
+    /// Channel `i` modulo the pool size.
     pub fn get(&self, i: usize) -> Channel {
-        self.channels[i % self.channels.len()].clone()
+        self.flat[i % self.flat.len()].clone()
     }
 
-    /// Number of connections.
+    /// Number of replicas that answered at start.
+    pub fn replica_count(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// Number of connections over all replicas.
     pub fn len(&self) -> usize {
-        self.channels.len()
+        self.flat.len()
     }
 
     /// Never true (a pool has at least one connection); for clippy's `len` convention.
     pub fn is_empty(&self) -> bool {
-        self.channels.is_empty()
+        self.flat.is_empty()
     }
 }
 
@@ -177,7 +239,7 @@ impl Clients {
 }
 
 /// Channels for the terminals' streams: `Subscribe` (notification) and `ReportLocation`
-/// (district), [`TERMINALS_PER_CHANNEL`] terminals per connection.
+/// (district), [`TERMINALS_PER_CHANNEL`] terminals per connection, spread over the replicas.
 #[derive(Debug, Clone)]
 pub struct StreamPools {
     notification: Pool,
@@ -185,33 +247,45 @@ pub struct StreamPools {
 }
 
 impl StreamPools {
-    /// Opens enough connections for `terminals` terminals.
+    /// Opens enough connections for `terminals` terminals, on each replica.
     ///
     /// Errors: [`Error::Connect`].
     pub async fn connect(addresses: &Addresses, terminals: usize) -> Result<Self> {
-        let n = terminals.div_ceil(TERMINALS_PER_CHANNEL).max(1);
         let (notification, district) = tokio::try_join!(
-            Pool::connect("notification", &addresses.notification, n, false),
-            Pool::connect("district", &addresses.district, n, false),
+            Self::pool("notification", &addresses.notification, terminals),
+            Self::pool("district", &addresses.district, terminals),
         )?;
-        Ok(Self {
+        Ok(Self::new(notification, district))
+    }
+
+    async fn pool(service: &'static str, addrs: &str, terminals: usize) -> Result<Pool> {
+        let replicas = dispatch_bus::ports::replicas(addrs).map_or(1, |r| r.len());
+        let per_replica = terminals.div_ceil(replicas * TERMINALS_PER_CHANNEL).max(1);
+        Pool::connect(service, addrs, per_replica, false).await
+    }
+
+    /// Stream pools over given pools.
+    pub fn new(notification: Pool, district: Pool) -> Self {
+        Self {
             notification,
             district,
-        })
+        }
     }
 
-    /// The notification client of terminal `i`.
-    pub fn notification(&self, i: usize) -> NotificationClient<Channel> {
-        NotificationClient::new(self.notification.get(i))
+    /// The notification client of terminal `i` after its order stream broke `hops` times
+    /// ([`Pool::stream`]).
+    pub fn notification(&self, i: usize, hops: usize) -> NotificationClient<Channel> {
+        NotificationClient::new(self.notification.stream(i, hops))
     }
 
-    /// The district client for terminal `i`'s GPS stream.
-    pub fn district(&self, i: usize) -> DistrictServiceClient<Channel> {
-        DistrictServiceClient::new(self.district.get(i))
+    /// The district client for terminal `i`'s GPS stream after it broke `hops` times.
+    pub fn district(&self, i: usize, hops: usize) -> DistrictServiceClient<Channel> {
+        DistrictServiceClient::new(self.district.stream(i, hops))
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -233,5 +307,81 @@ mod tests {
             .await
             .expect_err("must fail");
         assert!(matches!(e, Error::Connect { .. }), "{e}");
+        let e = Pool::connect("intake", "127.0.0.1:1,127.0.0.1:1", 1, true)
+            .await
+            .expect_err("must fail");
+        assert!(
+            e.to_string().contains("intake at 127.0.0.1:1,127.0.0.1:1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_replica_list_names_its_flag() {
+        assert_eq!(
+            replicas("--intake", "a:1, b:2").unwrap(),
+            vec!["a:1".to_owned(), "b:2".to_owned()]
+        );
+        let e = replicas("--notification", "a:1,").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(
+            e.to_string(),
+            "--notification: replica 1 of \"a:1,\" is empty",
+        );
+        let e = replicas("--district", "a:1,not an address").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--district: replica \"not an address\""),
+            "{e}"
+        );
+    }
+
+    /// Serves nothing but HTTP/2 on a free loopback port (a gRPC server without services).
+    async fn listener() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_routes(tonic::service::Routes::default())
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+        (addr, server)
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_does_not_answer_is_left_out() {
+        let (live, server) = listener().await;
+        let pool = Pool::connect("notification", &format!("127.0.0.1:1,{live}"), 2, false)
+            .await
+            .unwrap();
+        assert_eq!(pool.replica_count(), 1);
+        assert_eq!(pool.len(), 2);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn unary_channels_interleave_the_replicas_and_streams_hop_to_the_next() {
+        let (a, server_a) = listener().await;
+        let (b, server_b) = listener().await;
+        let (c, server_c) = listener().await;
+        let pool = Pool::connect("district", &format!("{a},{b},{c}"), 2, false)
+            .await
+            .unwrap();
+        assert_eq!((pool.replica_count(), pool.len()), (3, 6));
+        // Replica of stream i after h hops: (i + h) mod 3; channel i / 3 mod 2 within it.
+        let same = |x: &Channel, y: &Channel| format!("{x:?}") == format!("{y:?}");
+        let r = |replica: usize, channel: usize| pool.replicas[replica][channel].clone();
+        assert!(same(&pool.stream(0, 0), &r(0, 0)));
+        assert!(same(&pool.stream(0, 1), &r(1, 0)));
+        assert!(same(&pool.stream(4, 0), &r(1, 1)));
+        assert!(same(&pool.stream(4, 2), &r(0, 1)));
+        assert!(same(&pool.stream(5, 7), &r(0, 1)));
+        assert!(same(&pool.get(1), &r(1, 0)));
+        assert!(same(&pool.get(3), &r(0, 1)));
+        for server in [server_a, server_b, server_c] {
+            server.abort();
+        }
     }
 }

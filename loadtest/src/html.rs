@@ -92,6 +92,11 @@ pub fn render(report: &Report, incidents: &[IncidentRecord]) -> String {
             format!("{:.1} s", report.wall_time_s),
         ),
     ];
+    let takeover = report
+        .takeover
+        .as_ref()
+        .map(|t| ("takeover".to_string(), t.summary()));
+    let rows = rows.into_iter().chain(takeover);
     out.push_str("<table>\n");
     for (k, v) in rows {
         let _ = writeln!(

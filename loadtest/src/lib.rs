@@ -28,6 +28,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod stats;
+pub mod takeover;
 pub mod terminal;
 
 /// Everything that can stop a run before it has a verdict.

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use dispatch_loadtest::connect::Addresses;
+use dispatch_loadtest::connect::{Addresses, replicas};
 use dispatch_loadtest::geography::load_map;
 use dispatch_loadtest::report::Verdict;
 use dispatch_loadtest::run::{RunInput, Target, run};
@@ -53,23 +53,33 @@ struct RunArgs {
     /// Population CSV for the map.
     #[arg(long, value_name = "CSV")]
     population: Option<PathBuf>,
-    /// Drive a running cluster serving all five services on this address (host:port). It must
-    /// run with the scenario's clock scale (`clock_scale`, `DISPATCH_CLOCK_SCALE`) and map.
+    /// Drive a running cluster serving all five services on this address (host:port), or on
+    /// each of a comma-separated list of replicas. It must run with the scenario's clock scale
+    /// (`clock_scale`, `DISPATCH_CLOCK_SCALE`) and map.
     #[arg(long, value_name = "ADDR")]
     cluster: Option<String>,
-    /// Intake address of a running cluster (overrides --cluster).
+    /// Intake address of a running cluster, or a comma-separated list of its replicas
+    /// (overrides --cluster).
     #[arg(long, value_name = "ADDR")]
     intake: Option<String>,
-    /// Notification address of a running cluster (overrides --cluster).
+    /// Notification address of a running cluster, or a comma-separated list of its replicas
+    /// (overrides --cluster).
     #[arg(long, value_name = "ADDR")]
     notification: Option<String>,
-    /// District-service address of a running cluster (overrides --cluster).
+    /// District-service address of a running cluster, or a comma-separated list of its replicas
+    /// (overrides --cluster).
     #[arg(long, value_name = "ADDR")]
     district: Option<String>,
-    /// Geo-router address of a running cluster (overrides --cluster).
+    /// Geo-router address of a running cluster, or a comma-separated list of its replicas
+    /// (overrides --cluster).
     #[arg(long, value_name = "ADDR")]
     geo_router: Option<String>,
-    /// Case-squad address of a running cluster (overrides --cluster).
+    /// Redis URL of a running cluster of district nodes (`redis://host:port`): watch the
+    /// district leases and report the incidents that went through a takeover.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// Case-squad address of a running cluster, or a comma-separated list of its replicas
+    /// (overrides --cluster).
     #[arg(long, value_name = "ADDR")]
     case_squad: Option<String>,
 }
@@ -88,11 +98,17 @@ impl RunArgs {
             return Ok(Target::Embedded);
         }
         let pick = |flag: &str, a: &Option<String>| {
-            a.clone().or_else(|| self.cluster.clone()).ok_or_else(|| {
-                Error::Usage(format!(
-                    "{flag} is missing: give all five service addresses or --cluster ADDR"
-                ))
-            })
+            let (flag, list) = match (a, &self.cluster) {
+                (Some(a), _) => (flag, a.clone()),
+                (None, Some(c)) => ("--cluster", c.clone()),
+                (None, None) => {
+                    return Err(Error::Usage(format!(
+                        "{flag} is missing: give all five service addresses or --cluster ADDR"
+                    )));
+                }
+            };
+            replicas(flag, &list)?;
+            Ok(list)
         };
         Ok(Target::Remote(Addresses {
             intake: pick(given[0].0, given[0].1)?,
@@ -162,6 +178,13 @@ fn writable(path: &Path) -> Result<()> {
 fn run_command(args: &RunArgs) -> Result<Verdict> {
     let scenario = Scenario::load(&args.scenario)?;
     let target = args.target()?;
+    if args.redis.is_some() && target == Target::Embedded {
+        return Err(Error::Usage(
+            "--redis watches a running cluster's district leases: give its addresses too \
+             (--cluster or the five service flags)"
+                .into(),
+        ));
+    }
     for path in args.json.iter().chain(&args.html) {
         writable(path)?;
     }
@@ -180,6 +203,7 @@ fn run_command(args: &RunArgs) -> Result<Verdict> {
         map,
         map_desc: source.to_string(),
         target,
+        redis: args.redis.clone(),
     };
     let output = block_on_actix(run(input))??;
     println!("{}", output.report.summary_text());

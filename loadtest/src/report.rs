@@ -13,6 +13,7 @@ use dispatch_core::{Priority, Timestamp};
 use serde::Serialize;
 
 use crate::stats::{Group, GroupStats, Samples, Summary, round_to};
+use crate::takeover::TakeoverFacts;
 
 /// Where an accepted incident was when the harness asked the cluster after the drain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +131,31 @@ pub struct RunFacts {
     pub wall_time_s: f64,
     /// Samples of the run's load over time.
     pub timeline: Vec<TimelinePoint>,
+    /// Takeover accounting, when the run watched the district leases (`--redis`).
+    pub takeover: Option<TakeoverFacts>,
+}
+
+/// Incidents that went through a takeover of their district (see [`crate::takeover`]) and
+/// owner changes seen, in a report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TakeoverStats {
+    /// Incidents whose district's lease epoch changed between their receipt and an officer
+    /// arriving on scene (or the end of the run).
+    pub incidents: u64,
+    /// Of those, incidents an officer reached (the samples of the percentiles).
+    pub on_scene: u64,
+    /// Of those, incidents reached within the target.
+    pub within_target: u64,
+    /// Their median response time, seconds of cluster time.
+    pub p50: Option<f64>,
+    /// Their 90th percentile, s.
+    pub p90: Option<f64>,
+    /// Their maximum, s.
+    pub max: Option<f64>,
+    /// Owner changes seen, all districts.
+    pub owner_changes: u64,
+    /// Owner changes seen per district id (every district seen held, zeros included).
+    pub owner_changes_by_district: BTreeMap<String, u64>,
 }
 
 /// The load at one moment of the run.
@@ -273,6 +299,9 @@ pub struct Report {
     pub wall_time_s: f64,
     /// The load over time, about one sample per real second.
     pub timeline: Vec<TimelinePoint>,
+    /// Takeover accounting; absent unless the run watched the leases (`--redis`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub takeover: Option<TakeoverStats>,
     /// `pass` or `fail`.
     pub verdict: Verdict,
     /// Why it failed (empty on pass).
@@ -292,6 +321,7 @@ impl Report {
         let mut by_sub: BTreeMap<String, Group> = BTreeMap::new();
         let mut by_district: BTreeMap<String, Group> = BTreeMap::new();
         let mut latency = Samples::millis();
+        let mut through_takeover = Group::default();
         for i in incidents {
             counts.received += 1;
             counts.dispatched += u64::from(i.dispatched_at.is_some());
@@ -319,7 +349,25 @@ impl Report {
             if let Some(ms) = i.system_latency_ms {
                 latency.record(ms);
             }
+            if let Some(t) = &facts.takeover
+                && t.incidents.contains(&i.incident_id)
+            {
+                through_takeover.add(rt, target);
+            }
         }
+        let takeover = facts.takeover.as_ref().map(|t| {
+            let g = through_takeover.stats();
+            TakeoverStats {
+                incidents: g.received,
+                on_scene: g.on_scene,
+                within_target: g.within_target,
+                p50: g.p50,
+                p90: g.p90,
+                max: g.max,
+                owner_changes: t.owner_changes.values().sum(),
+                owner_changes_by_district: t.owner_changes.clone(),
+            }
+        });
         let share = all.within_target_share();
         let overall = all.stats();
         let case_clearances = ["criminal_case", "administrative_case"]
@@ -394,6 +442,7 @@ impl Report {
             terminal: facts.terminal.clone(),
             wall_time_s: round_to(facts.wall_time_s, 1),
             timeline: facts.timeline.clone(),
+            takeover,
             verdict,
             verdict_reasons: reasons,
         }
@@ -480,6 +529,9 @@ impl Report {
             "terminals  {} orders, {} duplicate orders, {} failed RPCs",
             self.terminal.orders, self.terminal.duplicate_orders, errors
         );
+        if let Some(t) = &self.takeover {
+            let _ = writeln!(out, "takeover   {}", t.summary());
+        }
         let _ = writeln!(out, "wall time  {:.1} s", self.wall_time_s);
         let verdict = match self.verdict {
             Verdict::Pass => "PASS".to_string(),
@@ -487,6 +539,38 @@ impl Report {
         };
         let _ = write!(out, "verdict    {verdict}");
         out
+    }
+}
+
+/// Most districts named one by one in the takeover line of the summary.
+pub const TAKEOVER_DISTRICTS_LISTED: usize = 8;
+
+impl TakeoverStats {
+    /// One line: the incidents that went through a takeover, their response times and the
+    /// owner changes seen: per district when at most [`TAKEOVER_DISTRICTS_LISTED`] districts
+    /// changed owner, else only how many did (the JSON has them all).
+    pub fn summary(&self) -> String {
+        let moved: Vec<String> = self
+            .owner_changes_by_district
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(d, n)| format!("{d} {n}"))
+            .collect();
+        format!(
+            "{} incidents went through one: p50 {} s  p90 {} s  max {} s, {} of {} on scene within target; {} owner changes{}",
+            self.incidents,
+            fmt_opt(self.p50, 0),
+            fmt_opt(self.p90, 0),
+            fmt_opt(self.max, 0),
+            self.within_target,
+            self.on_scene,
+            self.owner_changes,
+            match moved.len() {
+                0 => String::new(),
+                n if n <= TAKEOVER_DISTRICTS_LISTED => format!(" ({})", moved.join(", ")),
+                n => format!(" in {n} districts"),
+            }
+        )
     }
 }
 
@@ -511,6 +595,7 @@ fn percentile_line(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -577,6 +662,7 @@ mod tests {
             ]),
             wall_time_s: 75.0,
             timeline: vec![],
+            takeover: None,
         }
     }
 
@@ -612,6 +698,50 @@ mod tests {
             None,
         ));
         v
+    }
+
+    #[test]
+    fn takeover_figures_worked_out_by_hand() {
+        let mut f = facts();
+        assert!(Report::build(&f, &ten()).takeover.is_none());
+        assert!(!Report::build(&f, &ten()).to_json().contains("takeover"));
+        f.takeover = Some(TakeoverFacts {
+            incidents: ["i1", "i4", "i6", "i8"].map(String::from).into(),
+            owner_changes: BTreeMap::from([("d1".to_string(), 2), ("d2".to_string(), 0)]),
+        });
+        let r = Report::build(&f, &ten());
+        let t = r.takeover.as_ref().unwrap();
+        // i1 120 s, i4 300 s, i6 420 s reached; i8 never. Within 300 s: i1, i4.
+        // p50 = ceil(1.5) = 2nd = 300; p90 = ceil(2.7) = 3rd = 420.
+        assert_eq!(
+            (t.incidents, t.on_scene, t.within_target),
+            (4, 3, 2),
+            "{t:?}"
+        );
+        assert_eq!(
+            (t.p50, t.p90, t.max),
+            (Some(300.0), Some(420.0), Some(420.0))
+        );
+        assert_eq!(t.owner_changes, 2);
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["takeover"]["incidents"], 4);
+        assert_eq!(json["takeover"]["owner_changes_by_district"]["d1"], 2);
+        let mut many = t.clone();
+        many.owner_changes_by_district = (0..9).map(|k| (format!("d{k}"), 1)).collect();
+        many.owner_changes = 9;
+        assert!(
+            many.summary().ends_with("; 9 owner changes in 9 districts"),
+            "{}",
+            many.summary()
+        );
+        assert!(
+            r.summary_text().contains(
+                "takeover   4 incidents went through one: p50 300 s  p90 420 s  max 420 s, \
+                 2 of 3 on scene within target; 2 owner changes (d1 2)"
+            ),
+            "{}",
+            r.summary_text()
+        );
     }
 
     #[test]

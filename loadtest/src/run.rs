@@ -41,6 +41,7 @@ use crate::report::{
     TimelinePoint,
 };
 use crate::scenario::Scenario;
+use crate::takeover::{LeaseWatch, TakeoverFacts};
 use crate::terminal::{Fleet, TerminalEnv, TerminalSetup, run_terminal};
 use crate::{Error, Result};
 
@@ -77,6 +78,9 @@ pub struct RunInput {
     pub map_desc: String,
     /// The cluster.
     pub target: Target,
+    /// Redis URL of a running cluster of district nodes: the run watches the district leases
+    /// there and reports the incidents that went through a takeover ([`crate::takeover`]).
+    pub redis: Option<String>,
 }
 
 /// A run's report and the per-incident records it was built from.
@@ -151,6 +155,20 @@ async fn drive(input: &RunInput, addresses: &Addresses, wall: Instant) -> Result
     let clients = Clients::connect(addresses).await?;
     let duty = choose_duty(s, &clients, &geography).await?;
     let clock = duty.clock.clone();
+    let leases = match &input.redis {
+        Some(url) => {
+            let districts = duty
+                .directory
+                .districts
+                .iter()
+                .map(|d| d.district_id.clone())
+                .collect();
+            let watch = LeaseWatch::start(url, districts, clock.clone()).await?;
+            tracing::info!(redis = %url, "watching the district leases");
+            Some(watch)
+        }
+        None => None,
+    };
     let streams = StreamPools::connect(addresses, duty.terminals.len()).await?;
     let fleet = Arc::new(Fleet::default());
     let env = Arc::new(TerminalEnv::new(
@@ -210,6 +228,10 @@ async fn drive(input: &RunInput, addresses: &Addresses, wall: Instant) -> Result
     terminals.shutdown().await;
 
     let incidents = collect_incidents(&clients, &results, &plans, &fleet).await;
+    let takeover = leases.map(|watch| {
+        let end = clock.now();
+        TakeoverFacts::from_log(&watch.stop(), &incidents, end)
+    });
     let cases_opened = count_cases(&clients, &duty.directory, &ours).await?;
     let calls = count_calls(&results, plans.len());
     let facts = RunFacts {
@@ -243,6 +265,7 @@ async fn drive(input: &RunInput, addresses: &Addresses, wall: Instant) -> Result
             .collect(),
         wall_time_s: wall.elapsed().as_secs_f64(),
         timeline: std::mem::take(&mut *timeline.lock().unwrap_or_else(|e| e.into_inner())),
+        takeover,
     };
     Ok(RunOutput {
         report: Report::build(&facts, &incidents),

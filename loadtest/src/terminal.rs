@@ -42,6 +42,35 @@ const RESUBSCRIBE_ATTEMPTS: u32 = 150;
 /// Real pause between re-subscription attempts.
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(200);
 
+/// Attempts of a terminal's unary call that fails `UNAVAILABLE` (a replica or district node
+/// that went down; each attempt takes the next channel, so the next replica), with
+/// [`CALL_RETRY_PAUSE`] between them: about 30 s, long enough for a district's lease to lapse
+/// and another node to take it over.
+const CALL_ATTEMPTS: u32 = 150;
+
+/// Real pause between two attempts of a unary call.
+const CALL_RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Runs `call` until it answers anything but `UNAVAILABLE`, at most [`CALL_ATTEMPTS`] times.
+/// Only `UNAVAILABLE` is retried: the request did not get through (refused connection, owner
+/// node down), so sending it again cannot apply it twice.
+async fn retry_unavailable<T, F, Fut>(mut call: F) -> std::result::Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(status) if status.code() == tonic::Code::Unavailable && attempt < CALL_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(CALL_RETRY_PAUSE).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// How an incident's first order reached a terminal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FirstOrder {
@@ -214,12 +243,15 @@ pub fn interpolate(a: LatLng, b: LatLng, f: f64) -> LatLng {
     }
 }
 
-/// Opens the order stream: after `resume_after` (an opaque cursor; empty: from the oldest kept),
-/// or with `None` from the latest (the stream then opens with a heartbeat carrying its cursor).
+/// Opens the order stream of terminal `setup` on the notification replica it reaches after
+/// `hops` breaks ([`StreamPools::notification`]): after `resume_after` (an opaque cursor;
+/// empty: from the oldest kept), or with `None` from the latest (the stream then opens with a
+/// heartbeat carrying its cursor).
 async fn subscribe(
-    env: &TerminalEnv,
+    streams: &StreamPools,
     setup: &TerminalSetup,
     resume_after: Option<&str>,
+    hops: usize,
 ) -> std::result::Result<Streaming<Notice>, tonic::Status> {
     let request = SubscribeRequest {
         audience: Some(Audience {
@@ -228,9 +260,8 @@ async fn subscribe(
         resume_after: resume_after.unwrap_or_default().to_string(),
         from_latest: resume_after.is_none(),
     };
-    Ok(env
-        .streams
-        .notification(setup.index)
+    Ok(streams
+        .notification(setup.index, hops)
         .subscribe(request)
         .await?
         .into_inner())
@@ -244,7 +275,7 @@ pub async fn run_terminal(
     ready: oneshot::Sender<Result<()>>,
 ) {
     // A new shift: earlier orders of this roster (a previous run on the same cluster) are stale.
-    let stream = match subscribe(&env, &setup, None).await {
+    let stream = match subscribe(&env.streams, &setup, None, 0).await {
         Ok(s) => s,
         Err(status) => {
             let _ = ready.send(Err(Error::rpc(
@@ -260,7 +291,12 @@ pub async fn run_terminal(
         status: OfficerStatus::Available as i32,
         location: Some(latlng_to_wire(setup.start)),
     };
-    if let Err(status) = env.clients.district().update_officer_status(sign_on).await {
+    let signed_on = retry_unavailable(|| {
+        let (mut client, request) = (env.clients.district(), sign_on.clone());
+        async move { client.update_officer_status(request).await }
+    })
+    .await;
+    if let Err(status) = signed_on {
         let _ = ready.send(Err(Error::rpc(
             format!("DistrictService.UpdateOfficerStatus({})", setup.officer_id),
             status,
@@ -270,17 +306,26 @@ pub async fn run_terminal(
     let _ = ready.send(Ok(()));
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::join!(
-        read_orders(&env, &setup, stream, free_since.clone(), tx),
+        read_orders(
+            &env.streams,
+            &env.fleet,
+            &setup,
+            stream,
+            free_since.clone(),
+            tx
+        ),
         work(&env, &setup, rx, free_since),
     );
 }
 
 /// Reads the order stream, timestamps each new order, and passes it to the worker; re-opens
-/// the stream after a break, resuming after the cursor of the last notice seen (heartbeats
-/// included), or from the oldest kept when the feed no longer holds that cursor (a restarted
-/// notification service). Orders seen twice are dropped by dispatch id.
+/// the stream after a break on the next notification replica (the one that broke may be
+/// dead), resuming after the cursor of the last notice seen (heartbeats included), or from the
+/// oldest kept when the feed no longer holds that cursor (a restarted notification service
+/// without Redis). Orders seen twice are dropped by dispatch id.
 async fn read_orders(
-    env: &TerminalEnv,
+    streams: &StreamPools,
+    fleet: &Fleet,
     setup: &TerminalSetup,
     mut stream: Streaming<Notice>,
     free_since: Arc<Mutex<Instant>>,
@@ -290,6 +335,8 @@ async fn read_orders(
     // `None` until the stream's first notice (its opening heartbeat) gives a resume point.
     let mut cursor: Option<String> = None;
     let mut failures = 0;
+    // Breaks so far: each one moves the stream to the next replica.
+    let mut hops = 0;
     loop {
         match stream.message().await {
             Ok(Some(notice)) => {
@@ -301,20 +348,20 @@ async fn read_orders(
                     continue;
                 };
                 if order.officer_id != setup.officer_id {
-                    env.fleet.error("order_for_other_officer");
+                    fleet.error("order_for_other_officer");
                     continue;
                 }
                 if !seen.insert(order.dispatch_id.clone()) {
-                    env.fleet.duplicate_orders.fetch_add(1, Ordering::Relaxed);
+                    fleet.duplicate_orders.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                env.fleet.order(&order, *lock(&free_since));
+                fleet.order(&order, *lock(&free_since));
                 if tx.send(order).is_err() {
                     return;
                 }
             }
             end => {
-                env.fleet.error("subscribe");
+                fleet.error("subscribe");
                 if let Err(status) = &end
                     && status.code() == tonic::Code::OutOfRange
                 {
@@ -333,10 +380,11 @@ async fn read_orders(
                         );
                         return;
                     }
+                    hops += 1;
                     tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
                     // Resume after the last notice seen; before any, from the latest again
                     // (never from the oldest, which would replay a previous run's orders).
-                    match subscribe(env, setup, cursor.as_deref()).await {
+                    match subscribe(streams, setup, cursor.as_deref(), hops).await {
                         Ok(s) => {
                             stream = s;
                             break;
@@ -348,7 +396,7 @@ async fn read_orders(
                                 "order cursor out of range, resuming from the oldest kept");
                             cursor = Some(String::new());
                         }
-                        Err(_) => env.fleet.error("subscribe"),
+                        Err(_) => fleet.error("subscribe"),
                     }
                 }
             }
@@ -365,18 +413,30 @@ async fn work(
 ) {
     let mut rng = rng_for_officer(env.seed, &setup.officer_id);
     let mut position = setup.start;
+    let mut gps_hops = 0;
     while let Some(order) = rx.recv().await {
         env.fleet.busy.fetch_add(1, Ordering::Relaxed);
-        handle_order(env, setup, &order, &mut position, &mut rng, &free_since).await;
+        let mut terminal = Moving {
+            position: &mut position,
+            gps_hops: &mut gps_hops,
+        };
+        handle_order(env, setup, &order, &mut terminal, &mut rng, &free_since).await;
         env.fleet.busy.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Where a terminal is, and how many times its GPS stream moved to the next district replica
+/// (kept from drive to drive, so a dead replica is left for good).
+struct Moving<'a> {
+    position: &'a mut LatLng,
+    gps_hops: &'a mut usize,
 }
 
 async fn handle_order(
     env: &TerminalEnv,
     setup: &TerminalSetup,
     order: &DispatchOrder,
-    position: &mut LatLng,
+    terminal: &mut Moving<'_>,
     rng: &mut crate::draw::SeededRng,
     free_since: &Mutex<Instant>,
 ) {
@@ -388,7 +448,12 @@ async fn handle_order(
         officer_id: officer_id.clone(),
         dispatch_id: dispatch_id.clone(),
     };
-    if let Err(status) = env.clients.district().acknowledge_dispatch(ack).await {
+    let acknowledged = retry_unavailable(|| {
+        let (mut client, request) = (env.clients.district(), ack.clone());
+        async move { client.acknowledge_dispatch(request).await }
+    })
+    .await;
+    if let Err(status) = acknowledged {
         tracing::warn!(officer = %officer_id, dispatch = %dispatch_id, %status, "acknowledge failed");
         env.fleet.error("acknowledge_dispatch");
         return;
@@ -397,14 +462,26 @@ async fn handle_order(
         .location
         .as_ref()
         .and_then(|l| LatLng::new(l.lat, l.lon).ok())
-        .unwrap_or(*position);
-    drive(env, setup, *position, destination).await;
-    *position = destination;
+        .unwrap_or(*terminal.position);
+    drive(
+        env,
+        setup,
+        *terminal.position,
+        destination,
+        terminal.gps_hops,
+    )
+    .await;
+    *terminal.position = destination;
     let arrive = ArriveOnSceneRequest {
         officer_id: officer_id.clone(),
         dispatch_id: dispatch_id.clone(),
     };
-    if let Err(status) = env.clients.district().arrive_on_scene(arrive).await {
+    let arrived = retry_unavailable(|| {
+        let (mut client, request) = (env.clients.district(), arrive.clone());
+        async move { client.arrive_on_scene(request).await }
+    })
+    .await;
+    if let Err(status) = arrived {
         tracing::warn!(officer = %officer_id, dispatch = %dispatch_id, %status, "arrive failed");
         env.fleet.error("arrive_on_scene");
         return;
@@ -419,7 +496,12 @@ async fn handle_order(
         dispatch_id: dispatch_id.clone(),
         disposition: disposition_to_wire(disposition) as i32,
     };
-    match env.clients.district().clear_incident(clear).await {
+    match retry_unavailable(|| {
+        let (mut client, request) = (env.clients.district(), clear.clone());
+        async move { client.clear_incident(request).await }
+    })
+    .await
+    {
         Ok(_) => env.fleet.cleared(&order.incident_id, disposition),
         Err(status) => {
             tracing::warn!(officer = %officer_id, dispatch = %dispatch_id, %status, "clear failed");
@@ -428,12 +510,54 @@ async fn handle_order(
     }
 }
 
+/// Attempts to re-open a broken GPS stream within one drive (each on the next district
+/// replica) before the rest of the drive goes unreported.
+const GPS_REOPEN_ATTEMPTS: usize = 8;
+
+/// One open `ReportLocation` client stream: the sender of its reports and the call.
+struct GpsStream {
+    tx: mpsc::Sender<LocationReport>,
+    call: tokio::task::JoinHandle<std::result::Result<(), tonic::Status>>,
+}
+
+impl GpsStream {
+    /// Opens terminal `index`'s GPS stream on the district replica it reaches after `hops`
+    /// breaks.
+    fn open(streams: &StreamPools, index: usize, hops: usize) -> Self {
+        let (tx, rx) = mpsc::channel::<LocationReport>(8);
+        let mut client = streams.district(index, hops);
+        let call = tokio::spawn(async move {
+            client
+                .report_location(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .map(|_| ())
+        });
+        Self { tx, call }
+    }
+
+    /// Why the call ended (it ends early only on an error).
+    async fn end(self) -> std::result::Result<(), tonic::Status> {
+        drop(self.tx);
+        match self.call.await {
+            Ok(result) => result,
+            Err(e) => Err(tonic::Status::cancelled(format!("GPS stream task: {e}"))),
+        }
+    }
+}
+
 /// Drives from `from` to `to`: travel time = great-circle distance x circuity / speed, one GPS
-/// report every interval on a `ReportLocation` stream, the last one at the destination.
-async fn drive(env: &TerminalEnv, setup: &TerminalSetup, from: LatLng, to: LatLng) {
+/// report every interval on a `ReportLocation` stream, the last one at the destination. A
+/// stream that breaks is re-opened on the next district replica and the report that did not
+/// go is sent there; `hops` counts the moves, from drive to drive.
+async fn drive(
+    env: &TerminalEnv,
+    setup: &TerminalSetup,
+    from: LatLng,
+    to: LatLng,
+    hops: &mut usize,
+) {
     let travel_s = env.spec.travel().eta_s(&from, &to);
     let interval_s = env.spec.gps_interval_s;
-    let (tx, rx) = mpsc::channel::<LocationReport>(8);
     // A simulated receiver fixes as it reports: the fix time is the cluster's clock then, and
     // 10 m a phone GNSS fix's usual stated accuracy (68 %).
     let report = |p: LatLng| LocationReport {
@@ -442,34 +566,50 @@ async fn drive(env: &TerminalEnv, setup: &TerminalSetup, from: LatLng, to: LatLn
         fixed_at: Some(dispatch_bus::convert::timestamp_to_wire(env.clock.now())),
         accuracy_m: Some(10.0),
     };
-    let mut client = env.streams.district(setup.index);
-    let call = client.report_location(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let send = async move {
-        let t0 = tokio::time::Instant::now();
-        let mut k = 1.0;
-        while k * interval_s < travel_s {
-            tokio::time::sleep_until(t0 + env.real(k * interval_s)).await;
-            if tx
-                .send(report(interpolate(from, to, k * interval_s / travel_s)))
-                .await
-                .is_err()
-            {
-                break;
-            }
-            k += 1.0;
+    let mut stream = GpsStream::open(&env.streams, setup.index, *hops);
+    let mut reopened = 0;
+    let t0 = tokio::time::Instant::now();
+    let mut k = 1.0;
+    let mut last = false;
+    loop {
+        let (at, point) = if k * interval_s < travel_s {
+            (
+                k * interval_s,
+                interpolate(from, to, k * interval_s / travel_s),
+            )
+        } else {
+            last = true;
+            (travel_s, to)
+        };
+        tokio::time::sleep_until(t0 + env.real(at)).await;
+        let mut sent = stream.tx.send(report(point)).await.is_ok();
+        while !sent && reopened < GPS_REOPEN_ATTEMPTS {
+            reopened += 1;
+            *hops += 1;
+            let broken = std::mem::replace(
+                &mut stream,
+                GpsStream::open(&env.streams, setup.index, *hops),
+            );
+            let status = broken.end().await.err();
+            tracing::warn!(officer = %setup.officer_id, status = ?status,
+                "location stream broke, re-opening it on the next district replica");
+            env.fleet.error("report_location");
+            sent = stream.tx.send(report(point)).await.is_ok();
         }
-        tokio::time::sleep_until(t0 + env.real(travel_s)).await;
-        let _ = tx.send(report(to)).await;
-        // Dropping `tx` ends the client stream.
-    };
-    let (result, ()) = tokio::join!(call, send);
-    if let Err(status) = result {
+        if !sent || last {
+            break;
+        }
+        k += 1.0;
+    }
+    // Dropping the sender ends the client stream.
+    if let Err(status) = stream.end().await {
         tracing::warn!(officer = %setup.officer_id, %status, "location stream failed");
         env.fleet.error("report_location");
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -491,5 +631,141 @@ mod tests {
         // Half-way in degrees is half-way in distance to well under a metre at this scale.
         let (d1, d2) = (a.distance_m(&mid), mid.distance_m(&b));
         assert!((d1 - d2).abs() < 0.5, "{d1} vs {d2}");
+    }
+
+    /// A notification replica that records each `Subscribe` and answers it with `notices`,
+    /// then ends the stream with `UNAVAILABLE` when `dies` (a replica going down), or keeps it
+    /// open.
+    struct FakeNotification {
+        requests: Arc<Mutex<Vec<SubscribeRequest>>>,
+        notices: Vec<Notice>,
+        dies: bool,
+    }
+
+    #[tonic::async_trait]
+    impl dispatch_proto::v1::notification_server::Notification for FakeNotification {
+        type SubscribeStream = std::pin::Pin<
+            Box<dyn futures::Stream<Item = std::result::Result<Notice, tonic::Status>> + Send>,
+        >;
+
+        async fn subscribe(
+            &self,
+            request: tonic::Request<SubscribeRequest>,
+        ) -> std::result::Result<tonic::Response<Self::SubscribeStream>, tonic::Status> {
+            lock(&self.requests).push(request.into_inner());
+            use futures::StreamExt as _;
+            let notices = futures::stream::iter(self.notices.clone().into_iter().map(Ok));
+            let stream: Self::SubscribeStream = if self.dies {
+                Box::pin(notices.chain(futures::stream::once(async {
+                    Err(tonic::Status::unavailable("replica going down"))
+                })))
+            } else {
+                Box::pin(notices.chain(futures::stream::pending()))
+            };
+            Ok(tonic::Response::new(stream))
+        }
+
+        async fn publish(
+            &self,
+            _: tonic::Request<dispatch_proto::v1::PublishRequest>,
+        ) -> std::result::Result<tonic::Response<dispatch_proto::v1::PublishResponse>, tonic::Status>
+        {
+            Err(tonic::Status::unimplemented("not in this test"))
+        }
+    }
+
+    async fn serve(fake: FakeNotification) -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(dispatch_proto::v1::notification_server::NotificationServer::new(fake))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+        (addr, server)
+    }
+
+    fn notice(cursor: &str, order: Option<DispatchOrder>) -> Notice {
+        let kind = match order {
+            Some(o) => notice_body::Kind::DispatchOrder(o),
+            None => notice_body::Kind::Heartbeat(dispatch_proto::v1::Heartbeat {}),
+        };
+        Notice {
+            seq: 0,
+            published_at: None,
+            body: Some(dispatch_proto::v1::NoticeBody { kind: Some(kind) }),
+            cursor: cursor.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_order_stream_resumes_from_its_cursor_on_the_next_replica() {
+        let order = |id: &str| DispatchOrder {
+            dispatch_id: id.into(),
+            incident_id: format!("inc-{id}"),
+            officer_id: "nc-d01-o01".into(),
+            ..DispatchOrder::default()
+        };
+        let a_requests = Arc::new(Mutex::new(Vec::new()));
+        let b_requests = Arc::new(Mutex::new(Vec::new()));
+        // Replica a: the opening heartbeat, one order, then it goes down.
+        let (a, server_a) = serve(FakeNotification {
+            requests: a_requests.clone(),
+            notices: vec![notice("a-7", None), notice("a-8", Some(order("d1")))],
+            dies: true,
+        })
+        .await;
+        // Replica b (the same feed): the next order after cursor a-8.
+        let (b, server_b) = serve(FakeNotification {
+            requests: b_requests.clone(),
+            notices: vec![notice("a-9", Some(order("d2")))],
+            dies: false,
+        })
+        .await;
+        let notification =
+            crate::connect::Pool::connect("notification", &format!("{a},{b}"), 1, false)
+                .await
+                .unwrap();
+        let streams = StreamPools::new(notification.clone(), notification);
+        let fleet = Fleet::default();
+        // Terminal 0 starts on replica 0 (a).
+        let setup = TerminalSetup {
+            officer_id: "nc-d01-o01".into(),
+            start: LatLng {
+                lat: 23.0,
+                lon: 113.7,
+            },
+            index: 0,
+        };
+        let stream = subscribe(&streams, &setup, None, 0).await.unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let free_since = Arc::new(Mutex::new(Instant::now()));
+        let reader = read_orders(&streams, &fleet, &setup, stream, free_since, tx);
+        let orders = async {
+            let first = rx.recv().await.unwrap();
+            let second = rx.recv().await.unwrap();
+            (first.dispatch_id, second.dispatch_id)
+        };
+        let got = tokio::select! {
+            () = reader => panic!("the reader must not stop"),
+            got = tokio::time::timeout(Duration::from_secs(30), orders) => got.unwrap(),
+        };
+        assert_eq!(got, ("d1".to_owned(), "d2".to_owned()));
+        let a_seen: Vec<(String, bool)> = lock(&a_requests)
+            .iter()
+            .map(|r| (r.resume_after.clone(), r.from_latest))
+            .collect();
+        let b_seen: Vec<(String, bool)> = lock(&b_requests)
+            .iter()
+            .map(|r| (r.resume_after.clone(), r.from_latest))
+            .collect();
+        // a: the first subscription, from the latest; b: after a's break, from its last cursor.
+        assert_eq!(a_seen, vec![(String::new(), true)]);
+        assert_eq!(b_seen, vec![("a-8".to_owned(), false)]);
+        assert_eq!(fleet.errors().get("subscribe"), Some(&1));
+        server_a.abort();
+        server_b.abort();
     }
 }

@@ -65,6 +65,20 @@ fn missing_files_and_bad_flags_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--notification is missing"));
+    // A replica list with an empty item names its flag.
+    let out = loadtest()
+        .arg("run")
+        .arg(&path)
+        .args(["--cluster", "127.0.0.1:1", "--notification", "127.0.0.1:1,"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--notification: replica 1 of \"127.0.0.1:1,\" is empty"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A population file for the built-in map.
     let out = loadtest()
         .arg("run")

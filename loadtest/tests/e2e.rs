@@ -23,6 +23,7 @@ fn tiny_scenario_loses_nothing_and_adds_up() {
         map,
         map_desc: "builtin".into(),
         target: Target::Embedded,
+        redis: None,
     };
     let out = block_on_actix(run(input)).unwrap().unwrap();
     let r = &out.report;
@@ -151,6 +152,7 @@ fn drives_a_running_cluster_by_address() {
             map: map.clone(),
             map_desc: "builtin".into(),
             target: Target::Remote(Addresses::all(cluster.addr().to_string())),
+            redis: None,
         };
         // Twice against the same cluster: the second run must not see the first one's orders,
         // incidents or cases.
@@ -192,6 +194,7 @@ fn a_cluster_on_another_clock_scale_is_bad_input() {
             map,
             map_desc: "builtin".into(),
             target: Target::Remote(Addresses::all(cluster.addr().to_string())),
+            redis: None,
         };
         let out = run(input).await;
         cluster.shutdown().await;

@@ -198,23 +198,91 @@ pub trait RecordsPort: Send + Sync + 'static {
     async fn incident(&self, call: &Call, id: &IncidentId) -> Result<Option<Incident>>;
 }
 
-/// A lazily connecting channel to `addr` (`host:port` or a full `http://` URI). The connection
-/// is made on first use and re-made after a failure, so services may start in any order.
+/// Why a list of replica addresses (`host:port,host:port`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaListError {
+    /// Item `index` (0-based) of the list is empty, e.g. `a:1,,b:2` or a trailing comma.
+    #[error("replica {index} of {list:?} is empty")]
+    Empty {
+        /// The whole list as given.
+        list: String,
+        /// Position of the empty item, 0-based.
+        index: usize,
+    },
+    /// Item `addr` does not make a URI.
+    #[error("replica {addr:?} of {list:?} is not a host:port address: {message}")]
+    Address {
+        /// The whole list as given.
+        list: String,
+        /// The refused item.
+        addr: String,
+        /// What the URI parser said.
+        message: String,
+    },
+}
+
+/// The replica addresses of a comma-separated list (`host:port` or full `http://` URIs;
+/// blanks around items are trimmed), in order, at least one.
 ///
-/// Errors: `InvalidArgument` naming `addr` when it is not a valid URI.
-pub fn channel(addr: &str) -> Result<Channel, tonic::Status> {
+/// Errors: [`ReplicaListError::Empty`] for an empty item (an empty list is one empty item),
+/// [`ReplicaListError::Address`] for an item that does not make a URI.
+pub fn replicas(list: &str) -> Result<Vec<String>, ReplicaListError> {
+    list.split(',')
+        .enumerate()
+        .map(|(index, item)| {
+            let addr = item.trim();
+            if addr.is_empty() {
+                return Err(ReplicaListError::Empty {
+                    list: list.to_owned(),
+                    index,
+                });
+            }
+            endpoint(addr).map_err(|e| ReplicaListError::Address {
+                list: list.to_owned(),
+                addr: addr.to_owned(),
+                message: e.to_string(),
+            })?;
+            Ok(addr.to_owned())
+        })
+        .collect()
+}
+
+/// The endpoint of one address, `http://` added when it has no scheme, with the peers'
+/// connect timeout (2 s) and `TCP_NODELAY`.
+fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
     let uri = if addr.contains("://") {
         addr.to_owned()
     } else {
         format!("http://{addr}")
     };
-    Endpoint::from_shared(uri)
-        .map(|e| {
-            e.connect_timeout(std::time::Duration::from_secs(2))
-                .tcp_nodelay(true)
-                .connect_lazy()
-        })
-        .map_err(|e| dispatch_proto::status::invalid_argument("addr", format!("{addr:?}: {e}")))
+    Endpoint::from_shared(uri).map(|e| {
+        e.connect_timeout(std::time::Duration::from_secs(2))
+            .tcp_nodelay(true)
+    })
+}
+
+/// A lazily connecting channel to `addr`: one address (`host:port` or a full `http://` URI),
+/// or a comma-separated list of replicas of one service ([`replicas`]). The connection is made
+/// on first use and re-made after a failure, so services may start in any order.
+///
+/// A list gives one channel balanced over its replicas (tonic's `Channel::balance_list`:
+/// power of two choices over the least loaded). A replica that is down still takes a share of
+/// the calls until its reconnect fails, and those calls fail `UNAVAILABLE`; the callers' retries
+/// go to the others. A list must be made inside a tokio runtime (the balancer runs as a task).
+///
+/// Errors: `InvalidArgument` naming `addr` when it (or an item of the list) is empty or not a
+/// valid URI.
+pub fn channel(addr: &str) -> Result<Channel, tonic::Status> {
+    let invalid = |message: String| dispatch_proto::status::invalid_argument("addr", message);
+    let list = replicas(addr).map_err(|e| invalid(e.to_string()))?;
+    let mut endpoints = Vec::with_capacity(list.len());
+    for item in &list {
+        endpoints.push(endpoint(item).map_err(|e| invalid(format!("{item:?}: {e}")))?);
+    }
+    match <[Endpoint; 1]>::try_from(endpoints) {
+        Ok([one]) => Ok(one.connect_lazy()),
+        Err(many) => Ok(Channel::balance_list(many.into_iter())),
+    }
 }
 
 /// Runs `work` under `call`'s deadline: [`PortError::DeadlineExceeded`] when it passes first.
@@ -225,5 +293,64 @@ async fn within<T>(call: &Call, work: impl std::future::Future<Output = Result<T
             after: Some(call.deadline),
             message: String::new(),
         }),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_list_splits_on_commas_and_trims_blanks() {
+        assert_eq!(replicas("127.0.0.1:1"), Ok(vec!["127.0.0.1:1".to_owned()]));
+        assert_eq!(
+            replicas("127.0.0.1:1, http://[::1]:2 ,localhost:3"),
+            Ok(vec![
+                "127.0.0.1:1".to_owned(),
+                "http://[::1]:2".to_owned(),
+                "localhost:3".to_owned()
+            ])
+        );
+    }
+
+    #[test]
+    fn an_empty_item_is_named_by_its_position() {
+        for (list, index) in [("", 0), ("a:1,,b:2", 1), ("a:1,", 1), (" ,a:1", 0)] {
+            assert_eq!(
+                replicas(list),
+                Err(ReplicaListError::Empty {
+                    list: list.to_owned(),
+                    index
+                }),
+                "{list:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_address_is_named() {
+        let e = replicas("127.0.0.1:1,not an address").unwrap_err();
+        assert!(
+            matches!(&e, ReplicaListError::Address { addr, .. } if addr == "not an address"),
+            "{e:?}"
+        );
+        let status = channel("127.0.0.1:1,not an address").unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status.message().contains("\"not an address\""),
+            "{status:?}"
+        );
+        assert_eq!(
+            channel("a:1,,b:2").unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+
+    #[tokio::test]
+    async fn a_list_makes_one_channel_without_connecting() {
+        // Nothing listens on port 1; a lazy channel does not try until first used.
+        assert!(channel("127.0.0.1:1,127.0.0.1:1").is_ok());
+        assert!(channel("127.0.0.1:1").is_ok());
     }
 }

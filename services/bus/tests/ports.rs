@@ -201,6 +201,69 @@ async fn serve_routes(
     (channel, server)
 }
 
+/// Serves `router` on a free loopback port: its address and the server's task.
+async fn serve_router_at(router: Arc<RecordingRouter>) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let routes = tonic::service::Routes::new(GeoRouterServer::from_arc(router));
+    let server = tokio::spawn(async move {
+        dispatch_runtime::serve(
+            listener,
+            routes,
+            &[dispatch_proto::service_names::GEO_ROUTER],
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    });
+    (addr.to_string(), server)
+}
+
+#[tokio::test]
+async fn a_replica_list_spreads_calls_over_the_replicas() {
+    let a = Arc::new(RecordingRouter::default());
+    let b = Arc::new(RecordingRouter::default());
+    let (addr_a, server_a) = serve_router_at(a.clone()).await;
+    let (addr_b, server_b) = serve_router_at(b.clone()).await;
+    let channel = dispatch_bus::ports::channel(&format!("{addr_a},{addr_b}")).unwrap();
+    let client = RouterClient::grpc(channel, options(5_000));
+    for _ in 0..40 {
+        client.route(point(23.03)).await.unwrap();
+    }
+    let (seen_a, seen_b) = (a.seen.lock().len(), b.seen.lock().len());
+    assert_eq!(seen_a + seen_b, 40);
+    // Two choices at random among idle replicas: all 40 on one side has odds 2^-39.
+    assert!(seen_a > 0 && seen_b > 0, "a {seen_a}, b {seen_b}");
+    server_a.abort();
+    server_b.abort();
+}
+
+#[tokio::test]
+async fn a_replica_list_with_a_dead_replica_still_reaches_the_live_one() {
+    let live = Arc::new(RecordingRouter::default());
+    let (addr, server) = serve_router_at(live.clone()).await;
+    // A port that was bound and released: nothing listens there.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let channel = dispatch_bus::ports::channel(&format!("{dead_addr},{addr}")).unwrap();
+    let client = RouterClient::grpc(channel, options(5_000));
+    let (mut ok, mut unavailable) = (0, 0);
+    for _ in 0..20 {
+        match client.route(point(23.03)).await {
+            Ok(route) => {
+                assert_eq!(route.district_id, "nc-d07");
+                ok += 1;
+            }
+            Err(PortError::Unavailable { .. }) => unavailable += 1,
+            Err(e) => panic!("only the dead replica's UNAVAILABLE may fail a call: {e:?}"),
+        }
+    }
+    assert_eq!(live.seen.lock().len(), ok);
+    assert!(ok > 0, "{ok} answered, {unavailable} unavailable");
+    server.abort();
+}
+
 #[tokio::test]
 async fn traceparent_and_grpc_timeout_reach_the_handler_alike_over_both_adapters() {
     let context = TraceContext::parse(TRACEPARENT).unwrap();

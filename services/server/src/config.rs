@@ -92,7 +92,8 @@ pub struct RedisSettings {
     pub url: Option<String>,
 }
 
-/// Addresses of the other services, `host:port`.
+/// Addresses of the other services: each `host:port`, or a comma-separated list of the
+/// replicas of that service (`host:port,host:port`; calls are balanced over them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Peers {
@@ -116,6 +117,29 @@ pub struct MapSource {
     pub geojson: Option<PathBuf>,
     /// CSV of populations (`name_zh,name_en,kind,population_2020`).
     pub population: Option<PathBuf>,
+}
+
+impl Peers {
+    /// Checks that each peer is an address or a comma-separated list of replica addresses
+    /// ([`dispatch_bus::ports::replicas`]).
+    ///
+    /// Errors: the first peer with an empty item or an address that is not a URI; the message
+    /// starts with its key and names its flag, e.g. `peers.intake (--intake): replica 1 of
+    /// "a:1,," is empty`.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (key, flag, list) in [
+            ("intake", "--intake", &self.intake),
+            ("geo_router", "--geo-router", &self.geo_router),
+            ("district", "--district", &self.district),
+            ("case_squad", "--case-squad", &self.case_squad),
+            ("notification", "--notification", &self.notification),
+        ] {
+            if let Err(e) = dispatch_bus::ports::replicas(list) {
+                anyhow::bail!("peers.{key} ({flag}): {e}");
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Peers {
@@ -265,6 +289,7 @@ impl Config {
         if self.arbiters == 0 {
             anyhow::bail!("arbiters must be >= 1, got 0");
         }
+        self.peers.validate()?;
         self.validate_cluster()
     }
 
@@ -280,7 +305,9 @@ impl Config {
             anyhow::bail!("cluster.node_id {rule}, got {id:?}");
         }
         if let Some(addr) = &cluster.advertise
-            && (addr.is_empty() || dispatch_bus::ports::channel(addr).is_err())
+            && (addr.is_empty()
+                || addr.contains(',')
+                || dispatch_bus::ports::replicas(addr).is_err())
         {
             anyhow::bail!("cluster.advertise must be a host:port address, got {addr:?}");
         }
@@ -602,6 +629,41 @@ mod tests {
         );
         let err = Config::load(None, env(&[("DISPATCH_CLUSTER__ADVERTISE", "")])).unwrap_err();
         assert!(err.to_string().starts_with("cluster.advertise"), "{err}");
+    }
+
+    #[test]
+    fn peers_take_replica_lists_and_a_bad_one_names_its_key_and_flag() {
+        let c = Config::load(
+            None,
+            env(&[("DISPATCH_PEERS__NOTIFICATION", "10.0.0.1:1,10.0.0.2:1")]),
+        )
+        .unwrap();
+        assert_eq!(c.peers.notification, "10.0.0.1:1,10.0.0.2:1");
+        let err = Config::load(
+            None,
+            env(&[("DISPATCH_PEERS__INTAKE", "10.0.0.1:1,,10.0.0.2:1")]),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "peers.intake (--intake): replica 1 of \"10.0.0.1:1,,10.0.0.2:1\" is empty"
+            ) && text.contains("(from DISPATCH_PEERS__INTAKE)"),
+            "{text}"
+        );
+        let mut c = Config::default();
+        c.peers.case_squad = "10.0.0.1:1,bad address".into();
+        let text = c.validate().unwrap_err().to_string();
+        assert!(
+            text.starts_with("peers.case_squad (--case-squad): replica \"bad address\""),
+            "{text}"
+        );
+        c.peers.case_squad = String::new();
+        let text = c.validate().unwrap_err().to_string();
+        assert!(
+            text.starts_with("peers.case_squad (--case-squad): replica 0"),
+            "{text}"
+        );
     }
 
     #[test]

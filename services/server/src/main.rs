@@ -39,19 +39,19 @@ struct Cli {
     /// `$(date +%s%3N)` computed once.
     #[arg(long, global = true, allow_negative_numbers = true)]
     clock_epoch_ms: Option<i64>,
-    /// Peer address of intake.
+    /// Peer address of intake, or a comma-separated list of its replicas (calls are balanced).
     #[arg(long, global = true)]
     intake: Option<String>,
-    /// Peer address of the geo-router.
+    /// Peer address of the geo-router, or a comma-separated list of its replicas (calls are balanced).
     #[arg(long, global = true)]
     geo_router: Option<String>,
-    /// Peer address of the district service.
+    /// Peer address of the district service, or a comma-separated list of its replicas (calls are balanced).
     #[arg(long, global = true)]
     district: Option<String>,
-    /// Peer address of the case squad.
+    /// Peer address of the case squad, or a comma-separated list of its replicas (calls are balanced).
     #[arg(long, global = true)]
     case_squad: Option<String>,
-    /// Peer address of notification.
+    /// Peer address of notification, or a comma-separated list of its replicas (calls are balanced).
     #[arg(long, global = true)]
     notification: Option<String>,
     /// Redis URL (`redis://host:port/db`): every service keeps its state there (the system of
