@@ -125,10 +125,20 @@ pub struct TerminalSpec {
     pub circuity: f64,
     /// Seconds between GPS reports while driving, > 0.
     pub gps_interval_s: f64,
+    /// Seconds between GPS reports while waiting for an order, > 0; default 60. A terminal
+    /// keeps reporting when it stands still, as real ones do: the district ranks an officer
+    /// whose last fix is older than its `positions.max_fix_age_s` (default 120 s) after every
+    /// officer with a fresh one.
+    #[serde(default = "default_idle_gps_interval_s")]
+    pub idle_gps_interval_s: f64,
     /// Seconds spent on scene, `[min, max]`, uniform.
     pub on_scene_s: SecondsRange,
     /// Shares of the clearing dispositions; whatever is left up to 1 is cleared as resolved.
     pub dispositions: DispositionShares,
+}
+
+fn default_idle_gps_interval_s() -> f64 {
+    60.0
 }
 
 impl TerminalSpec {
@@ -356,6 +366,7 @@ impl Scenario {
             || format!("must be a finite number >= 1, got {}", t.circuity),
         )?;
         positive("terminal.gps_interval_s", t.gps_interval_s)?;
+        positive("terminal.idle_gps_interval_s", t.idle_gps_interval_s)?;
         range("terminal.on_scene_s", t.on_scene_s)?;
         let d = &t.dispositions;
         share("terminal.dispositions.criminal_case", d.criminal_case)?;

@@ -414,7 +414,19 @@ async fn work(
     let mut rng = rng_for_officer(env.seed, &setup.officer_id);
     let mut position = setup.start;
     let mut gps_hops = 0;
-    while let Some(order) = rx.recv().await {
+    loop {
+        // Waiting, the terminal reports where it stands every `idle_gps_interval_s`.
+        let idle = tokio::time::sleep(env.real(env.spec.idle_gps_interval_s));
+        let order = tokio::select! {
+            order = rx.recv() => order,
+            () = idle => {
+                stand(env, setup, position, &mut gps_hops).await;
+                continue;
+            }
+        };
+        let Some(order) = order else {
+            return;
+        };
         env.fleet.busy.fetch_add(1, Ordering::Relaxed);
         let mut terminal = Moving {
             position: &mut position,
@@ -545,6 +557,35 @@ impl GpsStream {
     }
 }
 
+/// One GPS report of a terminal standing at `at`, on a stream of its own (on the next
+/// district replica once if it breaks).
+async fn stand(env: &TerminalEnv, setup: &TerminalSetup, at: LatLng, hops: &mut usize) {
+    for _ in 0..2 {
+        let stream = GpsStream::open(&env.streams, setup.index, *hops);
+        let sent = stream.tx.send(fix(env, setup, at)).await.is_ok();
+        match stream.end().await {
+            Ok(()) if sent => return,
+            outcome => {
+                tracing::warn!(officer = %setup.officer_id, status = ?outcome.err(),
+                    "idle location report failed, trying the next district replica");
+                env.fleet.error("report_location");
+                *hops += 1;
+            }
+        }
+    }
+}
+
+/// A GPS report of terminal `setup` at `p`. A simulated receiver fixes as it reports: the fix
+/// time is the cluster's clock then, and 10 m a phone GNSS fix's usual stated accuracy (68 %).
+fn fix(env: &TerminalEnv, setup: &TerminalSetup, p: LatLng) -> LocationReport {
+    LocationReport {
+        officer_id: setup.officer_id.clone(),
+        location: Some(latlng_to_wire(p)),
+        fixed_at: Some(dispatch_bus::convert::timestamp_to_wire(env.clock.now())),
+        accuracy_m: Some(10.0),
+    }
+}
+
 /// Drives from `from` to `to`: travel time = great-circle distance x circuity / speed, one GPS
 /// report every interval on a `ReportLocation` stream, the last one at the destination. A
 /// stream that breaks is re-opened on the next district replica and the report that did not
@@ -558,14 +599,7 @@ async fn drive(
 ) {
     let travel_s = env.spec.travel().eta_s(&from, &to);
     let interval_s = env.spec.gps_interval_s;
-    // A simulated receiver fixes as it reports: the fix time is the cluster's clock then, and
-    // 10 m a phone GNSS fix's usual stated accuracy (68 %).
-    let report = |p: LatLng| LocationReport {
-        officer_id: setup.officer_id.clone(),
-        location: Some(latlng_to_wire(p)),
-        fixed_at: Some(dispatch_bus::convert::timestamp_to_wire(env.clock.now())),
-        accuracy_m: Some(10.0),
-    };
+    let report = |p: LatLng| fix(env, setup, p);
     let mut stream = GpsStream::open(&env.streams, setup.index, *hops);
     let mut reopened = 0;
     let t0 = tokio::time::Instant::now();
