@@ -7,7 +7,9 @@
 #                                [--case-squad N] [--geo-router N] [--redis-port P]
 #                                [--base-port P] [--table FILE] [-- dispatch-server flags]
 #   counts default to 3 district nodes, 2 intake, 2 notification, 1 case-squad, 1 geo-router
-#   (1..=9 each); extra flags go to every process, e.g. -- --clock-scale 60 --map F --population F
+#   (1..=9 each); extra flags go to every process, e.g. -- --map F --population F
+#   The clock runs at 60x (`--clock-scale 60`, the shipped scenarios' `clock.scale`) unless the
+#   extra flags or DISPATCH_CLOCK_SCALE say otherwise (`-- --clock-scale 1` for real time).
 #   --redis-port P   Redis port (default 6390; 6379 is refused: never someone else's Redis)
 #   --base-port P    intake on P+1.., notification P+11.., case-squad P+21.., geo-router P+31..,
 #                    district nodes P+41.. (default 50100)
@@ -17,7 +19,9 @@
 # the flags give one. The script builds dispatch-server and loadtest in release (in $CARGO_TARGET_DIR when
 # set), waits until every process serves (its log says "serving gRPC", which is when its health
 # turns SERVING), prints the table and the loadtest command for this cluster, and stops
-# everything, Redis last, on Ctrl-C or when it exits.
+# everything, Redis last, on Ctrl-C or SIGTERM to the script (`kill <script pid>` when it runs
+# in the background). The processes' logs and Redis's files stay in the directory it prints; the
+# process table is removed (its pids are dead).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -78,8 +82,8 @@ cleanup() {
   ((${#pids[@]})) && kill "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
   [[ -n $rpid ]] && { kill "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true; }
-  rm -rf "$dir"
-  echo "cluster stopped" >&2
+  rm -f "$table"
+  echo "cluster stopped; logs kept in $dir" >&2
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -97,6 +101,9 @@ url="redis://127.0.0.1:$redis_port/0"
 clock=()
 if [[ -z "${DISPATCH_CLOCK_EPOCH_MS:-}" && " ${extra[*]} " != *" --clock-epoch-ms"* ]]; then
   clock=(--clock-epoch-ms "$(date +%s%3N)")  # GNU date: ms since the Unix epoch
+fi
+if [[ -z "${DISPATCH_CLOCK_SCALE:-}" && " ${extra[*]} " != *" --clock-scale"* ]]; then
+  clock+=(--clock-scale 60)
 fi
 
 printf 'name\tpid\taddr\n' > "$table"
@@ -127,9 +134,11 @@ done
 
 column -t "$table" 2>/dev/null || cat "$table"
 echo
-echo "cluster serving: ${#procs[@]} processes over Redis $url${clock:+, clock epoch ${clock[1]} ms}"
+echo "cluster serving: ${#procs[@]} processes over Redis $url; clock flags: ${clock[*]:-none} ${extra[*]}"
 echo "process table: $table (kill -9 a pid from it to test a takeover); logs: $dir"
-echo "drive it with:"
-echo "  ${CARGO_TARGET_DIR:-target}/release/loadtest run SCENARIO.toml --intake $(list intake) --notification $(list notification) --district $(list district) --geo-router $(list geo-router) --case-squad $(list case-squad) --redis $url"
-echo "Ctrl-C stops everything"
+scenario=loadtest/scenarios/builtin-peak.toml
+[[ " ${extra[*]} " == *" --map"* ]] && scenario=loadtest/scenarios/dongguan-peak.toml
+echo "drive it with (the scenario must match the cluster's map and clock scale):"
+echo "  ${CARGO_TARGET_DIR:-target}/release/loadtest run $scenario --intake $(list intake) --notification $(list notification) --district $(list district) --geo-router $(list geo-router) --case-squad $(list case-squad) --redis $url"
+echo "Ctrl-C (or kill $$) stops everything"
 wait "${pids[@]}" || true

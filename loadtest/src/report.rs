@@ -557,7 +557,7 @@ impl TakeoverStats {
             .map(|(d, n)| format!("{d} {n}"))
             .collect();
         format!(
-            "{} incidents went through one: p50 {} s  p90 {} s  max {} s, {} of {} on scene within target; {} owner changes{}",
+            "{} incident(s) through a takeover of their district: response p50 {} s  p90 {} s  max {} s, {} of {} on scene within target; {} owner changes{}",
             self.incidents,
             fmt_opt(self.p50, 0),
             fmt_opt(self.p90, 0),
@@ -736,7 +736,7 @@ mod tests {
         );
         assert!(
             r.summary_text().contains(
-                "takeover   4 incidents went through one: p50 300 s  p90 420 s  max 420 s, \
+                "takeover   4 incident(s) through a takeover of their district: response p50 300 s  p90 420 s  max 420 s, \
                  2 of 3 on scene within target; 2 owner changes (d1 2)"
             ),
             "{}",
