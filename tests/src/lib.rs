@@ -3,6 +3,7 @@
 //!   until each reports SERVING on the gRPC health service, and kills them when dropped;
 //! - [`flow`]: the call flows a test runs against any cluster, given its service addresses, so
 //!   the embedded and the separate-process modes pass exactly the same checks;
+//! - [`leases`]: the district leases in Redis, and waiting until they settle;
 //! - [`netns`]: a network namespace on a veth pair, to run a process as another host and
 //!   partition it with `tc`;
 //! - [`steady`]: a steady flow of calls and terminals that keeps running through faults and
@@ -11,6 +12,7 @@
 //!   service's health to report SERVING.
 
 pub mod flow;
+pub mod leases;
 pub mod netns;
 pub mod sandbox;
 pub mod steady;

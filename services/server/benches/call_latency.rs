@@ -31,10 +31,10 @@ use dispatch_proto::v1;
 use dispatch_redis_test::RedisServer;
 use dispatch_server::{ClusterConfig, EmbeddedCluster};
 use dispatch_tests::flow::{self, Clients};
+use dispatch_tests::leases;
 use dispatch_tests::sandbox::ProcessCluster;
 use dispatch_tests::{Endpoints, eventually};
 use hdrhistogram::Histogram;
-use redis::AsyncCommands;
 use tokio::sync::mpsc;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -276,21 +276,6 @@ async fn order_of(
     }
 }
 
-/// District id -> the node holding its lease (`district:{D}:lease` = `{epoch} {token} {node}`).
-async fn lease_holders(
-    con: &mut redis::aio::MultiplexedConnection,
-    districts: &[String],
-) -> BTreeMap<String, String> {
-    let mut held = BTreeMap::new();
-    for d in districts {
-        let lease: Option<String> = con.get(format!("district:{d}:lease")).await.unwrap();
-        if let Some(node) = lease.and_then(|l| l.split(' ').nth(2).map(str::to_owned)) {
-            held.insert(d.clone(), node);
-        }
-    }
-    held
-}
-
 /// Call -> order across a cluster of three district nodes over Redis.
 ///
 /// Three `dispatch-server run district` child processes (beside one intake, notification,
@@ -336,26 +321,11 @@ async fn across_nodes(url: &str, calls: usize) -> (Figures, Figures, Figures, Ac
         .map(|d| d.district_id.clone())
         .collect();
     // Settled: three nodes live, every district leased to its rendezvous choice among them.
-    let owners = eventually(Duration::from_secs(30), || {
-        let (ids, mut con) = (ids.clone(), con.clone());
-        async move {
-            let live: Vec<String> = con.hkeys("cluster:addrs").await?;
-            let live: Vec<&str> = live.iter().map(String::as_str).collect();
-            let held = lease_holders(&mut con, &ids).await;
-            let assigned: BTreeMap<String, String> =
-                dispatch_cluster::rendezvous::assign(&live, ids.iter().map(String::as_str))
-                    .into_iter()
-                    .map(|(d, n)| (d.to_owned(), n.to_owned()))
-                    .collect();
-            anyhow::ensure!(
-                live.len() == 3 && held == assigned,
-                "not settled: live {live:?}, held {held:?}"
-            );
-            Ok(held)
-        }
-    })
-    .await
-    .unwrap();
+    let owners = leases::holders(
+        &leases::settled(&con, &ids, 3, Duration::from_secs(30))
+            .await
+            .unwrap(),
+    );
     let nodes: BTreeSet<&String> = owners.values().collect();
     assert_eq!(nodes.len(), 3, "every node owns a district: {owners:?}");
 
@@ -550,7 +520,7 @@ async fn across_nodes(url: &str, calls: usize) -> (Figures, Figures, Figures, Ac
             _ => lost += 1,
         }
     }
-    let moved = lease_holders(&mut con, &ids).await != owners;
+    let moved = current_holders(&mut con, &ids).await != owners;
     drop(cluster);
     let rest = AcrossNodes {
         per_node,
@@ -784,4 +754,12 @@ async fn command_stats_on(con: &mut redis::aio::MultiplexedConnection) -> Vec<(S
         .collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.1));
     rows
+}
+
+/// District id -> the node holding its lease now.
+async fn current_holders(
+    con: &mut redis::aio::MultiplexedConnection,
+    districts: &[String],
+) -> BTreeMap<String, String> {
+    leases::holders(&leases::leases(con, districts).await.unwrap())
 }

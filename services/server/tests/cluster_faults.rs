@@ -24,16 +24,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dispatch_cluster::rendezvous;
 use dispatch_district::forward::FORWARDED_METADATA;
 use dispatch_district::service::OWNER_METADATA;
 use dispatch_proto::v1;
 use dispatch_proto::v1::district_service_client::DistrictServiceClient;
 use dispatch_redis_test::RedisServer;
 use dispatch_tests::eventually;
+use dispatch_tests::leases::{Lease, assign, holders};
 use dispatch_tests::sandbox::ProcessCluster;
 use dispatch_tests::steady::{SteadyConfig, SteadyFlow};
-use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
 /// The lease every node runs with (the default, `ClusterConfig::lease`).
@@ -54,45 +53,11 @@ const OFFICERS: usize = 3;
 /// Calls per second of the platform.
 const RATE: f64 = 6.0;
 
-/// A lease: holder node and epoch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Lease {
-    node: String,
-    epoch: u64,
-}
-
-/// District id -> its lease (`district:{D}:lease` = `{epoch} {token} {node}`), for the
-/// districts leased now.
+/// The leases of `districts` now (see [`dispatch_tests::leases::leases`]).
 async fn leases(con: &mut MultiplexedConnection, districts: &[String]) -> BTreeMap<String, Lease> {
-    let mut held = BTreeMap::new();
-    for d in districts {
-        let lease: Option<String> = con.get(format!("district:{d}:lease")).await.unwrap();
-        if let Some(lease) = lease {
-            let parts: Vec<&str> = lease.split(' ').collect();
-            held.insert(
-                d.clone(),
-                Lease {
-                    node: parts[2].to_owned(),
-                    epoch: parts[0].parse().unwrap(),
-                },
-            );
-        }
-    }
-    held
-}
-
-fn holders(leases: &BTreeMap<String, Lease>) -> BTreeMap<String, String> {
-    leases
-        .iter()
-        .map(|(d, l)| (d.clone(), l.node.clone()))
-        .collect()
-}
-
-fn assign(live: &[&str], districts: &[String]) -> BTreeMap<String, String> {
-    rendezvous::assign(live, districts.iter().map(String::as_str))
-        .into_iter()
-        .map(|(d, n)| (d.to_owned(), n.to_owned()))
-        .collect()
+    dispatch_tests::leases::leases(con, districts)
+        .await
+        .unwrap()
 }
 
 /// Waits (at most 30 s) until `nodes` district nodes are live and every district is leased to
@@ -102,21 +67,8 @@ async fn settled(
     districts: &[String],
     nodes: usize,
 ) -> BTreeMap<String, String> {
-    eventually(Duration::from_secs(30), || {
-        let mut con = con.clone();
-        async move {
-            let live: Vec<String> = con.hkeys("cluster:addrs").await?;
-            let live: Vec<&str> = live.iter().map(String::as_str).collect();
-            let held = holders(&leases(&mut con, districts).await);
-            anyhow::ensure!(
-                live.len() == nodes && held == assign(&live, districts),
-                "not settled: live {live:?}, held {held:?}"
-            );
-            Ok(held)
-        }
-    })
-    .await
-    .unwrap()
+    let held = dispatch_tests::leases::settled(con, districts, nodes, Duration::from_secs(30));
+    holders(&held.await.unwrap())
 }
 
 fn wall_ms() -> i64 {

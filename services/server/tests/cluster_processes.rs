@@ -18,24 +18,9 @@ use dispatch_proto::v1;
 use dispatch_redis_test::RedisServer;
 use dispatch_tests::eventually;
 use dispatch_tests::flow::{self, Clients};
+use dispatch_tests::leases;
 use dispatch_tests::sandbox::ProcessCluster;
-use redis::AsyncCommands;
 use tonic::Code;
-
-/// District id -> the node holding its lease (`district:{D}:lease` = `{epoch} {token} {node}`).
-async fn holders(
-    con: &mut redis::aio::MultiplexedConnection,
-    districts: &[String],
-) -> BTreeMap<String, String> {
-    let mut held = BTreeMap::new();
-    for d in districts {
-        let lease: Option<String> = con.get(format!("district:{d}:lease")).await.unwrap();
-        if let Some(node) = lease.and_then(|l| l.split(' ').nth(2).map(str::to_owned)) {
-            held.insert(d.clone(), node);
-        }
-    }
-    held
-}
 
 /// Tries `op` until it answers something but `UNAVAILABLE` or `DEADLINE_EXCEEDED` (a district
 /// moving between nodes), at most 20 s.
@@ -89,26 +74,11 @@ async fn a_killed_district_nodes_districts_are_dispatched_by_a_survivor_within_1
         .unwrap();
 
     // Settled: three nodes live, every district leased to its rendezvous choice among them.
-    let held = eventually(Duration::from_secs(20), || {
-        let (ids, mut con) = (ids.clone(), con.clone());
-        async move {
-            let live: Vec<String> = con.hkeys("cluster:addrs").await?;
-            let live: Vec<&str> = live.iter().map(String::as_str).collect();
-            let held = holders(&mut con, &ids).await;
-            let assigned: BTreeMap<String, String> =
-                dispatch_cluster::rendezvous::assign(&live, ids.iter().map(String::as_str))
-                    .into_iter()
-                    .map(|(d, n)| (d.to_owned(), n.to_owned()))
-                    .collect();
-            anyhow::ensure!(
-                live.len() == 3 && held == assigned,
-                "not settled: live {live:?}, held {held:?}"
-            );
-            Ok(held)
-        }
-    })
-    .await
-    .unwrap();
+    let held = leases::holders(
+        &leases::settled(&con, &ids, 3, Duration::from_secs(20))
+            .await
+            .unwrap(),
+    );
     // The node to kill (one of the added two; the terminals talk to the first, which forwards
     // their commands), and one of its districts.
     let (district, victim) = held
@@ -194,7 +164,7 @@ async fn a_killed_district_nodes_districts_are_dispatched_by_a_survivor_within_1
     println!("takeover: call dispatched {takeover:?} after kill -9 of the owner");
     assert_eq!(order.incident_id, second.incident_id);
     assert!(takeover < Duration::from_secs(10), "{takeover:?}");
-    let now_held = holders(&mut con, std::slice::from_ref(&district)).await;
+    let now_held = current_holders(&mut con, std::slice::from_ref(&district)).await;
     let owner = now_held.get(&district).unwrap();
     assert_ne!(*owner, victim, "a survivor owns {district}");
 
@@ -228,7 +198,7 @@ async fn a_killed_district_nodes_districts_are_dispatched_by_a_survivor_within_1
     } else {
         "district-2"
     };
-    let before = holders(&mut con, &ids).await;
+    let before = current_holders(&mut con, &ids).await;
     assert!(
         before.values().any(|n| n == leaving),
         "{leaving} holds nothing: {before:?}"
@@ -238,9 +208,17 @@ async fn a_killed_district_nodes_districts_are_dispatched_by_a_survivor_within_1
         .await
         .unwrap();
     assert!(status.success(), "{status:?}");
-    let after = holders(&mut con, &ids).await;
+    let after = current_holders(&mut con, &ids).await;
     assert!(
         after.values().all(|n| n != leaving),
         "leases left behind: before {before:?}, after {after:?}"
     );
+}
+
+/// District id -> the node holding its lease now.
+async fn current_holders(
+    con: &mut redis::aio::MultiplexedConnection,
+    districts: &[String],
+) -> BTreeMap<String, String> {
+    leases::holders(&leases::leases(con, districts).await.unwrap())
 }

@@ -17,7 +17,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,9 +26,9 @@ use dispatch_proto::service_names;
 use dispatch_proto::v1;
 use dispatch_proto::v1::district_service_client::DistrictServiceClient;
 use dispatch_redis_test::{Options, RedisServer};
+use dispatch_tests::leases::{leases, settled};
 use dispatch_tests::netns::Link;
 use dispatch_tests::{eventually, serving};
-use redis::AsyncCommands;
 use tonic::transport::Channel;
 
 /// A `dispatch-server` child process, killed on drop, its stderr in a file.
@@ -93,22 +92,6 @@ fn args(service: &str, addr: SocketAddr, shared: &[String]) -> Vec<String> {
     ];
     args.extend(shared.iter().cloned());
     args
-}
-
-/// District id -> (holder node, epoch) of every lease there is.
-async fn leases(
-    con: &mut redis::aio::MultiplexedConnection,
-    districts: &[String],
-) -> BTreeMap<String, (String, u64)> {
-    let mut held = BTreeMap::new();
-    for d in districts {
-        let lease: Option<String> = con.get(format!("district:{d}:lease")).await.unwrap();
-        if let Some(lease) = lease {
-            let parts: Vec<&str> = lease.splitn(3, ' ').collect();
-            held.insert(d.clone(), (parts[2].to_owned(), parts[0].parse().unwrap()));
-        }
-    }
-    held
 }
 
 async fn officer_status(
@@ -223,29 +206,12 @@ async fn a_partitioned_nodes_districts_are_taken_over_and_given_back_after_the_h
         .collect();
 
     // Settled: both nodes hold what rendezvous gives them.
-    let two = ["district-host", "district-ns"];
-    let expected: BTreeMap<String, String> =
-        dispatch_cluster::rendezvous::assign(&two, ids.iter().map(String::as_str))
-            .into_iter()
-            .map(|(d, n)| (d.to_owned(), n.to_owned()))
-            .collect();
-    let before = eventually(Duration::from_secs(20), || {
-        let (ids, expected, mut con) = (ids.clone(), expected.clone(), con.clone());
-        async move {
-            let held = leases(&mut con, &ids).await;
-            let holders: BTreeMap<String, String> = held
-                .iter()
-                .map(|(d, (n, _))| (d.clone(), n.clone()))
-                .collect();
-            anyhow::ensure!(holders == expected, "not settled: {holders:?}");
-            Ok(held)
-        }
-    })
-    .await
-    .unwrap();
+    let before = settled(&con, &ids, 2, Duration::from_secs(20))
+        .await
+        .unwrap();
     let cut_off: Vec<String> = before
         .iter()
-        .filter(|(_, (n, _))| n == "district-ns")
+        .filter(|(_, l)| l.node == "district-ns")
         .map(|(d, _)| d.clone())
         .collect();
     assert!(
@@ -290,10 +256,10 @@ async fn a_partitioned_nodes_districts_are_taken_over_and_given_back_after_the_h
     let taken = eventually(Duration::from_secs(20), || {
         let (ids, cut_off, mut con) = (ids.clone(), cut_off.clone(), con.clone());
         async move {
-            let held = leases(&mut con, &ids).await;
+            let held = leases(&mut con, &ids).await?;
             let moved = cut_off
                 .iter()
-                .all(|d| held.get(d).is_some_and(|(n, _)| n == "district-host"));
+                .all(|d| held.get(d).is_some_and(|l| l.node == "district-host"));
             anyhow::ensure!(moved, "not taken over yet: {held:?}");
             Ok(held)
         }
@@ -307,10 +273,10 @@ async fn a_partitioned_nodes_districts_are_taken_over_and_given_back_after_the_h
     );
     for d in &cut_off {
         assert!(
-            taken[d].1 > before[d].1,
+            taken[d].epoch > before[d].epoch,
             "{d}: epoch {} after the takeover, {} before",
-            taken[d].1,
-            before[d].1
+            taken[d].epoch,
+            before[d].epoch
         );
     }
     // The state survived: the officer signed on before the cut is available; a change now is
@@ -369,23 +335,12 @@ async fn a_partitioned_nodes_districts_are_taken_over_and_given_back_after_the_h
     // the host node made while it was away.
     link.heal().unwrap();
     let healed = Instant::now();
-    let back = eventually(Duration::from_secs(30), || {
-        let (ids, expected, mut con) = (ids.clone(), expected.clone(), con.clone());
-        async move {
-            let held = leases(&mut con, &ids).await;
-            let holders: BTreeMap<String, String> = held
-                .iter()
-                .map(|(d, (n, _))| (d.clone(), n.clone()))
-                .collect();
-            anyhow::ensure!(holders == expected, "not back yet: {holders:?}");
-            Ok(held)
-        }
-    })
-    .await
-    .unwrap();
+    let back = settled(&con, &ids, 2, Duration::from_secs(30))
+        .await
+        .unwrap();
     println!("heal: districts back {:?} after the heal", healed.elapsed());
     for d in &cut_off {
-        assert!(back[d].1 > taken[d].1, "{d}: epoch went back");
+        assert!(back[d].epoch > taken[d].epoch, "{d}: epoch went back");
     }
     let status = eventually(Duration::from_secs(10), || {
         let (mut client, district, officer) = (via_host.clone(), district.clone(), officer.clone());
