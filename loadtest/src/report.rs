@@ -152,6 +152,12 @@ pub struct TakeoverStats {
     pub p90: Option<f64>,
     /// Their maximum, s.
     pub max: Option<f64>,
+    /// Their longest wait from the call to the dispatch, seconds of cluster time: mostly the
+    /// takeover itself (intake retries the submit until the new owner runs the district).
+    pub longest_call_to_dispatch_s: Option<f64>,
+    /// The run's clock scale: on a scaled clock a takeover's few real seconds count `scale`
+    /// times in these figures.
+    pub clock_scale: f64,
     /// Owner changes seen, all districts.
     pub owner_changes: u64,
     /// Owner changes seen per district id (every district seen held, zeros included).
@@ -322,6 +328,7 @@ impl Report {
         let mut by_district: BTreeMap<String, Group> = BTreeMap::new();
         let mut latency = Samples::millis();
         let mut through_takeover = Group::default();
+        let mut longest_call_to_dispatch_s: Option<f64> = None;
         for i in incidents {
             counts.received += 1;
             counts.dispatched += u64::from(i.dispatched_at.is_some());
@@ -353,6 +360,11 @@ impl Report {
                 && t.incidents.contains(&i.incident_id)
             {
                 through_takeover.add(rt, target);
+                if let (Some(at), Some(received)) = (i.dispatched_at, i.received_at) {
+                    let wait = at.seconds_since(received);
+                    longest_call_to_dispatch_s =
+                        Some(longest_call_to_dispatch_s.map_or(wait, |w| w.max(wait)));
+                }
             }
         }
         let takeover = facts.takeover.as_ref().map(|t| {
@@ -364,6 +376,8 @@ impl Report {
                 p50: g.p50,
                 p90: g.p90,
                 max: g.max,
+                longest_call_to_dispatch_s,
+                clock_scale: facts.scenario.clock_scale,
                 owner_changes: t.owner_changes.values().sum(),
                 owner_changes_by_district: t.owner_changes.clone(),
             }
@@ -557,13 +571,21 @@ impl TakeoverStats {
             .map(|(d, n)| format!("{d} {n}"))
             .collect();
         format!(
-            "{} incident(s) through a takeover of their district: response p50 {} s  p90 {} s  max {} s, {} of {} on scene within target; {} owner changes{}",
+            "{} incident(s) through a takeover of their district: response p50 {} s  p90 {} s  max {} s, {} of {} on scene within target{}; {} owner changes{}",
             self.incidents,
             fmt_opt(self.p50, 0),
             fmt_opt(self.p90, 0),
             fmt_opt(self.max, 0),
             self.within_target,
             self.on_scene,
+            match self.longest_call_to_dispatch_s {
+                Some(w) => format!(
+                    "; longest call -> dispatch {w:.0} s ({:.1} s real at x{})",
+                    w / self.clock_scale,
+                    self.clock_scale
+                ),
+                None => String::new(),
+            },
             self.owner_changes,
             match moved.len() {
                 0 => String::new(),
@@ -709,8 +731,12 @@ mod tests {
             incidents: ["i1", "i4", "i6", "i8"].map(String::from).into(),
             owner_changes: BTreeMap::from([("d1".to_string(), 2), ("d2".to_string(), 0)]),
         });
-        let r = Report::build(&f, &ten());
+        // i4 reached its district 180 s after the call (the others 1 s): 3 s real at x60.
+        let mut incidents = ten();
+        incidents[4].dispatched_at = incidents[4].received_at.map(|r| r.plus_seconds(180.0));
+        let r = Report::build(&f, &incidents);
         let t = r.takeover.as_ref().unwrap();
+        assert_eq!(t.longest_call_to_dispatch_s, Some(180.0));
         // i1 120 s, i4 300 s, i6 420 s reached; i8 never. Within 300 s: i1, i4.
         // p50 = ceil(1.5) = 2nd = 300; p90 = ceil(2.7) = 3rd = 420.
         assert_eq!(
@@ -737,7 +763,7 @@ mod tests {
         assert!(
             r.summary_text().contains(
                 "takeover   4 incident(s) through a takeover of their district: response p50 300 s  p90 420 s  max 420 s, \
-                 2 of 3 on scene within target; 2 owner changes (d1 2)"
+                 2 of 3 on scene within target; longest call -> dispatch 180 s (3.0 s real at x60); 2 owner changes (d1 2)"
             ),
             "{}",
             r.summary_text()
