@@ -141,6 +141,16 @@ fn long_leases() -> ClusterConfig {
     }
 }
 
+/// Renewals an hour apart: an owner with these timings behaves as if paused, its leases lapse
+/// after 1 s.
+fn paused_timings() -> ClusterConfig {
+    ClusterConfig {
+        lease: Duration::from_secs(1),
+        renew_every: Duration::from_secs(3_600),
+        ..ClusterConfig::default()
+    }
+}
+
 /// node-a alone, once it runs every district.
 async fn sole_owner(server: &RedisServer, timings: ClusterConfig) -> Member {
     let a = Member::join(server, "node-a", timings).await;
@@ -420,12 +430,7 @@ async fn a_bystander_names_the_owner_after_a_move_and_a_crash_between_other_node
 #[actix_rt::test]
 async fn a_paused_owner_is_fenced_on_its_next_append_and_drops_the_district() {
     let server = redis();
-    // Renewals an hour apart: the owner behaves as if paused, its leases lapse after 1 s.
-    let paused = ClusterConfig {
-        lease: Duration::from_secs(1),
-        renew_every: Duration::from_secs(3_600),
-        ..ClusterConfig::default()
-    };
+    let paused = paused_timings();
     let a = sole_owner(&server, paused).await;
     let district = "town-d01";
     let officer = format!("{district}-o01");
@@ -493,12 +498,7 @@ async fn a_paused_owner_is_fenced_on_its_next_append_and_drops_the_district() {
 #[actix_rt::test]
 async fn a_paused_owner_answers_a_command_it_would_refuse_with_the_fence() {
     let server = redis();
-    // Renewals an hour apart: the owner behaves as if paused, its leases lapse after 1 s.
-    let paused = ClusterConfig {
-        lease: Duration::from_secs(1),
-        renew_every: Duration::from_secs(3_600),
-        ..ClusterConfig::default()
-    };
+    let paused = paused_timings();
     let a = sole_owner(&server, paused).await;
     let district = "town-d01";
     let officer = format!("{district}-o01");
